@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The `chokepoint` command: the only place that wires modules together (DESIGN §1).
+ */
+import { Command, Option } from 'commander';
+import { serveCommand } from './cli/serve.js';
+import { policyCheckCommand, policyTestCommand } from './cli/policy.js';
+import { configCheckCommand } from './cli/config.js';
+import { VERSION } from './cli/version.js';
+
+const program = new Command();
+program.name('chokepoint').description('Default-deny egress gateway for outbound-only agents').version(VERSION);
+
+program
+  .command('serve')
+  .description('run the gateway')
+  .option('-c, --config <file>', 'configuration file (YAML); flags win over it')
+  .option('--policy <file>', 'policy file (YAML, version 1); reloaded on change and on SIGHUP')
+  .option('--proxy-listen <host:port>', 'plain proxy listener (default 127.0.0.1:3128)')
+  .option('--events <file|->', 'where gateway events go as JSON lines: a file, - for stdout, none (default -)')
+  .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .action(serveCommand);
+
+const policy = program.command('policy').description('policy files');
+policy
+  .command('check <file>')
+  .description('validate a policy file; prints every problem with its path and a fix; exit 1 if any')
+  .option('--json', 'machine-readable output')
+  .action(policyCheckCommand);
+policy
+  .command('test <file>')
+  .description('decide one request offline (no DNS); exit 0 if allowed, 1 if denied')
+  .requiredOption('--source <ip>', 'client address (selects the group by its sources)')
+  .requiredOption('--dest <host:port>', 'destination (port defaults to 443)')
+  .addOption(new Option('--protocol <p>', 'connect, or http for a plain-text absolute-form request').choices(['connect', 'http']).default('connect'))
+  .option('--json', 'machine-readable output')
+  .action(policyTestCommand);
+
+const config = program.command('config').description('gateway configuration files');
+config
+  .command('check <file>')
+  .description('validate a configuration file; exit 1 on any problem')
+  .action(configCheckCommand);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`chokepoint: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+});

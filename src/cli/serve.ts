@@ -1,0 +1,80 @@
+import { pino } from 'pino';
+import { ChokepointError, formatProblem } from '../core/errors.js';
+import { loadConfig } from '../config/load.js';
+import { EventBus } from '../events/bus.js';
+import { Gateway } from '../gateway/server.js';
+import { JsonlSink } from '../sinks/jsonl.js';
+import { PolicyReloader } from './reload.js';
+import { VERSION } from './version.js';
+
+interface ServeFlags {
+  config?: string;
+  policy?: string;
+  proxyListen?: string;
+  events?: string;
+  logLevel?: string;
+}
+
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(flags.config, { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel });
+  } catch (err) {
+    if (err instanceof ChokepointError) {
+      process.stderr.write(`chokepoint: ${err.message} [${err.code}]\n`);
+      for (const p of err.problems) process.stderr.write(`  ${formatProblem(p)}\n`);
+      if (err.cause instanceof Error) process.stderr.write(`  ${err.cause.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config.policy === undefined) {
+    process.stderr.write('chokepoint: no policy: pass --policy FILE (or "policy:" in the config file)\n');
+    process.exit(2);
+  }
+  const logger = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
+  const bus = new EventBus({ onSubscriberError: (err) => logger.error({ err }, 'event subscriber failed') });
+  const sink = config.events === 'none' ? null : new JsonlSink({
+    target: config.events,
+    onDrop: (n) => logger.error({ dropped: n }, 'event sink backed up: oldest events dropped'),
+    onError: (err) => logger.error({ err }, 'event sink write failed'),
+  });
+  if (sink) bus.subscribe(sink.write);
+
+  const gw = new Gateway({ config, bus, logger });
+  const reloader = new PolicyReloader(config.policy, gw, bus, logger);
+  await reloader.reload('start');
+  reloader.watch();
+
+  const { host, port } = config.proxy_listen;
+  let bound;
+  try {
+    bound = await gw.listen(host, port, 'proxy');
+  } catch (err) {
+    process.stderr.write(`chokepoint: cannot listen on ${host}:${port}: ${(err as Error).message} [LISTEN_FAILED]\n`);
+    process.exit(2);
+  }
+  const listeners = [`proxy ${bound.address}:${bound.port}`];
+  bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners, version: VERSION });
+  logger.info({ listeners, policy: config.policy, version: VERSION }, 'chokepoint gateway started');
+
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      gw.destroy(); // a second signal: stop waiting for tunnels
+      return;
+    }
+    stopping = true;
+    logger.info({ signal, tunnels: gw.activeTunnels, deadline_ms: config.timeouts.shutdown }, 'draining');
+    bus.publish({ v: 1, type: 'gateway.stopping', time: new Date().toISOString(), listeners, version: VERSION });
+    reloader.close();
+    await gw.close();
+    bus.publish({ v: 1, type: 'gateway.stopped', time: new Date().toISOString(), listeners, version: VERSION });
+    await sink?.close();
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

@@ -1,0 +1,77 @@
+/**
+ * The gateway configuration file (YAML, snake_case) and its validated, frozen model.
+ * Every field has a safe default, so an empty file (or none) is a valid configuration.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { parseListen } from './listen.js';
+
+const duration = (def: string, min = 0) =>
+  z.union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (use e.g. 500ms, 10s, 5m, 1h)` });
+        return z.NEVER;
+      }
+      if (ms < min) {
+        ctx.addIssue({ code: 'custom', message: `must be at least ${min}ms` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const listen = (def: string) => z.string().default(def).transform((v, ctx) => {
+  const l = parseListen(v);
+  if (typeof l === 'string') {
+    ctx.addIssue({ code: 'custom', message: l });
+    return z.NEVER;
+  }
+  return l;
+});
+
+const int = (def: number, min: number, max: number) => z.number().int().min(min).max(max).default(def);
+
+const resolverAddr = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:[0-9]{1,5})?$/, 'resolver must be an IP address with an optional port, e.g. 127.0.0.1:53 or [::1]:53');
+
+export const configSchema = z.strictObject({
+  policy: z.string().min(1).optional(),
+  proxy_listen: listen('127.0.0.1:3128'),
+  /** `-` for stdout, a file path, or `none`. */
+  events: z.string().min(1).default('-'),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  dns: z.strictObject({
+    /** Empty: the system resolver (getaddrinfo, honours /etc/hosts), cached for `cache_ttl`. */
+    resolvers: z.array(resolverAddr).default([]),
+    cache_ttl: duration('30s'),
+    min_ttl: duration('5s'),
+    max_ttl: duration('5m'),
+    negative_ttl: duration('5s'),
+    timeout: duration('5s', 100),
+    cache_size: int(10_000, 0, 10_000_000),
+  }).prefault({}),
+  tls: z.strictObject({
+    min_version: z.enum(['1.0', '1.1', '1.2', '1.3']).default('1.2'),
+    /** Encrypted Client Hello hides the real destination from the gateway (see docs). */
+    ech: z.enum(['deny', 'allow']).default('deny'),
+    clienthello_timeout: duration('10s', 100),
+  }).prefault({}),
+  timeouts: z.strictObject({
+    header: duration('10s', 100),
+    keepalive: duration('60s', 100),
+    connect: duration('10s', 100),
+    idle: duration('15m', 1000),
+    lifetime: duration('24h', 1000),
+    shutdown: duration('30s', 0),
+  }).prefault({}),
+  limits: z.strictObject({
+    max_header_bytes: int(32 * 1024, 1024, 1024 * 1024),
+    max_connections: int(20_000, 1, 1_000_000),
+    max_tunnels: int(10_000, 1, 1_000_000),
+    max_tunnels_per_client: int(2_000, 1, 1_000_000),
+  }).prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;

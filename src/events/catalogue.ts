@@ -1,0 +1,103 @@
+/**
+ * The typed catalogue of every event the gateway emits (schema version 1). docs/events.md
+ * documents each field; test/events-docs.test.ts keeps the two in step. Field names are
+ * snake_case and flat so that a SIEM can index them without a mapping.
+ */
+import type { Reason } from '../core/reasons.js';
+
+export const EVENT_SCHEMA_VERSION = 1;
+
+interface Base {
+  readonly v: 1;
+  /** ISO 8601 UTC with milliseconds. */
+  readonly time: string;
+}
+
+/** Fields shared by a decision and the close of the tunnel it opened. */
+export interface ConnectionFields {
+  /** Shared by the decision and its tunnel.closed event. */
+  readonly id: string;
+  readonly listener: string;
+  readonly client_ip: string;
+  readonly client_port: number;
+  /** The group the client belongs to, or null when unauthenticated. */
+  readonly group: string | null;
+  /** `CONNECT` or the HTTP method of an absolute-form request; null when the request line was unreadable. */
+  readonly method: string | null;
+  /** Normalized destination host, or null when the target could not be parsed. */
+  readonly host: string | null;
+  readonly port: number | null;
+  /** The address dialed (after resolution and checks), or null when none was. */
+  readonly address: string | null;
+}
+
+export interface DecisionEvent extends Base, ConnectionFields {
+  readonly type: 'gateway.decision';
+  readonly verdict: 'allow' | 'deny';
+  /** `allowed`, or the deny reason; in report mode an allowed connection carries its would-be deny reason. */
+  readonly reason: Reason;
+  readonly rule: string | null;
+  readonly mode: 'enforce' | 'report' | null;
+  readonly sni: string | null;
+  readonly tls_version: string | null;
+  /** For `address_denied`: why the address is special (private, loopback, metadata, …). */
+  readonly address_class: string | null;
+  /** Short, non-sensitive detail for request errors (which header, which check). */
+  readonly detail: string | null;
+  /** HTTP status sent to the client for a deny answered in HTTP; null otherwise. */
+  readonly status: number | null;
+}
+
+export type CloseReason =
+  | 'client_closed' | 'upstream_closed' | 'completed' | 'idle_timeout' | 'lifetime_exceeded'
+  | 'client_error' | 'upstream_error' | 'shutdown' | 'policy_revoked';
+
+export interface TunnelClosedEvent extends Base, ConnectionFields {
+  readonly type: 'gateway.tunnel.closed';
+  /** `connect` for a CONNECT tunnel, `http` for one forwarded absolute-form request/response exchange. */
+  readonly protocol: 'connect' | 'http';
+  /** Bytes from the client to the destination (after the CONNECT head / including the forwarded request). */
+  readonly bytes_up: number;
+  /** Bytes from the destination to the client. */
+  readonly bytes_down: number;
+  readonly duration_ms: number;
+  readonly close_reason: CloseReason;
+  /** HTTP status from the destination (http exchanges only). */
+  readonly status: number | null;
+}
+
+export interface PolicyLoadedEvent extends Base {
+  readonly type: 'gateway.policy.loaded';
+  readonly source: string;
+  readonly digest: string;
+  readonly groups: number;
+  readonly warnings: readonly string[];
+}
+
+export interface PolicyRejectedEvent extends Base {
+  readonly type: 'gateway.policy.rejected';
+  readonly source: string;
+  /** The digest of the policy that stays in force, or null when there is none (deny all). */
+  readonly running_digest: string | null;
+  readonly problems: readonly string[];
+}
+
+export interface LifecycleEvent extends Base {
+  readonly type: 'gateway.started' | 'gateway.stopping' | 'gateway.stopped';
+  readonly listeners: readonly string[];
+  readonly version: string;
+}
+
+export type GatewayEvent = DecisionEvent | TunnelClosedEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent;
+export type EventType = GatewayEvent['type'];
+
+/** Every event type, for documentation checks and sink routing. */
+export const EVENT_TYPES: readonly EventType[] = Object.freeze([
+  'gateway.decision',
+  'gateway.tunnel.closed',
+  'gateway.policy.loaded',
+  'gateway.policy.rejected',
+  'gateway.started',
+  'gateway.stopping',
+  'gateway.stopped',
+]);
