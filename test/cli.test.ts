@@ -1,0 +1,212 @@
+/**
+ * The `chokepoint` command as users run it: serve with reload and drain, policy check,
+ * policy test, config check. The CLI runs as a real child process.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { DnsServer } from './helpers/dns-server.js';
+import { basePolicy, testDns } from './helpers/fixtures.js';
+import { RawClient } from './helpers/gateway.js';
+import { startEchoOrigin, type Origin } from './helpers/origins.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const execP = promisify(execFile);
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await execP(process.execPath, [CLI, ...args]);
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+let dir: string;
+let dns: DnsServer;
+let echo: Origin;
+let P: { echo: number; tls: number; http: number };
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
+  dns = await testDns();
+  echo = await startEchoOrigin();
+  P = { echo: echo.port, tls: 1, http: 2 };
+});
+after(async () => {
+  await echo.close();
+  await dns.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Served {
+  proc: ChildProcess;
+  port: number;
+  events: Record<string, unknown>[];
+  next(type: string, pred?: (e: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+async function serve(policyFile: string): Promise<Served> {
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n`);
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: Record<string, unknown>[] = [];
+  const waiters: (() => void)[] = [];
+  createInterface({ input: proc.stdout! }).on('line', (l) => {
+    events.push(JSON.parse(l) as Record<string, unknown>);
+    for (const w of waiters.splice(0)) w();
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const next = async (type: string, pred: (e: Record<string, unknown>) => boolean = () => true, ms = 5000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const e = events.find((x) => x.type === type && pred(x));
+      if (e) return e;
+      if (Date.now() > deadline) throw new Error(`no ${type}; events ${JSON.stringify(events)}; stderr ${stderr}`);
+      await new Promise<void>((r) => { const t = setTimeout(r, 100); waiters.push(() => { clearTimeout(t); r(); }); });
+    }
+  };
+  const started = await next('gateway.started');
+  const port = Number(/:(\d+)$/.exec((started.listeners as string[])[0] as string)?.[1]);
+  return { proc, port, events, next, exit };
+}
+
+async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number; reason?: string }> {
+  const c = await RawClient.connect(port);
+  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
+  const h = await c.head();
+  return { c, status: h.status, reason: h.headers['x-chokepoint-reason'] };
+}
+
+describe('chokepoint serve', () => {
+  it('serves, reloads on file change and SIGHUP, keeps the running policy on a bad one, and drains on SIGTERM', async () => {
+    const file = join(dir, 'policy.yaml');
+    writeFileSync(file, basePolicy(P));
+    const s = await serve(file);
+    try {
+      await s.next('gateway.policy.loaded');
+      const a = await connectStatus(s.port, `echo.test:${P.echo}`);
+      assert.equal(a.status, 200);
+
+      // An atomic replace that removes echo.test: the live tunnel stays, new requests are denied.
+      const tmp = join(dir, 'policy.yaml.tmp');
+      writeFileSync(tmp, basePolicy(P).replace('      - host: echo.test\n', '      - host: echo2.test\n'));
+      renameSync(tmp, file);
+      await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) === 1);
+      const b = await connectStatus(s.port, `echo.test:${P.echo}`);
+      assert.equal(b.status, 403);
+      assert.equal(b.reason, 'no_rule_matched');
+      a.c.data = Buffer.alloc(0);
+      a.c.write('live');
+      await a.c.until((x) => x.text() === 'live');
+
+      // A broken policy is rejected; the running one stays in force.
+      writeFileSync(file, 'version: 1\ngroups: [{name: x, bogus: 1}]\n');
+      const rej = await s.next('gateway.policy.rejected');
+      assert.ok((rej.problems as string[]).some((p) => p.includes('bogus')));
+      assert.notEqual(rej.running_digest, null);
+      const c = await connectStatus(s.port, `other.test:${P.echo}`);
+      assert.equal(c.status, 200);
+      c.c.close();
+
+      // SIGHUP reloads (after the file is fixed).
+      writeFileSync(file, basePolicy(P));
+      s.proc.kill('SIGHUP');
+      await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) >= 2);
+      const d = await connectStatus(s.port, `echo.test:${P.echo}`);
+      assert.equal(d.status, 200);
+      d.c.close();
+
+      // SIGTERM: the open tunnel keeps working until it closes; then the process exits 0.
+      s.proc.kill('SIGTERM');
+      await s.next('gateway.stopping');
+      a.c.data = Buffer.alloc(0);
+      a.c.write('draining');
+      await a.c.until((x) => x.text() === 'draining');
+      a.c.close();
+      assert.equal(await s.exit, 0);
+      assert.ok(s.events.some((e) => e.type === 'gateway.stopped'));
+      const closes = s.events.filter((e) => e.type === 'gateway.tunnel.closed');
+      assert.ok(closes.length >= 1);
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('starts with an invalid policy and denies everything with no_policy', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'version: 2\n');
+    const s = await serve(file);
+    try {
+      await s.next('gateway.policy.rejected');
+      const r = await connectStatus(s.port, `echo.test:${P.echo}`);
+      assert.equal(r.status, 403);
+      assert.equal(r.reason, 'no_policy');
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('refuses bad flags with a clear message and exit 2', async () => {
+    const r = await cli(['serve', '--policy', 'examples/policy.yaml', '--proxy-listen', 'nonsense']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /proxy_listen: "nonsense" is not HOST:PORT/);
+    const r2 = await cli(['serve']);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /no policy/);
+  });
+});
+
+describe('chokepoint policy', () => {
+  it('check: ok for the example policy', async () => {
+    const r = await cli(['policy', 'check', fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url))]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /ok \(2 groups/);
+  });
+
+  it('check: every problem with its path, exit 1', async () => {
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(file, 'version: 1\ngroups:\n  - name: a\n    sources: [10.0.0.0/8]\n    allow:\n      - host: "*.com"\n      - host: Example.COM\n  - name: a\n    sources: [10.1.0.0/16]\n');
+    const r = await cli(['policy', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /groups\[0\]\.allow\[0\]\.host/);
+    assert.match(r.stdout, /groups\[0\]\.allow\[1\]\.host.*example\.com/);
+    assert.match(r.stdout, /groups\[1\]/);
+  });
+
+  it('test: prints the decision, reason and rule; exit 0 allow, 1 deny', async () => {
+    const file = join(dir, 'p.yaml');
+    writeFileSync(file, basePolicy(P));
+    const ok = await cli(['policy', 'test', file, '--source', '127.0.0.1', '--dest', `echo.test:${P.echo}`]);
+    assert.equal(ok.code, 0);
+    assert.match(ok.stdout, /^ALLOW echo\.test/);
+    assert.match(ok.stdout, /rule: +groups\.servers\.allow\[0\]/);
+    const no = await cli(['policy', 'test', file, '--source', '127.0.0.1', '--dest', 'nothing.test:443', '--json']);
+    assert.equal(no.code, 1);
+    assert.equal((JSON.parse(no.stdout) as { reason: string }).reason, 'no_rule_matched');
+    const unauth = await cli(['policy', 'test', file, '--source', '192.0.2.1', '--dest', 'echo.test:1', '--json']);
+    assert.equal((JSON.parse(unauth.stdout) as { reason: string }).reason, 'unauthenticated');
+  });
+});
+
+describe('chokepoint config check', () => {
+  it('reports unknown keys and bad values by path', async () => {
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'timeouts:\n  idle: forever\nlimits:\n  max_tunnels: -1\nbogus: 1\n');
+    const r = await cli(['config', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /timeouts\.idle: "forever" is not a duration/);
+    assert.match(r.stdout, /limits\.max_tunnels/);
+    assert.match(r.stdout, /unknown key "bogus"/);
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * Absolute-form HTTP through a real gateway: forwarding, header hygiene, keep-alive with a
+ * decision per request, bodies both ways, and every request-level refusal.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
+import type { DnsServer } from './helpers/dns-server.js';
+import { basePolicy, testDns } from './helpers/fixtures.js';
+import { RawClient, startGateway, type TestGateway } from './helpers/gateway.js';
+import { startHttpOrigin } from './helpers/origins.js';
+
+let dns: DnsServer;
+let http: Awaited<ReturnType<typeof startHttpOrigin>>;
+let g: TestGateway;
+let P: { echo: number; tls: number; http: number };
+
+before(async () => {
+  dns = await testDns();
+  http = await startHttpOrigin((req, res) => {
+    if (req.url === '/chunked') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('part1-');
+      res.end('part2');
+      return;
+    }
+    if (req.url === '/nocontent') {
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  P = { echo: 1, tls: 2, http: http.port };
+  g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, timeouts: { header: '500ms' }, limits: { max_header_bytes: 2048 } });
+});
+after(async () => {
+  await g.close();
+  await http.close();
+  await dns.close();
+});
+
+async function deny(raw: string): Promise<{ status: number; reason: string; body: string }> {
+  const c = await RawClient.connect(g.port);
+  c.write(raw);
+  const h = await c.head();
+  await c.waitClosed();
+  return { status: h.status, reason: h.headers['x-chokepoint-reason'] ?? '', body: h.body };
+}
+
+describe('absolute-form forwarding', () => {
+  it('forwards a GET in origin-form, strips hop-by-hop and proxy credentials, adds Via', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write(
+      `GET http://http.test:${P.http}/path?q=1 HTTP/1.1\r\nHost: http.test:${P.http}\r\n` +
+        'Proxy-Authorization: Basic c2VjcmV0OnNlY3JldA==\r\nProxy-Connection: keep-alive\r\n' +
+        'Connection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nX-Kept: yes\r\nTE: trailers\r\n\r\n',
+    );
+    const h = await c.head();
+    assert.equal(h.status, 200);
+    const echoed = JSON.parse(h.body) as { url: string; headers: Record<string, string> };
+    assert.equal(echoed.url, '/path?q=1');
+    assert.equal(echoed.headers['x-kept'], 'yes');
+    assert.equal(echoed.headers['proxy-authorization'], undefined);
+    assert.equal(echoed.headers['proxy-connection'], undefined);
+    assert.equal(echoed.headers['x-secret-hop'], undefined);
+    assert.equal(echoed.headers.te, undefined);
+    assert.equal(echoed.headers.via, '1.1 chokepoint');
+    c.close();
+    const d = await g.waitDecision((e) => e.method === 'GET' && e.host === 'http.test');
+    assert.equal(d.verdict, 'allow');
+    const closed = await g.waitClosed((e) => e.id === d.id);
+    assert.equal(closed.protocol, 'http');
+    assert.equal(closed.status, 200);
+    assert.ok(closed.bytes_down > 0 && closed.bytes_up > 0);
+  });
+
+  it('decides each request on a kept-alive connection on its own', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write(`GET http://http.test:${P.http}/one HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);
+    const first = await c.head();
+    assert.equal(first.status, 200);
+    c.data = Buffer.alloc(0);
+    c.write(`GET http://nothing.test:${P.http}/two HTTP/1.1\r\nHost: nothing.test:${P.http}\r\n\r\n`);
+    const second = await c.head();
+    assert.equal(second.status, 403);
+    assert.equal(second.headers['x-chokepoint-reason'], 'no_rule_matched');
+    await c.waitClosed();
+  });
+
+  it('reuses the upstream connection for the same destination and serves pipelined requests in order', async () => {
+    const c = await RawClient.connect(g.port);
+    const req = (p: string) => `GET http://http.test:${P.http}${p} HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`;
+    c.write(req('/a') + req('/b') + req('/c'));
+    await c.until((x) => (x.text().match(/HTTP\/1\.1 200/g) ?? []).length === 3);
+    const urls = [...c.text().matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(urls, ['/a', '/b', '/c']);
+    c.close();
+  });
+
+  it('streams a Content-Length body and a chunked body to the origin', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write(`POST http://http.test:${P.http}/post HTTP/1.1\r\nHost: http.test:${P.http}\r\nContent-Length: 11\r\n\r\nhello world`);
+    const h = await c.head();
+    assert.equal(h.status, 200);
+    assert.equal(http.requests.at(-1)?.body, 'hello world');
+    c.data = Buffer.alloc(0);
+    c.write(`POST http://http.test:${P.http}/post HTTP/1.1\r\nHost: http.test:${P.http}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`);
+    const h2 = await c.head();
+    assert.equal(h2.status, 200);
+    assert.equal(http.requests.at(-1)?.body, 'hello world');
+    c.close();
+  });
+
+  it('passes a chunked response, a 204 and a HEAD response with the right framing', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write(`GET http://http.test:${P.http}/chunked HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);
+    await c.until((x) => x.text().includes('0\r\n\r\n'));
+    assert.match(c.text(), /transfer-encoding: chunked/i);
+    assert.match(c.text(), /part1-/);
+    c.data = Buffer.alloc(0);
+    c.write(`GET http://http.test:${P.http}/nocontent HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);
+    const h = await c.head();
+    assert.equal(h.status, 204);
+    c.data = Buffer.alloc(0);
+    c.write(`HEAD http://http.test:${P.http}/x HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);
+    await c.until((x) => x.text().includes('\r\n\r\n'));
+    assert.match(c.text(), /^HTTP\/1\.1 200/);
+    c.data = Buffer.alloc(0);
+    // The connection is still in step after a bodiless HEAD response.
+    c.write(`GET http://http.test:${P.http}/after-head HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);
+    const h3 = await c.head();
+    assert.match(h3.body, /after-head/);
+    c.close();
+  });
+
+  it('answers 502 upstream_bad_response when the origin speaks garbage', async () => {
+    const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end('NOT HTTP AT ALL\r\n\r\n')); });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const port = (bad.address() as AddressInfo).port;
+    g.setPolicy(basePolicy({ ...P, http: port }));
+    try {
+      const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
+      assert.equal(r.status, 502);
+      assert.equal(r.reason, 'upstream_bad_response');
+    } finally {
+      g.setPolicy(basePolicy(P));
+      bad.close();
+    }
+  });
+
+  it('refuses a plain-text request on a tls: required rule with not_tls', async () => {
+    const r = await deny(`GET http://tls.test:${P.tls}/ HTTP/1.1\r\nHost: tls.test:${P.tls}\r\n\r\n`);
+    assert.equal(r.status, 403);
+    assert.equal(r.reason, 'not_tls');
+  });
+});
+
+describe('request refusals', () => {
+  const H = () => `http.test:${P.http}`;
+  const cases: [string, () => string, number, string][] = [
+    ['an origin-form request', () => 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'origin_form'],
+    ['an https:// absolute-form request', () => `GET https://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\n\r\n`, 400, 'unsupported_scheme'],
+    ['a Host header naming another host', () => `GET http://${H()}/ HTTP/1.1\r\nHost: other.test:${P.http}\r\n\r\n`, 400, 'host_mismatch'],
+    ['Content-Length with Transfer-Encoding', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'request_smuggling'],
+    ['duplicate Content-Length', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello`, 400, 'request_smuggling'],
+    ['a transfer coding other than chunked', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n`, 400, 'request_smuggling'],
+    ['a bare LF line ending', () => `GET http://${H()}/ HTTP/1.1\nHost: ${H()}\r\n\r\n`, 400, 'bad_request'],
+    ['whitespace before the colon', () => `GET http://${H()}/ HTTP/1.1\r\nHost : ${H()}\r\n\r\n`, 400, 'bad_request'],
+    ['an obs-fold continuation line', () => `GET http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nX-A: 1\r\n  folded\r\n\r\n`, 400, 'bad_request'],
+    ['a malformed request line', () => 'HELLO\r\n\r\n', 400, 'bad_request'],
+    ['HTTP/2 on the request line', () => `GET http://${H()}/ HTTP/2.0\r\n\r\n`, 400, 'bad_request'],
+    ['a head larger than the limit', () => `GET http://${H()}/ HTTP/1.1\r\nX-Big: ${'a'.repeat(4000)}\r\n\r\n`, 431, 'header_too_large'],
+    ['an IP literal in absolute form', () => `GET http://127.0.0.1:${P.http}/ HTTP/1.1\r\n\r\n`, 403, 'ip_literal_denied'],
+    ['a disallowed port in absolute form', () => `GET http://http.test:1/ HTTP/1.1\r\nHost: http.test:1\r\n\r\n`, 403, 'port_not_allowed'],
+  ];
+  for (const [name, raw, status, reason] of cases) {
+    it(`refuses ${name} with ${status} ${reason}`, async () => {
+      const r = await deny(raw());
+      assert.equal(r.status, status);
+      assert.equal(r.reason, reason);
+      assert.equal((JSON.parse(r.body) as { code: string }).code, reason);
+    });
+  }
+
+  it('answers 408 header_timeout to a head that never completes (slowloris)', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write('GET http://http.test/ HTTP/1.1\r\n');
+    const t = setInterval(() => c.write('X'), 100); // keeps the socket active: the deadline is absolute
+    try {
+      const h = await c.head(3000);
+      assert.equal(h.status, 408);
+      assert.equal(h.headers['x-chokepoint-reason'], 'header_timeout');
+    } finally {
+      clearInterval(t);
+      c.close();
+    }
+  });
+
+  it('closes an idle connection that never sent a byte, without an answer', async () => {
+    const c = await RawClient.connect(g.port);
+    await c.waitClosed(3000);
+    assert.equal(c.data.length, 0);
+  });
+});

@@ -1,0 +1,182 @@
+/**
+ * Who is asking and what state the gateway is in: no policy, unknown clients, report mode,
+ * exceptions in the decision path, limits, timeouts and draining.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DnsServer } from './helpers/dns-server.js';
+import { basePolicy, testDns } from './helpers/fixtures.js';
+import { RawClient, compile, startGateway } from './helpers/gateway.js';
+import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import type { CompiledPolicy } from '../src/policy/types.js';
+
+let dns: DnsServer;
+let echo: Origin;
+let P: { echo: number; tls: number; http: number };
+
+before(async () => {
+  dns = await testDns();
+  echo = await startEchoOrigin();
+  P = { echo: echo.port, tls: 1, http: 2 };
+});
+after(async () => {
+  await echo.close();
+  await dns.close();
+});
+
+async function connect(port: number, target: string): Promise<{ c: RawClient; status: number; reason: string | undefined }> {
+  const c = await RawClient.connect(port);
+  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
+  const h = await c.head();
+  return { c, status: h.status, reason: h.headers['x-chokepoint-reason'] };
+}
+
+describe('gateway states', () => {
+  it('denies everything with no_policy when no valid policy is loaded', async () => {
+    const g = await startGateway(null, { dns: { resolvers: [dns.address] } });
+    try {
+      const r = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(r.status, 403);
+      assert.equal(r.reason, 'no_policy');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('denies a client whose address is in no group with unauthenticated', async () => {
+    const g = await startGateway(basePolicy(P).replace('sources: [127.0.0.0/8]', 'sources: [10.0.0.0/8]'), { dns: { resolvers: [dns.address] } });
+    try {
+      const r = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(r.status, 403);
+      assert.equal(r.reason, 'unauthenticated');
+      const d = await g.waitDecision();
+      assert.equal(d.group, null);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('lets a would-be deny through in report mode and records the reason', async () => {
+    const g = await startGateway(basePolicy(P).replace('  - name: servers\n', '  - name: servers\n    mode: report\n'), { dns: { resolvers: [dns.address] } });
+    try {
+      // other.test is allowed on the echo port; x.evil.test is globally denied but resolves to loopback.
+      const r = await connect(g.port, `x.evil.test:${P.echo}`);
+      assert.equal(r.status, 200);
+      r.c.close();
+      const d = await g.waitDecision((e) => e.host === 'x.evil.test');
+      assert.equal(d.verdict, 'allow');
+      assert.equal(d.reason, 'denied_by_rule');
+      assert.equal(d.mode, 'report');
+      // Address checks are never report-only: they protect the gateway's own network.
+      const r2 = await connect(g.port, `metadata.test:${P.echo}`);
+      assert.equal(r2.status, 403);
+      assert.equal(r2.reason, 'address_denied');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('fails closed with internal_error when the policy engine throws', async () => {
+    const good = compile(basePolicy(P));
+    const broken: CompiledPolicy = {
+      ...good,
+      groups: good.groups,
+      groupForSource: (ip) => good.groupForSource(ip),
+      checkAddress: (ip, self) => good.checkAddress(ip, self),
+      decide: () => { throw new Error('boom: secret internal detail'); },
+    };
+    const g = await startGateway(null, { dns: { resolvers: [dns.address] } });
+    g.gw.setPolicy(broken);
+    try {
+      const c = await RawClient.connect(g.port);
+      c.write(`CONNECT echo.test:${P.echo} HTTP/1.1\r\n\r\n`);
+      const h = await c.head();
+      assert.equal(h.status, 500);
+      assert.equal(h.headers['x-chokepoint-reason'], 'internal_error');
+      assert.doesNotMatch(h.body, /boom|secret/);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('refuses with client_tunnel_limit and tunnel_limit (429) when limits are reached', async () => {
+    const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, limits: { max_tunnels_per_client: 2, max_tunnels: 3 } });
+    try {
+      const a = await connect(g.port, `echo.test:${P.echo}`);
+      const b = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(a.status, 200);
+      assert.equal(b.status, 200);
+      const c = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(c.status, 429);
+      assert.equal(c.reason, 'client_tunnel_limit');
+      a.c.close();
+      await g.waitClosed();
+      const d = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(d.status, 200, 'the slot is released when a tunnel closes');
+      d.c.close();
+      b.c.close();
+    } finally {
+      await g.close();
+    }
+    const g2 = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, limits: { max_tunnels: 1 } });
+    try {
+      const a = await connect(g2.port, `echo.test:${P.echo}`);
+      assert.equal(a.status, 200);
+      const b = await connect(g2.port, `echo.test:${P.echo}`);
+      assert.equal(b.status, 429);
+      assert.equal(b.reason, 'tunnel_limit');
+      a.c.close();
+    } finally {
+      await g2.close();
+    }
+  });
+
+  it('cuts an idle tunnel after the idle timeout', async () => {
+    const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, timeouts: { idle: '1s' } });
+    try {
+      const r = await connect(g.port, `echo.test:${P.echo}`);
+      assert.equal(r.status, 200);
+      await r.c.waitClosed(4000);
+      const closed = await g.waitClosed();
+      assert.equal(closed.close_reason, 'idle_timeout');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('cuts a tunnel at its maximum lifetime even while it is busy', async () => {
+    const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, timeouts: { lifetime: '1s' } });
+    try {
+      const r = await connect(g.port, `echo.test:${P.echo}`);
+      const t = setInterval(() => r.c.write('x'), 50);
+      await r.c.waitClosed(5000);
+      clearInterval(t);
+      const closed = await g.waitClosed();
+      assert.equal(closed.close_reason, 'lifetime_exceeded');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('answers shutting_down to new requests on open connections while draining, and lets tunnels finish', async () => {
+    const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] } });
+    const r = await connect(g.port, `echo.test:${P.echo}`);
+    assert.equal(r.status, 200);
+    const idle = await RawClient.connect(g.port);
+    const partial = await RawClient.connect(g.port);
+    partial.write(`CONNECT echo.test:${P.echo} HTTP/1.1\r\n`);
+    await new Promise((res) => setTimeout(res, 50));
+    const closing = g.gw.close(5000);
+    partial.write('\r\n');
+    const ph = await partial.head();
+    assert.equal(ph.status, 503);
+    assert.equal(ph.headers['x-chokepoint-reason'], 'shutting_down');
+    await idle.waitClosed(2000);
+    assert.equal(idle.closed, true, 'an idle connection is closed at once');
+    r.c.data = Buffer.alloc(0);
+    r.c.write('still-here');
+    await r.c.until((x) => x.text().includes('still-here'));
+    r.c.close();
+    await closing;
+  });
+});

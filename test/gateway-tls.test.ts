@@ -1,0 +1,161 @@
+/**
+ * The ClientHello checks on `tls: required` rules (DESIGN §2 step 5): real TLS clients
+ * through the tunnel, and crafted ClientHellos for what real clients will not send.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as tlsConnect } from 'node:tls';
+import type { DnsServer } from './helpers/dns-server.js';
+import { basePolicy, testDns } from './helpers/fixtures.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { makePki, startEchoOrigin, startTlsOrigin, type Origin, type TestPki } from './helpers/origins.js';
+import { openTunnel, readAll } from './helpers/tunnel.js';
+import { buildClientHello } from './helpers/clienthello-fixtures.js';
+
+let dns: DnsServer;
+let pki: TestPki;
+let tlsOrigin: Origin<import('node:tls').Server>;
+let echo: Origin;
+let g: TestGateway;
+let P: { echo: number; tls: number; http: number };
+
+before(async () => {
+  dns = await testDns();
+  pki = makePki(['tls.test', 'other.test']);
+  tlsOrigin = await startTlsOrigin(pki);
+  echo = await startEchoOrigin();
+  P = { echo: echo.port, tls: tlsOrigin.port, http: 1 };
+  g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, tls: { clienthello_timeout: '300ms' } });
+});
+after(async () => {
+  await g.close();
+  await tlsOrigin.close();
+  await echo.close();
+  await dns.close();
+  pki.cleanup();
+});
+
+/** Alert record: content type 21, level 2 (fatal), then the description. */
+function alertOf(b: Buffer): number | null {
+  return b.length >= 7 && b[0] === 21 && b[5] === 2 ? (b[6] as number) : null;
+}
+
+describe('tls: required', () => {
+  it('passes a real TLS session end to end when SNI names the CONNECT host', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    assert.equal(t.status, 200);
+    const s = tlsConnect({ socket: t.socket, servername: 'tls.test', ca: pki.caCert });
+    await new Promise<void>((r, j) => { s.once('secureConnect', r); s.once('error', j); });
+    s.write('GET / HTTP/1.1\r\nhost: tls.test\r\n\r\n');
+    const body = (await readAll(s)).toString();
+    assert.match(body, /"sni":"tls.test"/);
+    const d = await g.waitDecision((e) => e.host === 'tls.test' && e.verdict === 'allow');
+    assert.equal(d.sni, 'tls.test');
+    assert.equal(d.tls_version, '1.3');
+  });
+
+  it('refuses an SNI naming another host (domain fronting) with unrecognized_name and relays nothing', async () => {
+    const before = tlsOrigin.sockets.size;
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    assert.equal(t.status, 200);
+    t.socket.write(buildClientHello({ sni: 'other.test' }));
+    const got = await readAll(t.socket);
+    assert.equal(alertOf(got), 112);
+    const d = await g.waitDecision((e) => e.host === 'tls.test' && e.reason === 'sni_mismatch');
+    assert.equal(d.verdict, 'deny');
+    assert.equal(d.sni, 'other.test');
+    assert.ok(tlsOrigin.sockets.size <= before, 'no session reached the origin');
+  });
+
+  it('refuses a ClientHello without SNI', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    t.socket.write(buildClientHello({ sni: null }));
+    assert.equal(alertOf(await readAll(t.socket)), 112);
+    const d = await g.waitDecision((e) => e.reason === 'sni_mismatch' && e.sni === null);
+    assert.equal(d.verdict, 'deny');
+  });
+
+  it('refuses plain text with not_tls', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    t.socket.write('GET / HTTP/1.1\r\nhost: tls.test\r\n\r\n');
+    assert.equal(alertOf(await readAll(t.socket)), 49);
+    await g.waitDecision((e) => e.reason === 'not_tls' && e.host === 'tls.test');
+  });
+
+  it('refuses TLS below the minimum with protocol_version', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    t.socket.write(buildClientHello({ sni: 'tls.test', versions: [0x0302, 0x0301], legacyVersion: 0x0302 }));
+    assert.equal(alertOf(await readAll(t.socket)), 70);
+    const d = await g.waitDecision((e) => e.reason === 'tls_version');
+    assert.equal(d.tls_version, '1.1');
+  });
+
+  it('refuses an offered Encrypted Client Hello', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    t.socket.write(buildClientHello({ sni: 'tls.test', ech: true }));
+    assert.equal(alertOf(await readAll(t.socket)), 49);
+    await g.waitDecision((e) => e.reason === 'ech_not_allowed');
+  });
+
+  it('reassembles a ClientHello split across writes and TLS records', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    const hello = buildClientHello({ sni: 'tls.test', fragmentRecords: 3 });
+    for (let i = 0; i < hello.length; i += 7) {
+      t.socket.write(hello.subarray(i, i + 7));
+      await new Promise((r) => setImmediate(r));
+    }
+    // The origin is a real TLS server: it answers our crafted hello with a ServerHello
+    // (or an alert of its own) — either way bytes came back from upstream, not from us.
+    await g.waitDecision((e) => e.host === 'tls.test' && e.verdict === 'allow' && e.client_port === t.socket.localPort);
+    t.socket.destroy();
+  });
+
+  it('refuses with clienthello_timeout when no ClientHello arrives', async () => {
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    t.socket.write(Buffer.from([0x16, 0x03, 0x01])); // a record header, then silence
+    const got = await readAll(t.socket);
+    assert.equal(alertOf(got), 49);
+    await g.waitDecision((e) => e.reason === 'clienthello_timeout' && e.client_port === t.socket.localPort);
+  });
+
+  it('survives garbage after CONNECT without crashing', async () => {
+    for (let i = 0; i < 20; i++) {
+      const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+      const junk = Buffer.alloc(64 + i * 13);
+      for (let j = 0; j < junk.length; j++) junk[j] = (j * 131 + i * 7) & 0xff;
+      junk[0] = 0x16;
+      junk[1] = 0x03;
+      t.socket.write(junk);
+      await readAll(t.socket);
+    }
+    const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    assert.equal(t.status, 200, 'the gateway still serves');
+    t.socket.destroy();
+  });
+});
+
+describe('tls: none and optional', () => {
+  it('lets a server speak first on an optional rule and still checks a ClientHello', async () => {
+    const ssh = await startEchoOrigin({ greeting: 'SSH-2.0-test\r\n' });
+    g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${ssh.port}]\n        tls: optional\n`));
+    try {
+      const t = await openTunnel(g.port, `echo.test:${ssh.port}`);
+      assert.equal(t.status, 200);
+      const greeting = await new Promise<string>((r) => t.socket.once('data', (c: Buffer) => r(c.toString())));
+      assert.equal(greeting, 'SSH-2.0-test\r\n');
+      t.socket.write('SSH-2.0-client\r\n');
+      const echoed = await new Promise<string>((r) => t.socket.once('data', (c: Buffer) => r(c.toString())));
+      assert.equal(echoed, 'SSH-2.0-client\r\n');
+      t.socket.destroy();
+
+      const t2 = await openTunnel(g.port, `echo.test:${ssh.port}`);
+      t2.socket.write(buildClientHello({ sni: 'other.test' }));
+      const got = await readAll(t2.socket);
+      assert.ok(got.includes(Buffer.from([21, 3])), 'an alert follows the greeting');
+      await g.waitDecision((e) => e.reason === 'sni_mismatch' && e.port === ssh.port);
+    } finally {
+      g.setPolicy(basePolicy(P));
+      await ssh.close();
+    }
+  });
+});
