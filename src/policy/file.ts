@@ -1,0 +1,29 @@
+/**
+ * The one policy helper that does I/O: read a file, then loadPolicy(). Everything else in
+ * policy/ is pure. An unreadable file is a POLICY_UNREADABLE problem, never a throw.
+ */
+import { readFile } from 'node:fs/promises';
+import { ERROR_CODES } from '../core/errors.js';
+import type { LoadResult } from './compile.js';
+import { loadPolicy } from './load.js';
+
+/** Larger than any sane policy (100k rules are ~4 MB); refuses to buffer a runaway file. */
+export const MAX_POLICY_BYTES = 64 * 1024 * 1024;
+
+export async function loadPolicyFile(path: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    const buf = await readFile(path);
+    if (buf.length > MAX_POLICY_BYTES) return unreadable(`${path}: larger than ${MAX_POLICY_BYTES} bytes`);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    const why = e instanceof TypeError ? 'not valid UTF-8' : (code ?? (e instanceof Error ? e.message : String(e)));
+    return unreadable(`${path}: ${why}`);
+  }
+  return loadPolicy(text, { sourceName: path });
+}
+
+function unreadable(detail: string): LoadResult {
+  return { ok: false, problems: [{ path: '', message: `POLICY_UNREADABLE: ${ERROR_CODES.POLICY_UNREADABLE} (${detail})` }], warnings: [] };
+}
