@@ -33,7 +33,7 @@ export function loadPolicy(text: string, opts: LoadOptions = {}): LoadResult {
     if (yamlIssues.length > 0) {
       const problems: Problem[] = yamlIssues.slice(0, MAX_PROBLEMS).map((e) => {
         const at = lc.linePos(e.pos[0]);
-        return { path: '', message: `YAML: ${firstLine(e.message)}`, line: at.line, column: at.col };
+        return { path: '', message: `YAML: ${yamlMessage(e.code, e.message, text.slice(e.pos[0], e.pos[0] + 80))}`, line: at.line, column: at.col };
       });
       return { ok: false, problems, warnings: [] };
     }
@@ -44,8 +44,21 @@ export function loadPolicy(text: string, opts: LoadOptions = {}): LoadResult {
     return validateAndCompile(raw, sha256(text), placer(doc, lc));
   } catch (e) {
     // RangeError from a pathologically deep document, ReferenceError from the alias cap...
-    return fail(`${name} cannot be parsed: ${firstLine(e instanceof Error ? e.message : String(e))}`);
+    const why = firstLine(e instanceof Error ? e.message : String(e));
+    if (e instanceof ReferenceError && /alias/i.test(why)) {
+      return fail(`${name} expands YAML aliases too much (limit ${MAX_ALIAS_COUNT}): ${why}`);
+    }
+    return fail(`${name} cannot be parsed: ${why}`);
   }
+}
+
+function yamlMessage(code: string, message: string, at: string): string {
+  if (code === 'DUPLICATE_KEY') {
+    const key = (/^[^:\n]*/.exec(at)?.[0] ?? '').trim();
+    return `duplicate key ${JSON.stringify(key)}: a second one would silently replace the first`;
+  }
+  if (code === 'MULTIPLE_DOCS') return 'a policy file holds one YAML document; remove the "---" separator and what follows';
+  return firstLine(message);
 }
 
 function fail(message: string): LoadResult {

@@ -74,6 +74,11 @@ export function zodProblems(root: unknown, issues: readonly z.core.$ZodIssue[], 
         else out.push(problem(path, `${iss.message} (got ${describe(v)})`));
         break;
       }
+      case 'invalid_value': {
+        const v = valueAt(root, path);
+        out.push(problem(path, v === undefined ? iss.message : `${iss.message} (got ${describe(v)})`));
+        break;
+      }
       default:
         out.push(problem(path, iss.message));
     }
