@@ -139,7 +139,8 @@ export function decide(e: Engine, input: DecideInput): Decision {
     }
     const tls = tlsAt(best, port);
     // An absolute-form request is plain text by definition: a rule that requires TLS at this
-    // port refuses it here, before anything is dialed (DESIGN §2 step 5).
+    // port refuses it here, before anything is dialed (DESIGN §2 step 5). Any protocol value
+    // other than `connect` counts as plain text (fail closed).
     if (input.protocol !== 'connect' && tls === 'required') return cached(best, NOT_TLS);
     return cached(best, tls === 'required' ? ALLOW_REQUIRED : tls === 'optional' ? ALLOW_OPTIONAL : ALLOW_NONE);
   } catch {

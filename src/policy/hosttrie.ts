@@ -40,6 +40,13 @@ function step(h: number, c: number): number {
 }
 const SEED = 0x811c9dc5 | 0;
 
+/** The hash a whole name gets in the trie (exported so tests can build collisions). */
+export function suffixHash(name: string): number {
+  let h = SEED;
+  for (let i = name.length - 1; i >= 0; i--) h = step(h, name.charCodeAt(i));
+  return h;
+}
+
 export class HostTrie<R> {
   // Keyed by the hash of the suffix, so a lookup neither slices nor hashes a string: the walk
   // hashes the host once, right to left, and confirms each hit with startsWith (in place).
