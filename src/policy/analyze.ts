@@ -13,10 +13,12 @@ import { isRecord, own, problem, type Path, type RawProblem } from './problems.j
 import type { GroupMode, TlsMode } from './types.js';
 
 export interface RuleModel {
-  /** `global.deny[0]`, `groups.servers.allow[2]`: the index in the YAML list. */
-  readonly id: string;
+  /** `global.deny`, `groups.servers.allow`: with the index, the rule id (ruleId()). */
+  readonly list: string;
+  /** Index in the YAML list. */
   readonly index: number;
-  readonly path: Path;
+  /** Path of the list; the rule's own path is rulePath(). Kept apart to spare 100k arrays. */
+  readonly listPath: Path;
   readonly host: HostPattern | null;
   readonly address: Cidr | null;
   /** null: every port (a deny rule without `ports`). */
@@ -49,6 +51,15 @@ export interface Analysis {
 }
 
 const DEFAULT_ALLOW_PORTS: readonly number[] = Object.freeze([443]);
+
+/** `groups.servers.allow[2]` */
+export function ruleId(r: { readonly list: string; readonly index: number }): string {
+  return `${r.list}[${r.index}]`;
+}
+
+export function rulePath(r: RuleModel): Path {
+  return [...r.listPath, r.index];
+}
 
 export function analyze(raw: unknown): Analysis {
   const problems: RawProblem[] = [];
@@ -113,50 +124,51 @@ function cidrList(v: unknown, path: Path, problems: RawProblem[]): Located<Cidr>
   return out;
 }
 
-function ruleList(v: unknown, path: Path, idBase: string, isAllow: boolean, problems: RawProblem[]): RuleModel[] {
+function ruleList(v: unknown, listPath: Path, list: string, isAllow: boolean, problems: RawProblem[]): RuleModel[] {
   const out: RuleModel[] = [];
   if (!Array.isArray(v)) return out;
-  v.forEach((entry, i) => {
-    const r = rule(entry, [...path, i], `${idBase}[${i}]`, i, isAllow, problems);
+  for (let i = 0; i < v.length; i++) {
+    const r = rule(v[i], listPath, list, i, isAllow, problems);
     if (r) out.push(r);
-  });
+  }
   return out;
 }
 
-function rule(entry: unknown, path: Path, id: string, index: number, isAllow: boolean, problems: RawProblem[]): RuleModel | null {
-  const defaults = { id, index, path, address: null, ports: isAllow ? DEFAULT_ALLOW_PORTS : null, tls: null };
+function rule(entry: unknown, listPath: Path, list: string, index: number, isAllow: boolean, problems: RawProblem[]): RuleModel | null {
+  const at = (...rest: (string | number)[]): Path => [...listPath, index, ...rest];
+  const defaultPorts = isAllow ? DEFAULT_ALLOW_PORTS : null;
   if (typeof entry === 'string') {
     const p = parseHostPattern(entry);
-    if (!p.ok) { problems.push(problem(path, p.message, p.fix)); return null; }
-    return { ...defaults, host: p.pattern };
+    if (!p.ok) { problems.push(problem(at(), p.message, p.fix)); return null; }
+    return { list, index, listPath, host: p.pattern, address: null, ports: defaultPorts, tls: null };
   }
   if (!isRecord(entry)) return null;
   const host = own(entry, 'host');
   const address = own(entry, 'address');
   let ok = true;
   if (host === undefined && address === undefined) {
-    problems.push(problem(path, 'a rule needs "host" or "address"', 'add host: "api.example.com" (or address: "192.0.2.10/32")'));
+    problems.push(problem(at(), 'a rule needs "host" or "address"', 'add host: "api.example.com" (or address: "192.0.2.10/32")'));
     ok = false;
   } else if (host !== undefined && address !== undefined) {
-    problems.push(problem(path, 'a rule names either "host" or "address", not both', 'split it into two rules'));
+    problems.push(problem(at(), 'a rule names either "host" or "address", not both', 'split it into two rules'));
     ok = false;
   }
   let pattern: HostPattern | null = null;
   let cidr: Cidr | null = null;
   if (typeof host === 'string') {
     const p = parseHostPattern(host);
-    if (p.ok) pattern = p.pattern; else { problems.push(problem([...path, 'host'], p.message, p.fix)); ok = false; }
+    if (p.ok) pattern = p.pattern; else { problems.push(problem(at('host'), p.message, p.fix)); ok = false; }
   } else if (host !== undefined) ok = false;
   if (typeof address === 'string') {
     const c = parseCidr(address);
-    if (c.ok) cidr = c.cidr; else { problems.push(problem([...path, 'address'], c.message, c.fix)); ok = false; }
+    if (c.ok) cidr = c.cidr; else { problems.push(problem(at('address'), c.message, c.fix)); ok = false; }
   } else if (address !== undefined) ok = false;
-  let ports = defaults.ports;
+  let ports = defaultPorts;
   const portsV = own(entry, 'ports');
   if (Array.isArray(portsV)) {
     const seen = new Set<unknown>();
     portsV.forEach((p, j) => {
-      if (seen.has(p)) { problems.push(problem([...path, 'ports', j], `duplicate port ${String(p)}`, 'list each port once')); ok = false; }
+      if (seen.has(p)) { problems.push(problem(at('ports', j), `duplicate port ${String(p)}`, 'list each port once')); ok = false; }
       seen.add(p);
     });
     if (portsV.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) && portsV.length > 0) ports = Object.freeze([...portsV as number[]].sort((a, b) => a - b));
@@ -165,7 +177,7 @@ function rule(entry: unknown, path: Path, id: string, index: number, isAllow: bo
   const tlsV = own(entry, 'tls');
   const tls: TlsMode | null = tlsV === 'required' || tlsV === 'optional' || tlsV === 'none' ? tlsV : null;
   if (!ok) return null;
-  return { id, index, path, host: pattern, address: cidr, ports, tls };
+  return { list, index, listPath, host: pattern, address: cidr, ports, tls };
 }
 
 /** An allow rule for an address that checkAddress will refuse anyway: say so now. */
@@ -176,7 +188,7 @@ function addressWarning(r: RuleModel, exceptions: readonly Located<Cidr>[], warn
   const special = specialRowsOverlapping(a);
   if (special.length === 0) return;
   const what = special.slice(0, 3).map((s) => `${s.class} ${s.cidr}`).join(', ');
-  warnings.push(problem([...r.path, 'address'],
+  warnings.push(problem([...rulePath(r), 'address'],
     `${a.text} lies in a special range (${what}${special.length > 3 ? ', …' : ''}): the gateway refuses it at connect time unless address_exceptions covers it`,
     `add "${a.text}" to address_exceptions if this destination is intended`));
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Problem } from '../core/errors.js';
 import { formatPath } from '../core/errors.js';
-import { analyze, type Model, type RuleModel } from './analyze.js';
+import { analyze, ruleId, rulePath, type Model, type RuleModel } from './analyze.js';
 import { CidrTrie, formatIp, parseIp, type Cidr, type Ip } from './cidr.js';
 import { classifyIp } from './classify.js';
 import { decide, type CGroup, type CRule, type Engine } from './engine.js';
@@ -64,7 +64,7 @@ export function sha256(text: string): string {
 }
 
 function crule(r: RuleModel, deny: boolean): CRule {
-  return { id: r.id, index: r.index, deny, ports: r.ports, tls: r.tls, prefix: r.address?.prefix ?? 0, cache: null };
+  return { list: r.list, index: r.index, deny, ports: r.ports, tls: r.tls, prefix: r.address?.prefix ?? 0, cache: null };
 }
 
 interface Built {
@@ -139,7 +139,7 @@ function shadowWarnings(b: Built, global: Built, out: RawProblem[]): void {
     }
     if (by !== undefined) {
       const what = m.host?.text ?? m.address?.text ?? '';
-      out.push({ path: m.path, message: `${m.id} (${what}) is shadowed by deny rule ${by.id}: it can never allow anything`, fix: 'remove one of the two rules' });
+      out.push({ path: rulePath(m), message: `${ruleId(m)} (${what}) is shadowed by deny rule ${ruleId(by)}: it can never allow anything`, fix: 'remove one of the two rules' });
     }
   }
 }

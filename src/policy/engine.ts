@@ -10,12 +10,14 @@
  */
 import type { Destination } from '../core/destination.js';
 import type { Reason } from '../core/reasons.js';
+import { ruleId } from './analyze.js';
 import { CidrTrie, parseIp } from './cidr.js';
 import { HostTrie } from './hosttrie.js';
 import type { Decision, DecideInput, TlsMode } from './types.js';
 
 export interface CRule {
-  readonly id: string;
+  /** `groups.servers.allow`: the id is `${list}[${index}]`, built only when a decision needs it. */
+  readonly list: string;
   /** Index in its YAML list: ties are broken by document order. */
   readonly index: number;
   readonly deny: boolean;
@@ -54,13 +56,14 @@ function cached(r: CRule, slot: number): Decision {
   const c = (r.cache ??= []);
   let d = c[slot];
   if (d === undefined) {
+    const id = ruleId(r);
     switch (slot) {
-      case DENIED: d = decision('deny', 'denied_by_rule', r.id, 'none'); break;
-      case PORT: d = decision('deny', 'port_not_allowed', r.id, 'none'); break;
-      case NOT_TLS: d = decision('deny', 'not_tls', r.id, 'none'); break;
-      case ALLOW_REQUIRED: d = decision('allow', 'allowed', r.id, 'required'); break;
-      case ALLOW_OPTIONAL: d = decision('allow', 'allowed', r.id, 'optional'); break;
-      default: d = decision('allow', 'allowed', r.id, 'none');
+      case DENIED: d = decision('deny', 'denied_by_rule', id, 'none'); break;
+      case PORT: d = decision('deny', 'port_not_allowed', id, 'none'); break;
+      case NOT_TLS: d = decision('deny', 'not_tls', id, 'none'); break;
+      case ALLOW_REQUIRED: d = decision('allow', 'allowed', id, 'required'); break;
+      case ALLOW_OPTIONAL: d = decision('allow', 'allowed', id, 'optional'); break;
+      default: d = decision('allow', 'allowed', id, 'none');
     }
     c[slot] = d;
   }

@@ -40,6 +40,10 @@ function step(h: number, c: number): number {
 }
 const SEED = 0x811c9dc5 | 0;
 
+// Scratch space for insert() (synchronous, so shared).
+const suffixHashes: number[] = [];
+const suffixStarts: number[] = [];
+
 /** The hash a whole name gets in the trie (exported so tests can build collisions). */
 export function suffixHash(name: string): number {
   let h = SEED;
@@ -64,9 +68,7 @@ export class HostTrie<R> {
     return undefined;
   }
 
-  #ensure(h: number, base: string, start: number): Node<R> {
-    const found = this.#find(h, base, start);
-    if (found !== undefined) return found;
+  #create(h: number, base: string, start: number): Node<R> {
     const head = this.#nodes.get(h);
     const n: Node<R> = { key: start === 0 ? base : base.slice(start), next: head ?? null, exact: null, one: null, any: null, real: false };
     this.#nodes.set(h, n);
@@ -75,15 +77,26 @@ export class HostTrie<R> {
 
   insert(p: HostPattern, rule: R): void {
     const base = p.base;
+    // Hash every suffix, right to left; remember where each proper suffix starts.
     let h = SEED;
-    let n: Node<R> | undefined;
-    // Every suffix gets a node, so the walk can go on past suffixes that have no rules.
+    let k = 0;
     for (let i = base.length - 1; i >= 0; i--) {
       const c = base.charCodeAt(i);
-      if (c === DOT) n = this.#ensure(h, base, i + 1);
+      if (c === DOT) { suffixHashes[k] = h; suffixStarts[k++] = i + 1; }
       h = step(h, c);
     }
-    n = this.#ensure(h, base, 0);
+    let n = this.#find(h, base, 0);
+    if (n === undefined) {
+      n = this.#create(h, base, 0);
+      // Every suffix gets a node so the walk can go on past suffixes without rules. A node's
+      // suffixes always exist, so stop at the longest one already present.
+      while (k-- > 0) {
+        const hk = suffixHashes[k] as number;
+        const sk = suffixStarts[k] as number;
+        if (this.#find(hk, base, sk) !== undefined) break;
+        this.#create(hk, base, sk);
+      }
+    }
     n.real = true;
     const list = p.kind === 'exact' ? (n.exact ??= []) : p.kind === 'one' ? (n.one ??= []) : (n.any ??= []);
     list.push(rule);
