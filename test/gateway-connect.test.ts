@@ -69,8 +69,9 @@ describe('CONNECT allowed', () => {
     c.write(`CONNECT ECHO.Test.:${P.echo} HTTP/1.1\r\n\r\n`);
     await c.until((x) => x.text().includes('\r\n\r\n'));
     assert.match(c.text(), /^HTTP\/1\.1 200 /);
+    const port = c.socket.localPort;
     c.close();
-    const d = await g.waitDecision((e) => e.host === 'echo.test' && e.client_port === c.socket.localPort);
+    const d = await g.waitDecision((e) => e.host === 'echo.test' && e.client_port === port);
     assert.equal(d.verdict, 'allow');
   });
 

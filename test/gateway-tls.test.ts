@@ -99,6 +99,7 @@ describe('tls: required', () => {
 
   it('reassembles a ClientHello split across writes and TLS records', async () => {
     const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    const port = t.socket.localPort;
     const hello = buildClientHello({ sni: 'tls.test', fragmentRecords: 3 });
     for (let i = 0; i < hello.length; i += 7) {
       t.socket.write(hello.subarray(i, i + 7));
@@ -106,16 +107,17 @@ describe('tls: required', () => {
     }
     // The origin is a real TLS server: it answers our crafted hello with a ServerHello
     // (or an alert of its own) — either way bytes came back from upstream, not from us.
-    await g.waitDecision((e) => e.host === 'tls.test' && e.verdict === 'allow' && e.client_port === t.socket.localPort);
+    await g.waitDecision((e) => e.host === 'tls.test' && e.verdict === 'allow' && e.client_port === port);
     t.socket.destroy();
   });
 
   it('refuses with clienthello_timeout when no ClientHello arrives', async () => {
     const t = await openTunnel(g.port, `tls.test:${P.tls}`);
+    const port = t.socket.localPort;
     t.socket.write(Buffer.from([0x16, 0x03, 0x01])); // a record header, then silence
     const got = await readAll(t.socket);
     assert.equal(alertOf(got), 49);
-    await g.waitDecision((e) => e.reason === 'clienthello_timeout' && e.client_port === t.socket.localPort);
+    await g.waitDecision((e) => e.reason === 'clienthello_timeout' && e.client_port === port);
   });
 
   it('survives garbage after CONNECT without crashing', async () => {
@@ -141,10 +143,14 @@ describe('tls: none and optional', () => {
     try {
       const t = await openTunnel(g.port, `echo.test:${ssh.port}`);
       assert.equal(t.status, 200);
-      const greeting = await new Promise<string>((r) => t.socket.once('data', (c: Buffer) => r(c.toString())));
+      const next = () => new Promise<string>((r) => {
+        t.socket.once('data', (c: Buffer) => { t.socket.pause(); r(c.toString()); });
+        t.socket.resume();
+      });
+      const greeting = await next();
       assert.equal(greeting, 'SSH-2.0-test\r\n');
       t.socket.write('SSH-2.0-client\r\n');
-      const echoed = await new Promise<string>((r) => t.socket.once('data', (c: Buffer) => r(c.toString())));
+      const echoed = await next();
       assert.equal(echoed, 'SSH-2.0-client\r\n');
       t.socket.destroy();
 

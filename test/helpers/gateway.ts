@@ -103,7 +103,9 @@ export class RawClient {
       this.#wake();
     });
     socket.on('end', () => {
+      // Like ordinary clients, close our side when the peer has finished.
       this.ended = true;
+      socket.end();
       this.#wake();
     });
     socket.on('error', () => {});

@@ -1,0 +1,122 @@
+/**
+ * Proxy benchmark for `npm run bench`: starts this checkout's gateway as a child process
+ * and drives it with cpbench (../shared/bench/cpbench, built on first use): single-stream
+ * tunnel throughput, short CONNECT tunnels per second with p50/p99, keep-alive absolute-form
+ * HTTP requests per second, and memory per idle tunnel. Peer comparisons (Squid, proxy-chain)
+ * are bench/compare.sh's job; this one tracks our own figures between commits.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = join(root, 'dist/src/cli.js');
+
+function cpbenchPath(): string | null {
+  if (process.env.CPBENCH && existsSync(process.env.CPBENCH)) return process.env.CPBENCH;
+  const target = join(tmpdir(), 'cpbench-target');
+  const bin = join(target, 'release/cpbench');
+  if (existsSync(bin)) return bin;
+  const manifest = join(root, '../shared/bench/cpbench/Cargo.toml');
+  if (!existsSync(manifest)) return null;
+  try {
+    execFileSync('cargo', ['build', '--release', '--offline', '-q', '--manifest-path', manifest], { env: { ...process.env, CARGO_TARGET_DIR: target }, stdio: 'inherit' });
+    return bin;
+  } catch {
+    return null;
+  }
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+function run(bin: string, args: string[]): Record<string, unknown> {
+  const out = execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const last = out.trim().split('\n').at(-1) ?? '{}';
+  return JSON.parse(last) as Record<string, unknown>;
+}
+
+export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?: number; events?: boolean } = {}): Promise<Record<string, number>> {
+  const bin = cpbenchPath();
+  if (bin === null) {
+    console.log(JSON.stringify({ bench: 'proxy', skipped: 'cpbench unavailable (needs cargo and ../shared/bench/cpbench)' }));
+    return {};
+  }
+  const secs = opts.secs ?? 5;
+  const bytes = opts.bytes ?? 1_000_000_000;
+  const idle = opts.idle ?? 2000;
+  const originPort = 19000;
+  const proxyPort = 13401;
+  const dir = mkdtempSync(join(tmpdir(), 'cp-bench-'));
+  writeFileSync(join(dir, 'config.yaml'), readFileSync(join(root, 'bench/compare-config.yaml'), 'utf8')
+    .replace(/^proxy_listen:.*$/m, `proxy_listen: 127.0.0.1:${proxyPort}`)
+    .replace(/^events:.*$/m, `events: ${opts.events === false ? 'none' : join(dir, 'events.jsonl')}`));
+  const children: ChildProcess[] = [];
+  const origin = spawn(bin, ['origin', '--port', String(originPort)], { stdio: 'ignore' });
+  children.push(origin);
+  const start = (): ChildProcess => {
+    const gw = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'config.yaml'), '--policy', join(root, 'bench/compare-policy.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(gw);
+    return gw;
+  };
+  const figures: Record<string, number> = {};
+  try {
+    await waitPort(originPort);
+    let gw = start();
+    await waitPort(proxyPort);
+    const proxy = ['--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`];
+    const tput = run(bin, ['tput', ...proxy, '--bytes', String(bytes), '--streams', '1', '--dir', 'up']);
+    figures.tput_up_mb_s = Number(tput.mbytes_per_s);
+    const rc = run(bin, ['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
+    figures.connect_per_s = Number(rc.per_s);
+    figures.connect_p99_ms = Number(rc.p99_us) / 1000;
+    figures.connect_errors = Number(rc.errors);
+    const rh = run(bin, ['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'http']);
+    figures.http_per_s = Number(rh.per_s);
+    figures.http_p99_ms = Number(rh.p99_us) / 1000;
+    figures.http_errors = Number(rh.errors);
+    // Memory per idle tunnel, on a fresh process after a short warm-up (as compare.sh does).
+    gw.kill('SIGKILL');
+    await new Promise((r) => gw.once('exit', r));
+    gw = start();
+    await waitPort(proxyPort);
+    run(bin, ['idle', ...proxy, '--conns', '200', '--hold', '0']);
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = rssKb(gw.pid as number);
+    const holder = spawn(bin, ['idle', ...proxy, '--conns', String(idle), '--hold', '3'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(holder);
+    let out = '';
+    holder.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+    const deadline = Date.now() + 60_000;
+    while (!out.includes('idle-open') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000));
+    const during = rssKb(gw.pid as number);
+    await new Promise((r) => holder.once('exit', r));
+    figures.kb_per_idle_tunnel = Math.round(((during - before) / idle) * 10) / 10;
+    for (const [k, v] of Object.entries(figures)) console.log(JSON.stringify({ bench: 'proxy', figure: k, value: v, events: opts.events !== false }));
+    return figures;
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runProxyBench();
+}

@@ -1,0 +1,10 @@
+/**
+ * `npm run bench`: the policy engine and the proxy. Figures are JSON lines; compare runs on
+ * the same machine only, and prefer ratios (bench/compare.sh) to absolute numbers.
+ */
+import { runPolicyBench } from './policy.js';
+import { runProxyBench } from './proxy.js';
+
+const only = process.argv[2];
+if (!only || only === 'policy') await runPolicyBench();
+if (!only || only === 'proxy') await runProxyBench();

@@ -1,0 +1,86 @@
+/**
+ * The decision steps shared by CONNECT and absolute-form requests (DESIGN §2 steps 1, 3, 4):
+ * who is asking, what the policy says, and — only for an allowed name — where it resolves
+ * and whether each address may be dialed. Deny is the starting value: a missing policy, a
+ * missing group or any exception denies (DESIGN §6.2).
+ */
+import type { Destination } from '../core/destination.js';
+import type { DenyReason } from '../core/reasons.js';
+import type { CompiledPolicy, Protocol, TlsMode } from '../policy/types.js';
+import type { Attempt } from './attempt.js';
+import type { Resolution, Resolver } from './resolver.js';
+
+export type Admission =
+  | { readonly ok: true; readonly addresses: readonly string[]; readonly tls: TlsMode; readonly report: boolean }
+  | { readonly ok: false; readonly reason: DenyReason };
+
+export interface AdmissionContext {
+  readonly policy: CompiledPolicy | null;
+  readonly resolver: Resolver;
+  readonly self: ReadonlySet<string>;
+}
+
+/**
+ * Steps 1 and 3, the synchronous part: fills the attempt's group, mode, rule and reason and
+ * returns the deny, or the TLS requirement to apply. A would-be deny in report mode still
+ * has its ClientHello inspected and recorded when there is one (`optional`), but nothing
+ * is enforced.
+ */
+export function decide(ctx: AdmissionContext, a: Attempt, dest: Destination, protocol: Protocol): { deny: DenyReason } | { tls: TlsMode } {
+  const policy = ctx.policy;
+  if (policy === null) return { deny: 'no_policy' };
+  const group = policy.groupForSource(a.clientIp);
+  if (group === null) return { deny: 'unauthenticated' };
+  a.group = group.name;
+  a.mode = group.mode;
+  const d = policy.decide({ group, dest, protocol });
+  a.rule = d.ruleId;
+  a.reason = d.reason;
+  if (d.verdict === 'allow') return { tls: d.tls };
+  if (group.mode === 'enforce') return { deny: d.reason as DenyReason };
+  return { tls: 'optional' };
+}
+
+/**
+ * Steps 1–4. On success the attempt's reason is `allowed` (or, in report mode, the would-be
+ * deny reason) and the returned addresses are exactly those that passed the address checks.
+ */
+export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination, protocol: Protocol): Promise<Admission> {
+  const d = decide(ctx, a, dest, protocol);
+  if ('deny' in d) return { ok: false, reason: d.deny };
+  const policy = ctx.policy as CompiledPolicy;
+  const report = a.mode === 'report';
+  const tls = d.tls;
+
+  let candidates: readonly string[];
+  if (dest.kind === 'name') {
+    const res: Resolution = ctx.resolver.cached(dest.host) ?? (await ctx.resolver.resolve(dest.host));
+    if (!res.ok) {
+      a.detail = res.detail;
+      return { ok: false, reason: 'dns_failure' };
+    }
+    candidates = res.addresses;
+  } else {
+    candidates = [dest.host];
+  }
+  // Check every address with the policy in force now (it may have been swapped while we
+  // awaited the resolver). Addresses are never authorized by their reverse DNS.
+  const now = ctx.policy ?? policy;
+  const allowed: string[] = [];
+  let firstClass: string | null = null;
+  let firstDenied: string | null = null;
+  for (const ip of candidates) {
+    const v = now.checkAddress(ip, ctx.self);
+    if (v.allowed) allowed.push(ip);
+    else if (firstClass === null) {
+      firstClass = v.class;
+      firstDenied = ip;
+    }
+  }
+  if (allowed.length === 0) {
+    a.addressClass = firstClass;
+    a.address = firstDenied;
+    return { ok: false, reason: 'address_denied' };
+  }
+  return { ok: true, addresses: allowed, tls, report };
+}

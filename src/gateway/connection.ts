@@ -1,0 +1,254 @@
+/**
+ * One client connection on a proxy listener: reads request heads, decides each request on
+ * its own (a kept-alive connection is never trusted for a second destination), and hands
+ * the socket to a CONNECT tunnel or an HTTP exchange. Any exception on this path denies
+ * with `internal_error` and closes: the gateway fails closed.
+ */
+import type { Socket } from 'node:net';
+import { parseAbsoluteTarget, parseAuthority, formatDestination, type Destination } from '../core/destination.js';
+import { REASONS, type DenyReason } from '../core/reasons.js';
+import { Attempt } from './attempt.js';
+import { getHeader, parseRequestHead, type RequestHead } from './http1.js';
+import { denyResponse, lingerClose } from './replies.js';
+import type { Gateway } from './server.js';
+import { handleConnect } from './tunnel.js';
+import { handleHttp, type KeptUpstream } from './http-exchange.js';
+
+/** Who receives the client's bytes and socket events once a request has been admitted. */
+export interface ClientOwner {
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  onTimeout(): void;
+  onClose(): void;
+  /** The client socket drained its write buffer (backpressure released). */
+  onDrain(): void;
+}
+
+type State = 'head' | 'busy' | 'owned' | 'closed';
+
+export class ProxyConnection {
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** Bytes received and not yet consumed by a request head, body or tunnel. */
+  #buf: Buffer | null = null;
+  #state: State = 'head';
+  #owner: ClientOwner | null = null;
+  #headTimer: NodeJS.Timeout | null = null;
+  #clientEnded = false;
+  #draining = false;
+  /** The upstream of the previous absolute-form request, kept for reuse to the same destination. */
+  upstream: KeptUpstream | null = null;
+
+  constructor(
+    readonly gw: Gateway,
+    readonly socket: Socket,
+    readonly listener: string,
+  ) {
+    const ra = socket.remoteAddress ?? '';
+    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; sources are IPv4 CIDRs.
+    this.clientIp = ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra;
+    this.clientPort = socket.remotePort ?? 0;
+    socket.setTimeout(gw.config.timeouts.header);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('timeout', this.#onTimeout);
+    socket.on('error', () => {}); // 'close' follows; the owner records the error as its close reason
+    socket.on('close', this.#onClose);
+    socket.on('drain', () => this.#owner?.onDrain());
+  }
+
+  get closed(): boolean {
+    return this.#state === 'closed' || this.socket.destroyed;
+  }
+
+  get clientEnded(): boolean {
+    return this.#clientEnded;
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#owner !== null) {
+      this.#owner.onData(chunk);
+      return;
+    }
+    this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (this.#state === 'head') this.#parse();
+    else if (this.#buf.length > this.gw.config.limits.max_header_bytes + 65536) this.socket.pause();
+  };
+
+  readonly #onEnd = (): void => {
+    this.#clientEnded = true;
+    if (this.#owner !== null) this.#owner.onEnd();
+    else if (this.#state === 'head') this.socket.destroy();
+  };
+
+  readonly #onTimeout = (): void => {
+    if (this.#owner !== null) {
+      this.#owner.onTimeout();
+      return;
+    }
+    if (this.#state === 'head' && this.#buf !== null && this.#buf.length > 0) {
+      this.#headTimeout();
+    } else if (this.#state === 'head') {
+      this.socket.destroy(); // an idle kept-alive connection: nothing to answer
+    }
+  };
+
+  readonly #onClose = (): void => {
+    this.#state = 'closed';
+    this.#clearHeadTimer();
+    this.gw.connections.delete(this);
+    if (this.upstream) {
+      this.upstream.destroy();
+      this.upstream = null;
+    }
+    const o = this.#owner;
+    this.#owner = null;
+    o?.onClose();
+  };
+
+  #headTimeout = (): void => {
+    this.#headTimer = null;
+    if (this.#state !== 'head') return;
+    const a = new Attempt(this.listener, this.clientIp, this.clientPort);
+    this.deny(a, 'header_timeout');
+  };
+
+  #clearHeadTimer(): void {
+    if (this.#headTimer !== null) {
+      clearTimeout(this.#headTimer);
+      this.#headTimer = null;
+    }
+  }
+
+  #parse(): void {
+    const buf = this.#buf;
+    if (buf === null || buf.length === 0) return;
+    const r = parseRequestHead(buf, this.gw.config.limits.max_header_bytes);
+    if (r.kind === 'incomplete') {
+      // An absolute deadline for the whole head: socket idle timeouts alone would let a
+      // slowloris client keep a connection by sending one byte at a time.
+      if (this.#headTimer === null) this.#headTimer = setTimeout(this.#headTimeout, this.gw.config.timeouts.header);
+      return;
+    }
+    this.#clearHeadTimer();
+    const a = new Attempt(this.listener, this.clientIp, this.clientPort);
+    if (r.kind === 'error') {
+      a.detail = r.detail;
+      this.deny(a, r.reason);
+      return;
+    }
+    this.#buf = r.head.headLength < buf.length ? buf.subarray(r.head.headLength) : null;
+    this.#state = 'busy';
+    try {
+      this.#dispatch(a, r.head);
+    } catch (err) {
+      this.gw.logger.error({ err, id: a.id }, 'request handling failed');
+      this.deny(a, 'internal_error');
+    }
+  }
+
+  #dispatch(a: Attempt, head: RequestHead): void {
+    a.method = head.method;
+    if (this.#draining || this.gw.draining) {
+      this.deny(a, 'shutting_down');
+      return;
+    }
+    if (head.method === 'CONNECT') {
+      const t = parseAuthority(head.target);
+      if (!t.ok) {
+        a.detail = t.error;
+        this.deny(a, 'bad_target');
+        return;
+      }
+      a.dest = t.dest;
+      handleConnect(this, a, t.dest).catch((err: unknown) => this.#fail(a, err));
+      return;
+    }
+    if (head.target.startsWith('/') || head.target === '*') {
+      this.deny(a, 'origin_form');
+      return;
+    }
+    const t = parseAbsoluteTarget(head.target);
+    if (!t.ok) {
+      a.detail = t.error;
+      this.deny(a, t.scheme ? 'unsupported_scheme' : 'bad_target');
+      return;
+    }
+    a.dest = t.target.dest;
+    // RFC 9112 §3.2.2: a proxy must ignore a Host header that disagrees with the
+    // absolute-form target; we refuse instead, because the disagreement is itself the
+    // signature of an attempt to have the origin serve a different virtual host.
+    const host = getHeader(head, 'host');
+    if (host !== undefined && !sameAuthority(host, t.target.dest)) {
+      a.detail = 'Host header does not match the request target';
+      this.deny(a, 'host_mismatch');
+      return;
+    }
+    handleHttp(this, a, head, t.target.path).catch((err: unknown) => this.#fail(a, err));
+  }
+
+  #fail(a: Attempt, err: unknown): void {
+    this.gw.logger.error({ err, id: a.id }, 'request handling failed');
+    if (!a.decided) this.deny(a, 'internal_error');
+    else this.destroy();
+  }
+
+  /** Gives the client's bytes and events to a tunnel or exchange; returns what is buffered. */
+  takeOver(owner: ClientOwner): Buffer | null {
+    this.#owner = owner;
+    this.#state = 'owned';
+    const b = this.#buf;
+    this.#buf = null;
+    if (this.socket.isPaused()) this.socket.resume();
+    return b;
+  }
+
+  /** Called by an HTTP exchange when it is done and the connection may carry another request. */
+  release(rest: Buffer | null): void {
+    this.#owner = null;
+    if (this.#state === 'closed') return;
+    if (this.#draining || this.gw.draining || this.#clientEnded) {
+      this.socket.end();
+      return;
+    }
+    this.#state = 'head';
+    this.#buf = rest;
+    this.socket.setTimeout(this.#buf === null ? this.gw.config.timeouts.keepalive : this.gw.config.timeouts.header);
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.#buf !== null) this.#parse();
+  }
+
+  /** Publishes the deny decision, answers in HTTP and closes. */
+  deny(a: Attempt, reason: DenyReason, status?: number): void {
+    a.verdict = 'deny';
+    a.reason = reason;
+    a.status = status ?? REASONS[reason].status;
+    this.emitDecision(a);
+    this.#state = 'closed';
+    this.#owner = null;
+    this.#clearHeadTimer();
+    const body = denyResponse({ reason, id: a.id, destination: a.dest ? formatDestination(a.dest) : null, detail: a.detail, status: a.status });
+    lingerClose(this.socket, body);
+  }
+
+  emitDecision(a: Attempt): void {
+    if (a.decided) return;
+    a.decided = true;
+    this.gw.publish(a.decisionEvent());
+  }
+
+  /** Stop taking new requests: idle connections close now, busy ones after their request. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#state === 'head' && (this.#buf === null || this.#buf.length === 0)) this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+function sameAuthority(hostHeader: string, dest: Destination): boolean {
+  const h = parseAuthority(hostHeader, 80);
+  return h.ok && h.dest.host === dest.host && h.dest.port === dest.port;
+}

@@ -1,0 +1,367 @@
+/**
+ * Absolute-form HTTP requests (RFC 9112 §3.2.2): one request and its response, forwarded
+ * with hop-by-hop headers removed (RFC 9110 §7.6.1) and `Proxy-Authorization` never passed
+ * on. Bodies stream both ways with backpressure; the message framing of each side is
+ * tracked exactly (Content-Length, chunked, or close-delimited) so that a kept-alive client
+ * connection can carry the next request — which is decided on its own.
+ */
+import { sameDestination, type Destination } from '../core/destination.js';
+import { REASONS } from '../core/reasons.js';
+import type { CloseReason } from '../events/catalogue.js';
+import { admit } from './admission.js';
+import type { Attempt } from './attempt.js';
+import { ChunkedScanner } from './chunked.js';
+import type { ClientOwner, ProxyConnection } from './connection.js';
+import { dial } from './dialer.js';
+import {
+  connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming, wantsClose,
+  type Header, type RequestHead, type ResponseHead,
+} from './http1.js';
+import { denyResponse, lingerClose } from './replies.js';
+import { Upstream, type UpstreamOwner } from './upstream.js';
+
+export type KeptUpstream = Upstream;
+
+/** Held client bytes (pipelined requests) above which the client is paused. */
+const MAX_HELD = 256 * 1024;
+
+export async function handleHttp(conn: ProxyConnection, a: Attempt, head: RequestHead, path: string): Promise<void> {
+  const gw = conn.gw;
+  const dest = a.dest as Destination;
+  const adm = await admit({ policy: gw.policy, resolver: gw.resolver, self: gw.self }, a, dest, 'http');
+  if (!adm.ok) {
+    conn.deny(a, adm.reason);
+    return;
+  }
+  if (conn.closed) return;
+  let up: Upstream | null = null;
+  const kept = conn.upstream;
+  conn.upstream = null;
+  // Reuse only for the same destination and an address that passes the checks right now.
+  if (kept && kept.alive && sameDestination(kept.dest, dest) && adm.addresses.includes(kept.address)) up = kept;
+  else kept?.destroy();
+  if (up === null) {
+    const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect);
+    if (!d.ok) {
+      a.address = d.address;
+      a.detail = d.detail;
+      conn.deny(a, d.reason);
+      return;
+    }
+    up = new Upstream(gw, conn.clientIp, d.socket, dest, d.address);
+    const limit = gw.acquire(conn.clientIp, up);
+    if (limit !== null) {
+      up.destroy();
+      conn.deny(a, limit);
+      return;
+    }
+    if (conn.closed) {
+      up.destroy();
+      return;
+    }
+  }
+  a.address = up.address;
+  new HttpExchange(conn, a, head, path, up, adm.report).start();
+}
+
+class HttpExchange implements ClientOwner, UpstreamOwner {
+  #bytesUp = 0;
+  #bytesDown = 0;
+  // request body
+  #reqDone = false;
+  #reqLeft = 0;
+  #reqChunks: ChunkedScanner | null = null;
+  /** Client bytes after this request's body (a pipelined next request). */
+  #rest: Buffer | null = null;
+  // response
+  #respHeadBuf: Buffer | null = null;
+  #resp: ResponseHead | null = null;
+  #respDone = false;
+  #respLeft = 0;
+  #respChunks: ChunkedScanner | null = null;
+  #respUntilClose = false;
+  #closeClient = false;
+  #wroteToClient = false;
+  #finished = false;
+
+  constructor(
+    readonly conn: ProxyConnection,
+    readonly a: Attempt,
+    readonly head: RequestHead,
+    readonly path: string,
+    readonly up: Upstream,
+    readonly report: boolean,
+  ) {}
+
+  start(): void {
+    const f = requestFraming(this.head);
+    if (f.kind === 'length') this.#reqLeft = f.length;
+    else if (f.kind === 'chunked') this.#reqChunks = new ChunkedScanner();
+    this.#reqDone = f.kind === 'none' || (f.kind === 'length' && f.length === 0);
+    // HTTP/1.0 clients, and clients that asked for it, get one response and a close.
+    this.#closeClient = this.head.version === 0 || wantsClose(this.head);
+
+    const pending = this.conn.takeOver(this);
+    this.up.own(this);
+    this.conn.socket.setTimeout(this.conn.gw.config.timeouts.idle);
+    this.up.socket.setTimeout(0);
+    this.a.verdict = 'allow';
+    this.conn.emitDecision(this.a);
+    this.#writeUp(serializeRequest(this.head, this.path, this.a.dest as Destination, f.kind === 'chunked'));
+    if (pending !== null) this.onData(pending);
+  }
+
+  #writeUp(b: Buffer): void {
+    this.#bytesUp += b.length;
+    if (!this.up.socket.write(b)) this.conn.socket.pause();
+  }
+
+  #writeClient(b: Buffer): void {
+    this.#bytesDown += b.length;
+    this.#wroteToClient = true;
+    if (!this.conn.socket.write(b)) this.up.socket.pause();
+  }
+
+  // ---- client side ------------------------------------------------------------------
+
+  onData(chunk: Buffer): void {
+    if (this.#finished) return;
+    if (!this.#reqDone) {
+      let take = chunk.length;
+      if (this.#reqChunks !== null) {
+        take = this.#reqChunks.push(chunk);
+        if (take < 0) {
+          // Malformed chunked framing from the client: the message boundary is unknown, so
+          // neither connection can be trusted to carry another message.
+          this.#abort('client_error');
+          return;
+        }
+        if (this.#reqChunks.done) this.#reqDone = true;
+      } else {
+        take = Math.min(this.#reqLeft, chunk.length);
+        this.#reqLeft -= take;
+        if (this.#reqLeft === 0) this.#reqDone = true;
+      }
+      if (take > 0) this.#writeUp(take === chunk.length ? chunk : chunk.subarray(0, take));
+      chunk = chunk.subarray(take);
+      if (this.#reqDone) this.#maybeComplete();
+      if (chunk.length === 0) return;
+    }
+    this.#rest = this.#rest === null ? chunk : Buffer.concat([this.#rest, chunk]);
+    if (this.#rest.length > MAX_HELD) this.conn.socket.pause();
+  }
+
+  onEnd(): void {
+    if (!this.#reqDone) {
+      this.#abort('client_closed');
+      return;
+    }
+    this.#closeClient = true;
+  }
+
+  onTimeout(): void {
+    this.#abort('idle_timeout');
+  }
+
+  onDrain(): void {
+    this.up.socket.resume();
+  }
+
+  onClose(): void {
+    this.#abort('client_closed');
+  }
+
+  // ---- upstream side ----------------------------------------------------------------
+
+  onUpData(chunk: Buffer): void {
+    if (this.#finished) return;
+    if (this.#respDone) {
+      // Bytes after a complete response: the server is out of step; never pass them on.
+      this.up.destroy();
+      return;
+    }
+    if (this.#resp === null) {
+      this.#respHeadBuf = this.#respHeadBuf === null ? chunk : Buffer.concat([this.#respHeadBuf, chunk]);
+      this.#readHeads();
+      return;
+    }
+    this.#respBody(chunk);
+  }
+
+  #readHeads(): void {
+    const max = this.conn.gw.config.limits.max_header_bytes;
+    while (this.#respHeadBuf !== null && this.#resp === null) {
+      const r = parseResponseHead(this.#respHeadBuf, max);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') {
+        this.a.detail = r.detail;
+        this.#badUpstream();
+        return;
+      }
+      const h = r.head;
+      const rest = h.headLength < this.#respHeadBuf.length ? this.#respHeadBuf.subarray(h.headLength) : null;
+      this.#respHeadBuf = rest;
+      if (h.status >= 100 && h.status < 200) {
+        // 101 cannot happen: Upgrade is hop-by-hop and never forwarded. Other 1xx
+        // (100 Continue, 103 Early Hints) go to the client and another head follows.
+        if (h.status === 101) {
+          this.a.detail = 'unexpected 101 Switching Protocols';
+          this.#badUpstream();
+          return;
+        }
+        this.#writeClient(serializeResponse(h, [], false));
+        continue;
+      }
+      const f = responseFraming(h, this.head.method);
+      if (f.kind === 'error') {
+        this.a.detail = f.detail;
+        this.#badUpstream();
+        return;
+      }
+      this.#resp = h;
+      if (f.kind === 'length') this.#respLeft = f.length;
+      else if (f.kind === 'chunked') this.#respChunks = new ChunkedScanner();
+      else if (f.kind === 'close') this.#respUntilClose = true;
+      if (f.kind === 'close' || wantsClose(h)) this.#closeClient = true;
+      this.#writeClient(serializeResponse(h, [], this.#closeClient));
+      if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) this.#respComplete();
+      else if (rest !== null) {
+        this.#respHeadBuf = null;
+        this.#respBody(rest);
+      }
+    }
+  }
+
+  #respBody(chunk: Buffer): void {
+    let take = chunk.length;
+    if (this.#respChunks !== null) {
+      take = this.#respChunks.push(chunk);
+      if (take < 0) {
+        this.#abort('upstream_error');
+        return;
+      }
+    } else if (!this.#respUntilClose) {
+      take = Math.min(this.#respLeft, chunk.length);
+      this.#respLeft -= take;
+    }
+    if (take > 0) this.#writeClient(take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (take < chunk.length) {
+      // Extra bytes after the response: the upstream connection is out of step.
+      this.up.destroy();
+    }
+    if ((this.#respChunks !== null && this.#respChunks.done) || (this.#respChunks === null && !this.#respUntilClose && this.#respLeft === 0)) {
+      this.#respComplete();
+    }
+  }
+
+  onUpEnd(): void {
+    if (this.#resp !== null && this.#respUntilClose) {
+      this.#respComplete();
+      return;
+    }
+    if (!this.#respDone) this.#badUpstream();
+  }
+
+  onUpDrain(): void {
+    this.conn.socket.resume();
+  }
+
+  onUpClose(): void {
+    if (this.#finished) return;
+    if (this.#resp !== null && this.#respUntilClose && !this.#respDone) {
+      this.#respComplete();
+      return;
+    }
+    if (!this.#respDone) this.#badUpstream();
+  }
+
+  #respComplete(): void {
+    this.#respDone = true;
+    if (!this.#reqDone) {
+      // The server answered before the request body ended (e.g. 413): the request body's
+      // remainder would be read as a new request, so this client connection ends here.
+      this.#closeClient = true;
+    }
+    this.#maybeComplete();
+  }
+
+  #maybeComplete(): void {
+    if (!this.#respDone || this.#finished) return;
+    const conn = this.conn;
+    const reusable = this.#reqDone && !this.#respUntilClose && this.#resp !== null && !wantsClose(this.#resp) && this.up.alive;
+    this.#finish(this.up.cutReason ?? 'completed');
+    if (reusable) {
+      this.up.park();
+      conn.upstream = this.up;
+    } else {
+      this.up.destroy();
+    }
+    if (this.#closeClient || !this.#reqDone) lingerClose(conn.socket, null);
+    else conn.release(this.#rest);
+  }
+
+  /** The upstream failed before a complete response. */
+  #badUpstream(): void {
+    if (this.#finished) return;
+    if (this.#wroteToClient) {
+      this.#abort(this.up.cutReason ?? 'upstream_error');
+      return;
+    }
+    const status = REASONS.upstream_bad_response.status;
+    this.#finish(this.up.cutReason ?? 'upstream_error', status);
+    this.up.destroy();
+    const body = denyResponse({ reason: 'upstream_bad_response', id: this.a.id, destination: `${this.a.dest?.host}:${this.a.dest?.port}`, detail: this.a.detail });
+    this.#bytesDown += body.length;
+    lingerClose(this.conn.socket, body);
+  }
+
+  #abort(reason: CloseReason): void {
+    if (this.#finished) return;
+    this.#finish(this.up.cutReason ?? reason);
+    this.up.destroy();
+    this.conn.socket.destroy();
+  }
+
+  #finish(reason: CloseReason, status?: number): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.conn.gw.publish(this.a.closedEvent({
+      protocol: 'http',
+      bytesUp: this.#bytesUp,
+      bytesDown: this.#bytesDown,
+      closeReason: reason,
+      status: status ?? this.#resp?.status ?? null,
+    }));
+  }
+}
+
+/** Headers that never cross the proxy: hop-by-hop ones and any named in Connection. */
+function forwardable(headers: readonly Header[], tokens: ReadonlySet<string>): Header[] {
+  return headers.filter((h) => !HOP_BY_HOP.has(h.name) && !tokens.has(h.name));
+}
+
+function serializeRequest(head: RequestHead, path: string, dest: Destination, chunked: boolean): Buffer {
+  const tokens = connectionTokens(head);
+  let s = `${head.method} ${path} HTTP/1.${head.version}\r\n`;
+  if (getHeader(head, 'host') === undefined) {
+    const h = dest.kind === 'ipv6' ? `[${dest.host}]` : dest.host;
+    s += `host: ${dest.port === 80 ? h : `${h}:${dest.port}`}\r\n`;
+  }
+  for (const h of forwardable(head.headers, tokens)) s += `${h.raw}: ${h.value}\r\n`;
+  if (chunked) s += 'transfer-encoding: chunked\r\n';
+  s += 'via: 1.1 chokepoint\r\n\r\n';
+  return Buffer.from(s, 'latin1');
+}
+
+function serializeResponse(head: ResponseHead, extra: readonly string[], close: boolean): Buffer {
+  const tokens = connectionTokens(head);
+  let s = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
+  for (const h of forwardable(head.headers, tokens)) s += `${h.raw}: ${h.value}\r\n`;
+  if (getHeader(head, 'transfer-encoding') !== undefined && head.status >= 200) {
+    s += `transfer-encoding: ${getHeader(head, 'transfer-encoding')}\r\n`;
+  }
+  for (const e of extra) s += `${e}\r\n`;
+  if (head.status >= 200) s += close ? 'connection: close\r\n' : '';
+  s += '\r\n';
+  return Buffer.from(s, 'latin1');
+}

@@ -1,0 +1,200 @@
+/**
+ * The data plane's long-lived component: listeners, the policy snapshot, limits and the set
+ * of live connections. It publishes events and never knows who listens (DESIGN §6.11); the
+ * control side swaps policy snapshots in with setPolicy() (DESIGN §1).
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { Config } from '../config/schema.js';
+import type { EventBus } from '../events/bus.js';
+import type { GatewayEvent } from '../events/catalogue.js';
+import type { CompiledPolicy } from '../policy/types.js';
+import { TLS_VERSION } from './clienthello.js';
+import { ProxyConnection } from './connection.js';
+import { Resolver } from './resolver.js';
+import type { Logger } from './logger.js';
+import type { DenyReason } from '../core/reasons.js';
+
+export interface GatewayOptions {
+  readonly config: Config;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  readonly policy?: CompiledPolicy | null;
+  /** Overrides the resolver (tests); by default built from config.dns. */
+  readonly resolver?: Resolver;
+}
+
+/** Something that holds a tunnel slot and can be cut. */
+export interface LiveTunnel {
+  readonly startedAt: number;
+  cut(reason: 'lifetime_exceeded' | 'shutdown'): void;
+}
+
+export class Gateway {
+  readonly config: Config;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  readonly resolver: Resolver;
+  readonly minTlsVersion: number;
+  #policy: CompiledPolicy | null;
+  #self: ReadonlySet<string> = new Set();
+  #servers: Server[] = [];
+  readonly connections = new Set<ProxyConnection>();
+  readonly #tunnels = new Set<LiveTunnel>();
+  readonly #perClient = new Map<string, number>();
+  #sweeper: NodeJS.Timeout | null = null;
+  #draining = false;
+  #closed: Promise<void> | null = null;
+
+  constructor(opts: GatewayOptions) {
+    this.config = opts.config;
+    this.bus = opts.bus;
+    this.logger = opts.logger;
+    this.#policy = opts.policy ?? null;
+    const dns = opts.config.dns;
+    this.resolver = opts.resolver ?? new Resolver({
+      servers: dns.resolvers,
+      cacheTtlMs: dns.cache_ttl,
+      minTtlMs: dns.min_ttl,
+      maxTtlMs: dns.max_ttl,
+      negativeTtlMs: dns.negative_ttl,
+      timeoutMs: dns.timeout,
+      cacheSize: dns.cache_size,
+    });
+    this.minTlsVersion = TLS_VERSION[opts.config.tls.min_version];
+    this.refreshSelfAddresses();
+  }
+
+  get policy(): CompiledPolicy | null {
+    return this.#policy;
+  }
+
+  /** Swaps the policy snapshot. Live tunnels keep running; the next request sees the new one. */
+  setPolicy(p: CompiledPolicy | null): void {
+    this.#policy = p;
+  }
+
+  get self(): ReadonlySet<string> {
+    return this.#self;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get activeTunnels(): number {
+    return this.#tunnels.size;
+  }
+
+  /**
+   * The gateway's own addresses: a name that resolves to one of them would make the gateway
+   * connect to itself (or to services bound on its host), so they are denied like loopback.
+   */
+  refreshSelfAddresses(): void {
+    const s = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) {
+      // Loopback interfaces are already classified as loopback, which names them better.
+      for (const i of list ?? []) if (!i.internal) s.add(i.address.split('%')[0] as string);
+    }
+    for (const srv of this.#servers) {
+      const a = srv.address();
+      if (a && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::') s.add(a.address);
+    }
+    this.#self = s;
+  }
+
+  publish(e: GatewayEvent): void {
+    this.bus.publish(e);
+  }
+
+  /** Reserves a tunnel slot for a client, or says which limit refuses it. */
+  acquire(clientIp: string, t: LiveTunnel): DenyReason | null {
+    const lim = this.config.limits;
+    if (this.#draining) return 'shutting_down';
+    if (this.#tunnels.size >= lim.max_tunnels) return 'tunnel_limit';
+    const n = this.#perClient.get(clientIp) ?? 0;
+    if (n >= lim.max_tunnels_per_client) return 'client_tunnel_limit';
+    this.#perClient.set(clientIp, n + 1);
+    this.#tunnels.add(t);
+    return null;
+  }
+
+  release(clientIp: string, t: LiveTunnel): void {
+    if (!this.#tunnels.delete(t)) return;
+    const n = (this.#perClient.get(clientIp) ?? 1) - 1;
+    if (n <= 0) this.#perClient.delete(clientIp);
+    else this.#perClient.set(clientIp, n);
+  }
+
+  /** Opens the plain proxy listener. Resolves with the bound address. */
+  async listen(host: string, port: number, name = 'proxy'): Promise<AddressInfo> {
+    const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
+    srv.maxConnections = this.config.limits.max_connections;
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ host, port, backlog: 4096 }, () => {
+        srv.off('error', reject);
+        resolve();
+      });
+    });
+    srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
+    this.#servers.push(srv);
+    this.refreshSelfAddresses();
+    if (this.#sweeper === null) {
+      // One coarse timer for tunnel lifetimes instead of one timer per tunnel.
+      this.#sweeper = setInterval(() => this.#sweep(), Math.min(1000, this.config.timeouts.lifetime)).unref();
+    }
+    return srv.address() as AddressInfo;
+  }
+
+  addresses(): AddressInfo[] {
+    return this.#servers.map((s) => s.address() as AddressInfo);
+  }
+
+  #accept(socket: Socket, listener: string): void {
+    if (this.#draining) {
+      socket.destroy();
+      return;
+    }
+    const c = new ProxyConnection(this, socket, listener);
+    this.connections.add(c);
+  }
+
+  #sweep(): void {
+    const limit = performance.now() - this.config.timeouts.lifetime;
+    for (const t of this.#tunnels) if (t.startedAt <= limit) t.cut('lifetime_exceeded');
+  }
+
+  /**
+   * Drains: stops accepting, closes idle keep-alive connections, lets tunnels finish until
+   * the deadline, then cuts what is left. Idempotent.
+   */
+  close(deadlineMs = this.config.timeouts.shutdown): Promise<void> {
+    if (this.#closed) return this.#closed;
+    this.#draining = true;
+    this.#closed = (async () => {
+      // server.close() only calls back once every connection has ended, so do not wait for
+      // it before asking the connections to drain.
+      for (const s of this.#servers) s.close();
+      for (const c of this.connections) c.drain();
+      const until = Date.now() + deadlineMs;
+      while (this.connections.size > 0 && Date.now() < until) await sleep(50);
+      this.destroy();
+    })();
+    return this.#closed;
+  }
+
+  /** Cuts everything now. Idempotent. */
+  destroy(): void {
+    this.#draining = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    for (const s of this.#servers) s.close();
+    for (const t of [...this.#tunnels]) t.cut('shutdown');
+    for (const c of [...this.connections]) c.destroy();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

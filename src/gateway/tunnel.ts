@@ -1,0 +1,287 @@
+/**
+ * CONNECT tunnels (RFC 9110 §9.3.6). The answer is 200 only once the upstream connection
+ * is up (DESIGN §2 step 5). On a `tls: required` rule nothing is relayed in either direction
+ * until the client's ClientHello has been read and checked; it is then replayed upstream
+ * untouched, so TLS stays end to end. On `optional`, a ClientHello is checked if the client
+ * starts with one, and the server may speak first. The relay honours backpressure both ways,
+ * propagates half-close, counts bytes, and can be cut at once.
+ */
+import type { Socket } from 'node:net';
+import { REASONS, type DenyReason } from '../core/reasons.js';
+import type { Destination } from '../core/destination.js';
+import type { CloseReason } from '../events/catalogue.js';
+import type { TlsMode } from '../policy/types.js';
+import { admit } from './admission.js';
+import type { Attempt } from './attempt.js';
+import { parseClientHello, tlsVersionName } from './clienthello.js';
+import type { ClientOwner, ProxyConnection } from './connection.js';
+import { dial } from './dialer.js';
+import { CONNECT_ESTABLISHED, lingerClose } from './replies.js';
+import type { LiveTunnel } from './server.js';
+import { tlsAlertRecord } from './tls-alert.js';
+
+/** Upper bound on bytes held while waiting for a complete ClientHello. */
+const MAX_HELLO_BYTES = 64 * 1024;
+
+export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Destination): Promise<void> {
+  const gw = conn.gw;
+  const adm = await admit({ policy: gw.policy, resolver: gw.resolver, self: gw.self }, a, dest, 'connect');
+  if (!adm.ok) {
+    conn.deny(a, adm.reason);
+    return;
+  }
+  if (conn.closed) return; // the client left while we decided: nothing was opened, nothing to record but the log
+  const tunnel = new ConnectTunnel(conn, a, dest, adm.tls, adm.report);
+  const limit = gw.acquire(conn.clientIp, tunnel);
+  if (limit !== null) {
+    conn.deny(a, limit);
+    return;
+  }
+  const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect);
+  if (!d.ok) {
+    gw.release(conn.clientIp, tunnel);
+    a.address = d.address;
+    a.detail = d.detail;
+    conn.deny(a, d.reason);
+    return;
+  }
+  a.address = d.address;
+  if (conn.closed) {
+    d.socket.destroy();
+    gw.release(conn.clientIp, tunnel);
+    return;
+  }
+  tunnel.start(d.socket);
+}
+
+type Phase = 'peek' | 'relay' | 'done';
+
+class ConnectTunnel implements ClientOwner, LiveTunnel {
+  readonly startedAt = performance.now();
+  #up!: Socket;
+  #phase: Phase = 'peek';
+  #peek: Buffer | null = null;
+  #helloTimer: NodeJS.Timeout | null = null;
+  #closeReason: CloseReason | null = null;
+  #upClosed = false;
+  #clientClosed = false;
+  #downFlowing = false;
+  #finished = false;
+  #relayed = false;
+
+  constructor(
+    readonly conn: ProxyConnection,
+    readonly a: Attempt,
+    readonly dest: Destination,
+    readonly tls: TlsMode,
+    readonly report: boolean,
+  ) {}
+
+  get #client(): Socket {
+    return this.conn.socket;
+  }
+
+  start(up: Socket): void {
+    this.#up = up;
+    const gw = this.conn.gw;
+    up.on('error', () => this.#setReason('upstream_error'));
+    up.on('end', this.#onUpEnd);
+    up.on('close', this.#onUpClose);
+    up.on('drain', () => this.#client.resume());
+    const pending = this.conn.takeOver(this);
+    this.#client.setTimeout(gw.config.timeouts.idle);
+    this.#client.write(CONNECT_ESTABLISHED);
+
+    if (this.tls === 'none') {
+      this.#pass(pending);
+      return;
+    }
+    // `optional`: the server may speak first (SSH, SMTP), so its bytes flow at once.
+    if (this.tls === 'optional') this.#startDown();
+    this.#helloTimer = setTimeout(this.#onHelloTimeout, gw.config.tls.clienthello_timeout);
+    if (pending !== null) this.onData(pending);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.#phase === 'relay') {
+      if (!this.#up.write(chunk)) this.#client.pause();
+      return;
+    }
+    if (this.#phase !== 'peek') return;
+    this.#peek = this.#peek === null ? chunk : Buffer.concat([this.#peek, chunk]);
+    this.#inspect();
+  }
+
+  #inspect(): void {
+    const buf = this.#peek as Buffer;
+    const r = parseClientHello(buf, MAX_HELLO_BYTES);
+    if (r.kind === 'incomplete') return;
+    this.#clearHelloTimer();
+    const a = this.a;
+    if (r.kind === 'not_tls') {
+      if (this.tls === 'optional') this.#pass(buf);
+      else this.#refuse('not_tls', r.detail);
+      return;
+    }
+    if (r.kind === 'error') {
+      this.#refuse('not_tls', `malformed ClientHello: ${r.detail}`);
+      return;
+    }
+    const info = r.info;
+    a.sni = info.sni;
+    a.tlsVersion = tlsVersionName(info.maxVersion);
+    const gw = this.conn.gw;
+    // ECH first: with real ECH the outer SNI is the provider's public name, so the more
+    // precise reason is that the true destination is hidden (draft-ietf-tls-esni §6).
+    if (info.ech && gw.config.tls.ech === 'deny') this.#refuse('ech_not_allowed', null);
+    // SNI must name exactly the CONNECT host: anything else is domain fronting (the tunnel
+    // was authorized for one name and would carry a session for another). For an IP-literal
+    // CONNECT a client sends no SNI (RFC 6066 §3 forbids literals there), so none may appear.
+    else if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) this.#refuse('sni_mismatch', info.sni === null ? 'no SNI' : null);
+    else if (info.maxVersion < gw.minTlsVersion) this.#refuse('tls_version', null);
+    else this.#pass(buf);
+  }
+
+  readonly #onHelloTimeout = (): void => {
+    this.#helloTimer = null;
+    if (this.#phase !== 'peek') return;
+    // A silent client on an `optional` rule may be waiting for the server to speak first.
+    if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) this.#pass(null);
+    else this.#refuse('clienthello_timeout', null);
+  };
+
+  #refuse(reason: DenyReason, detail: string | null): void {
+    const a = this.a;
+    if (this.report) {
+      // Report mode: record the would-be deny (keeping an earlier one) and let it through.
+      if (a.reason === 'allowed') a.reason = reason;
+      if (detail) a.detail = detail;
+      this.#pass(this.#peek);
+      return;
+    }
+    this.#phase = 'done';
+    a.verdict = 'deny';
+    a.reason = reason;
+    a.detail = detail;
+    this.conn.emitDecision(a);
+    // After the 200 an HTTP answer is impossible: a fatal TLS alert says why, and not one
+    // byte was relayed in either direction (DESIGN §2).
+    const alert = REASONS[reason].alert ?? 'access_denied';
+    this.#up.destroy();
+    this.#finish(null);
+    lingerClose(this.#client, tlsAlertRecord(alert));
+  }
+
+  #pass(initial: Buffer | null): void {
+    if (this.#phase !== 'peek') return;
+    this.#phase = 'relay';
+    this.#relayed = true;
+    this.#peek = null;
+    this.a.verdict = 'allow';
+    this.conn.emitDecision(this.a);
+    if (initial !== null && initial.length > 0 && !this.#up.write(initial)) this.#client.pause();
+    if (this.conn.clientEnded) this.#up.end();
+    this.#startDown();
+  }
+
+  #startDown(): void {
+    if (this.#downFlowing) return;
+    this.#downFlowing = true;
+    this.#relayed = true;
+    const client = this.#client;
+    const up = this.#up;
+    up.on('data', (chunk: Buffer) => {
+      if (!client.write(chunk)) up.pause();
+    });
+  }
+
+  onDrain(): void {
+    if (this.#downFlowing) this.#up.resume();
+  }
+
+  onEnd(): void {
+    this.#setReason('client_closed');
+    if (this.#phase === 'relay') this.#up.end();
+    else if (this.#phase === 'peek') {
+      // The client finished sending before a complete ClientHello: no more bytes can come.
+      this.#clearHelloTimer();
+      if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) this.#pass(null);
+      else this.#refuse('not_tls', 'client closed before a complete ClientHello');
+    }
+  }
+
+  readonly #onUpEnd = (): void => {
+    this.#setReason('upstream_closed');
+    if (this.#phase === 'relay' || this.#downFlowing) this.#client.end();
+    else this.#client.destroy();
+  };
+
+  onTimeout(): void {
+    if (this.#phase === 'peek') return; // the ClientHello timer governs this phase
+    this.cut('idle_timeout');
+  }
+
+  cut(reason: CloseReason): void {
+    this.#setReason(reason);
+    this.#up.destroy();
+    this.#client.destroy();
+  }
+
+  onClose(): void {
+    this.#clientClosed = true;
+    this.#setReason('client_closed');
+    this.#up.destroy();
+    this.#maybeFinish();
+  }
+
+  readonly #onUpClose = (): void => {
+    this.#upClosed = true;
+    this.#setReason('upstream_closed');
+    this.#client.destroy();
+    this.#maybeFinish();
+  };
+
+  #maybeFinish(): void {
+    if (this.#upClosed && this.#clientClosed) this.#finish(this.#closeReason ?? 'completed');
+  }
+
+  #setReason(r: CloseReason): void {
+    if (this.#closeReason === null) this.#closeReason = r;
+  }
+
+  #clearHelloTimer(): void {
+    if (this.#helloTimer !== null) {
+      clearTimeout(this.#helloTimer);
+      this.#helloTimer = null;
+    }
+  }
+
+  /** Releases the slot; publishes tunnel.closed when relaying actually began. */
+  #finish(reason: CloseReason | null): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#phase = 'done';
+    this.#clearHelloTimer();
+    const gw = this.conn.gw;
+    gw.release(this.conn.clientIp, this);
+    if (!this.a.decided && this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) {
+      this.a.verdict = 'allow'; // a silent client on an optional rule: nothing to check
+      this.conn.emitDecision(this.a);
+    } else if (!this.a.decided) {
+      // Closed (by either side, a cut or shutdown) before the ClientHello was complete:
+      // nothing was relayed, so the attempt is recorded as refused.
+      this.a.verdict = 'deny';
+      this.a.reason = reason === 'shutdown' ? 'shutting_down' : 'not_tls';
+      this.a.detail = `closed before a complete ClientHello (${reason ?? 'refused'})`;
+      this.conn.emitDecision(this.a);
+    }
+    if (reason === null || !this.#relayed) return;
+    gw.publish(this.a.closedEvent({
+      protocol: 'connect',
+      bytesUp: this.#up.bytesWritten,
+      bytesDown: this.#up.bytesRead,
+      closeReason: reason,
+      status: null,
+    }));
+  }
+}
