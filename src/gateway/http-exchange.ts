@@ -14,7 +14,8 @@ import { ChunkedScanner } from './chunked.js';
 import type { ClientOwner, ProxyConnection } from './connection.js';
 import { dial } from './dialer.js';
 import {
-  connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming, wantsClose,
+  connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming,
+  serializeRequestHead, serializeResponseHead, wantsClose,
   type Header, type RequestHead, type ResponseHead,
 } from './http1.js';
 import { denyResponse, lingerClose } from './replies.js';
@@ -209,7 +210,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
           this.#badUpstream();
           return;
         }
-        this.#writeClient(serializeResponse(h, [], false));
+        this.#writeClient(serializeResponse(h, false));
         continue;
       }
       const f = responseFraming(h, this.head.method);
@@ -223,7 +224,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       else if (f.kind === 'chunked') this.#respChunks = new ChunkedScanner();
       else if (f.kind === 'close') this.#respUntilClose = true;
       if (f.kind === 'close' || wantsClose(h)) this.#closeClient = true;
-      this.#writeClient(serializeResponse(h, [], this.#closeClient));
+      this.#writeClient(serializeResponse(h, this.#closeClient));
       if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) this.#respComplete();
       else if (rest !== null) {
         this.#respHeadBuf = null;
@@ -341,27 +342,22 @@ function forwardable(headers: readonly Header[], tokens: ReadonlySet<string>): H
 }
 
 function serializeRequest(head: RequestHead, path: string, dest: Destination, chunked: boolean): Buffer {
-  const tokens = connectionTokens(head);
-  let s = `${head.method} ${path} HTTP/1.${head.version}\r\n`;
+  const extra: [string, string][] = [];
   if (getHeader(head, 'host') === undefined) {
     const h = dest.kind === 'ipv6' ? `[${dest.host}]` : dest.host;
-    s += `host: ${dest.port === 80 ? h : `${h}:${dest.port}`}\r\n`;
+    extra.push(['host', dest.port === 80 ? h : `${h}:${dest.port}`]);
   }
-  for (const h of forwardable(head.headers, tokens)) s += `${h.raw}: ${h.value}\r\n`;
-  if (chunked) s += 'transfer-encoding: chunked\r\n';
-  s += 'via: 1.1 chokepoint\r\n\r\n';
-  return Buffer.from(s, 'latin1');
+  // Transfer-Encoding is hop-by-hop, but the chunked body is forwarded as it came.
+  if (chunked) extra.push(['transfer-encoding', 'chunked']);
+  // RFC 9110 §7.6.3: a proxy MUST send Via.
+  extra.push(['via', '1.1 chokepoint']);
+  return serializeRequestHead(head.method, path, forwardable(head.headers, connectionTokens(head)), extra);
 }
 
-function serializeResponse(head: ResponseHead, extra: readonly string[], close: boolean): Buffer {
-  const tokens = connectionTokens(head);
-  let s = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
-  for (const h of forwardable(head.headers, tokens)) s += `${h.raw}: ${h.value}\r\n`;
-  if (getHeader(head, 'transfer-encoding') !== undefined && head.status >= 200) {
-    s += `transfer-encoding: ${getHeader(head, 'transfer-encoding')}\r\n`;
-  }
-  for (const e of extra) s += `${e}\r\n`;
-  if (head.status >= 200) s += close ? 'connection: close\r\n' : '';
-  s += '\r\n';
-  return Buffer.from(s, 'latin1');
+function serializeResponse(head: ResponseHead, close: boolean): Buffer {
+  const extra: [string, string][] = [];
+  const te = getHeader(head, 'transfer-encoding');
+  if (te !== undefined && head.status >= 200) extra.push(['transfer-encoding', te]);
+  if (close && head.status >= 200) extra.push(['connection', 'close']);
+  return serializeResponseHead(head.status, head.reason, forwardable(head.headers, connectionTokens(head)), extra);
 }
