@@ -1,7 +1,7 @@
 /** Keeps docs/reasons.md and docs/events.md in step with the code, both ways. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { REASON_CODES, REASONS } from '../src/core/reasons.js';
 import { EVENT_TYPES } from '../src/events/catalogue.js';
 import { Attempt } from '../src/gateway/attempt.js';
@@ -38,5 +38,14 @@ describe('docs', () => {
     assert.deepEqual(tableNames(section(md, 'gateway.decision')).sort(), Object.keys(a.decisionEvent()).sort());
     const closed = a.closedEvent({ protocol: 'connect', bytesUp: 0, bytesDown: 0, closeReason: 'completed', status: null });
     assert.deepEqual(tableNames(section(md, 'gateway.tunnel.closed')).sort(), Object.keys(closed).sort());
+  });
+});
+
+describe('tests', () => {
+  it('assert every deny reason code somewhere in the gateway or policy tests', () => {
+    const dir = new URL('test/', root);
+    const sources = readdirSync(dir).filter((f) => f.endsWith('.test.ts')).map((f) => readFileSync(new URL(f, dir), 'utf8')).join('\n');
+    const missing = REASON_CODES.filter((c) => !new RegExp(`['"\`]${c}['"\`]`).test(sources));
+    assert.deepEqual(missing, []);
   });
 });

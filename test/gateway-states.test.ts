@@ -4,6 +4,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { RawClient, compile, startGateway } from './helpers/gateway.js';
@@ -128,6 +130,24 @@ describe('gateway states', () => {
       a.c.close();
     } finally {
       await g2.close();
+    }
+  });
+
+  it('answers 504 connect_timeout when the destination never accepts', async () => {
+    const script = fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url));
+    const py = spawn('python3', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((r) => py.stdout.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
+      const g = await startGateway(basePolicy({ ...P, echo: port }), { dns: { resolvers: [dns.address] }, timeouts: { connect: '300ms' } });
+      try {
+        const r = await connect(g.port, `echo.test:${port}`);
+        assert.equal(r.status, 504);
+        assert.equal(r.reason, 'connect_timeout');
+      } finally {
+        await g.close();
+      }
+    } finally {
+      py.kill();
     }
   });
 
