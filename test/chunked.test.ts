@@ -100,6 +100,15 @@ describe('ChunkedScanner: valid bodies', () => {
     assert.deepEqual(feed([B(`${chunk.repeat(3)}0\r\n\r\n`)]), { body: chunk.length * 3 + 5, error: null, done: true, failedAt: -1 });
   });
 
+  it('chunk sizes up to exactly 2^53-1', () => {
+    const s = new ChunkedScanner();
+    assert.equal(s.push(B('1fffffffffffff\r\nabc')), 19);
+    assert.equal(s.error, null);
+    const t = new ChunkedScanner();
+    assert.equal(t.push(B('20000000000000\r\n')), -1);
+    assert.equal(t.error, 'chunk size too large');
+  });
+
   it('accepts a trailer section up to the bound', () => {
     const line = `X: ${'v'.repeat(MAX_TRAILER_BYTES - 2 - 5)}\r\n`; // field line + final CRLF = MAX
     assert.equal(line.length + 2, MAX_TRAILER_BYTES);

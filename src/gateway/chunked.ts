@@ -65,9 +65,6 @@ const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
 for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c;
 
-/** Largest size that can take one more hex digit without leaving the safe-integer range. */
-const SIZE_SAFE = Math.floor(Number.MAX_SAFE_INTEGER / 16) - 1;
-
 export class ChunkedScanner {
   #s = SIZE0;
   #size = 0;
@@ -115,8 +112,10 @@ export class ChunkedScanner {
           const h = HEX[c] as number;
           if (h >= 0) {
             if (++this.#digits > MAX_SIZE_DIGITS) return this.#fail('chunk size has too many digits');
-            if (this.#size > SIZE_SAFE) return this.#fail('chunk size too large');
-            this.#size = this.#size * 16 + h;
+            // size <= 2^53-1 here, so size * 16 is exact, and a sum beyond 2^53-1 cannot round below it.
+            const next = this.#size * 16 + h;
+            if (next > Number.MAX_SAFE_INTEGER) return this.#fail('chunk size too large');
+            this.#size = next;
             s = SIZE;
           } else if (s === SIZE0) return this.#fail(c === LF ? 'bare LF in chunked framing' : 'chunk size expected');
           else if (c === CR) s = SIZE_LF;
