@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  HOP_BY_HOP, MAX_HEADERS, connectionTokens, getHeader, parseLength, parseRequestHead, parseResponseHead,
+  EARLY_CHECK_BYTES, HOP_BY_HOP, MAX_HEADERS, connectionTokens, getHeader, parseLength, parseRequestHead, parseResponseHead,
   requestFraming, responseFraming, serializeRequestHead, serializeResponseHead, wantsClose,
   type HeadError, type RequestHead, type ResponseHead,
 } from '../src/gateway/http1.js';
@@ -201,6 +201,19 @@ describe('parseRequestHead: incremental input', () => {
       }
       assert.notEqual(first, null);
     }
+  });
+
+  it('checks the first EARLY_CHECK_BYTES of an incomplete head; later faults wait for the end or the limit', () => {
+    const pad = (n: number): string => `X-Pad: ${'p'.repeat(n)}\r\n`;
+    const before = `GET / HTTP/1.1\r\n${pad(EARLY_CHECK_BYTES - 40)}X: a\x00`; // NUL inside the window
+    assert.ok(before.length < EARLY_CHECK_BYTES);
+    assert.equal((parseRequestHead(B(before), MAX) as { reason?: string }).reason, 'bad_request');
+    const after = `GET / HTTP/1.1\r\n${pad(EARLY_CHECK_BYTES)}X: a\x00`; // NUL past it
+    assert.deepEqual(parseRequestHead(B(after), MAX), { kind: 'incomplete' });
+    assert.deepEqual(parseRequestHead(B(`${after}\r\n\r\n`), MAX), { kind: 'error', reason: 'bad_request', detail: 'control character in a field value' });
+    assert.equal((parseRequestHead(B(after), after.length - 1) as { reason?: string }).reason, 'header_too_large');
+    // The window starts after the leading empty lines.
+    assert.equal((parseRequestHead(B(`\r\n\r\n${before}`), MAX) as { reason?: string }).reason, 'bad_request');
   });
 
   it('a lone CR after leading empty lines is incomplete', () => {
