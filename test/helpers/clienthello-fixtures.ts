@@ -147,6 +147,7 @@ export function splitHello(records: Buffer): HelloParts {
   p += 1 + (body[p] as number); // compression methods
   const fixed = body.subarray(0, p);
   const extensions: [number, Buffer][] = [];
+  if (p >= body.length) return { recordVersion: records.readUInt16BE(1), fixed: Buffer.from(fixed), extensions }; // none (pre-1.3)
   const end = p + 2 + body.readUInt16BE(p);
   for (p += 2; p < end;) {
     const len = body.readUInt16BE(p + 2);
@@ -156,7 +157,7 @@ export function splitHello(records: Buffer): HelloParts {
   return { recordVersion: records.readUInt16BE(1), fixed: Buffer.from(fixed), extensions };
 }
 
-/** Puts a (possibly edited) hello back together, lengths recomputed. */
+/** Puts a (possibly edited) hello back together, lengths recomputed (always with an extensions block). */
 export function joinHello(parts: HelloParts, fragmentRecords = 1): Buffer {
   return toRecords(handshake(Buffer.concat([parts.fixed, encodeExtensions(parts.extensions)])), fragmentRecords, parts.recordVersion);
 }
