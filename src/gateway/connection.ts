@@ -70,8 +70,13 @@ export class ProxyConnection {
       this.#owner.onData(chunk);
       return;
     }
-    this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
-    if (this.#state === 'head') this.#parse();
+    const first = this.#buf === null;
+    this.#buf = first ? chunk : Buffer.concat([this.#buf as Buffer, chunk]);
+    // A head can only complete in a chunk that carries a LF; re-parsing only then keeps a
+    // client that sends one byte at a time from costing quadratic time. The size limit is
+    // still enforced as soon as it is passed.
+    if (this.#state === 'head' && (first || chunk.includes(0x0a) || this.#buf.length > this.gw.config.limits.max_header_bytes)) this.#parse();
+    else if (this.#state === 'head' && this.#headTimer === null) this.#headTimer = setTimeout(this.#headTimeout, this.gw.config.timeouts.header);
     else if (this.#buf.length > this.gw.config.limits.max_header_bytes + 65536) this.socket.pause();
   };
 
