@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Reason } from '../core/reasons.js';
 import type { Destination } from '../core/destination.js';
-import type { CloseReason, DecisionEvent, TunnelClosedEvent } from '../events/catalogue.js';
+import type { CloseReason, ConnectionFields, DecisionEvent, TunnelClosedEvent } from '../events/catalogue.js';
 import type { GroupMode } from '../policy/types.js';
 
 export class Attempt {
@@ -34,11 +34,9 @@ export class Attempt {
     readonly clientPort: number,
   ) {}
 
-  decisionEvent(): DecisionEvent {
+  /** The fields a decision and its tunnel.closed event share. */
+  #connection(): ConnectionFields {
     return {
-      v: 1,
-      type: 'gateway.decision',
-      time: new Date().toISOString(),
       id: this.id,
       listener: this.listener,
       client_ip: this.clientIp,
@@ -48,6 +46,15 @@ export class Attempt {
       host: this.dest?.host ?? null,
       port: this.dest?.port ?? null,
       address: this.address,
+    };
+  }
+
+  decisionEvent(): DecisionEvent {
+    return {
+      v: 1,
+      type: 'gateway.decision',
+      time: new Date().toISOString(),
+      ...this.#connection(),
       verdict: this.verdict,
       reason: this.reason,
       rule: this.rule,
@@ -65,15 +72,7 @@ export class Attempt {
       v: 1,
       type: 'gateway.tunnel.closed',
       time: new Date().toISOString(),
-      id: this.id,
-      listener: this.listener,
-      client_ip: this.clientIp,
-      client_port: this.clientPort,
-      group: this.group,
-      method: this.method,
-      host: this.dest?.host ?? null,
-      port: this.dest?.port ?? null,
-      address: this.address,
+      ...this.#connection(),
       protocol: opts.protocol,
       bytes_up: opts.bytesUp,
       bytes_down: opts.bytesDown,
