@@ -3,9 +3,9 @@
  * publish() is synchronous and cheap; subscribers must not block (sinks queue and write
  * asynchronously). A subscriber that throws is isolated: the publisher never sees it.
  */
-import type { GatewayEvent } from './catalogue.js';
+import type { ChokepointEvent } from './catalogue.js';
 
-export type Subscriber = (e: GatewayEvent) => void;
+export type Subscriber = (e: ChokepointEvent) => void;
 
 export class EventBus {
   #subs: Subscriber[] = [];
@@ -20,7 +20,7 @@ export class EventBus {
     return () => { this.#subs = this.#subs.filter((s) => s !== fn); };
   }
 
-  publish(e: GatewayEvent): void {
+  publish(e: ChokepointEvent): void {
     for (const s of this.#subs) {
       try {
         s(e);

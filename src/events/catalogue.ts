@@ -4,10 +4,13 @@
  * snake_case and flat so that a SIEM can index them without a mapping.
  */
 import type { Reason } from '../core/reasons.js';
+import { CONTROL_EVENT_TYPES, type ControlEvent } from './control.js';
+import { IDENTITY_EVENT_TYPES, type IdentityEvent } from './identity.js';
+import { EVIDENCE_EVENT_TYPES, type EvidenceEvent } from './evidence.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
-interface Base {
+export interface Base {
   readonly v: 1;
   /** ISO 8601 UTC with milliseconds. */
   readonly time: string;
@@ -89,10 +92,15 @@ export interface LifecycleEvent extends Base {
 }
 
 export type GatewayEvent = DecisionEvent | TunnelClosedEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent;
-export type EventType = GatewayEvent['type'];
 
-/** Every event type, for documentation checks and sink routing. */
-export const EVENT_TYPES: readonly EventType[] = Object.freeze([
+/**
+ * Every event of the system. Each domain declares its events in its own file (control.ts,
+ * identity.ts, evidence.ts) with the same conventions: `v`, `type`, `time`, flat snake_case fields.
+ */
+export type ChokepointEvent = GatewayEvent | ControlEvent | IdentityEvent | EvidenceEvent;
+export type EventType = ChokepointEvent['type'];
+
+const GATEWAY_EVENT_TYPES: readonly GatewayEvent['type'][] = [
   'gateway.decision',
   'gateway.tunnel.closed',
   'gateway.policy.loaded',
@@ -100,4 +108,12 @@ export const EVENT_TYPES: readonly EventType[] = Object.freeze([
   'gateway.started',
   'gateway.stopping',
   'gateway.stopped',
+];
+
+/** Every event type, for documentation checks and sink routing. */
+export const EVENT_TYPES: readonly EventType[] = Object.freeze([
+  ...GATEWAY_EVENT_TYPES,
+  ...CONTROL_EVENT_TYPES,
+  ...IDENTITY_EVENT_TYPES,
+  ...EVIDENCE_EVENT_TYPES,
 ]);

@@ -7,7 +7,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { GatewayEvent } from '../events/catalogue.js';
+import type { ChokepointEvent } from '../events/catalogue.js';
 
 export interface JsonlSinkOptions {
   /** `-` for stdout, otherwise a file path (appended). */
@@ -47,7 +47,7 @@ export class JsonlSink {
     });
   }
 
-  readonly write = (e: GatewayEvent): void => {
+  readonly write = (e: ChokepointEvent): void => {
     if (this.#closed) return;
     const line = `${JSON.stringify(e)}\n`;
     this.#queue.push(line);

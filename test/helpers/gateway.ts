@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { EventBus } from '../../src/events/bus.js';
-import type { DecisionEvent, GatewayEvent, TunnelClosedEvent } from '../../src/events/catalogue.js';
+import type { DecisionEvent, ChokepointEvent, TunnelClosedEvent } from '../../src/events/catalogue.js';
 import { silentLogger } from '../../src/gateway/logger.js';
 import { Gateway } from '../../src/gateway/server.js';
 import { loadPolicy } from '../../src/policy/index.js';
@@ -15,7 +15,7 @@ export interface TestGateway {
   readonly gw: Gateway;
   readonly port: number;
   readonly proxy: string; // http://127.0.0.1:PORT
-  readonly events: GatewayEvent[];
+  readonly events: ChokepointEvent[];
   decisions(): DecisionEvent[];
   closes(): TunnelClosedEvent[];
   /** Resolves with the decision event for `id`, or the next one. */
@@ -36,8 +36,8 @@ export async function startGateway(policyText: string | null, config: Record<str
   if (!c.ok) throw new Error('default config invalid');
   const merged = parseConfigObject(config);
   const bus = new EventBus();
-  const events: GatewayEvent[] = [];
-  const waiters: { pred: (e: GatewayEvent) => boolean; resolve: (e: GatewayEvent) => void }[] = [];
+  const events: ChokepointEvent[] = [];
+  const waiters: { pred: (e: ChokepointEvent) => boolean; resolve: (e: ChokepointEvent) => void }[] = [];
   bus.subscribe((e) => {
     events.push(e);
     for (const w of [...waiters]) {
@@ -49,7 +49,7 @@ export async function startGateway(policyText: string | null, config: Record<str
   });
   const gw = new Gateway({ config: merged, bus, logger: silentLogger, policy: policyText === null ? null : compile(policyText) });
   const addr = await gw.listen('127.0.0.1', 0);
-  const wait = <T extends GatewayEvent>(type: T['type'], pred: (e: T) => boolean, ms: number): Promise<T> => {
+  const wait = <T extends ChokepointEvent>(type: T['type'], pred: (e: T) => boolean, ms: number): Promise<T> => {
     const found = events.find((e) => e.type === type && pred(e as T));
     if (found) return Promise.resolve(found as T);
     return new Promise<T>((resolve, reject) => {
