@@ -12,6 +12,18 @@ export const ERROR_CODES = {
   USAGE: 'The command line is invalid.',
   LISTEN_FAILED: 'A listener could not be opened.',
   INTERNAL: 'An internal error occurred.',
+  // ---- agent side (issue #6): export, enroll/renew, forwarder, exec, verify ----
+  EXPORT_INVALID: 'The host egress rules cannot be exported from these inputs.',
+  AGENT_DIR_INSECURE: 'The agent directory or a key file is readable or writable by other users.',
+  AGENT_TOKEN_MISSING: 'No enrollment token was given.',
+  AGENT_CA_MISMATCH: 'The server presented a CA that does not match the pinned fingerprint.',
+  AGENT_TLS_FAILED: 'The TLS connection to the server failed or its certificate is not from the pinned CA.',
+  AGENT_ENROLL_DENIED: 'The server refused the enrollment or renewal.',
+  AGENT_SERVER_ERROR: 'The server answered with an error or something that is not EST.',
+  AGENT_NOT_ENROLLED: 'The agent directory holds no usable certificate and key.',
+  AGENT_CERT_EXPIRED: 'The device certificate has expired: re-enrollment is needed.',
+  AGENT_LISTEN_REFUSED: 'The forwarder only listens on loopback addresses.',
+  AGENT_EXEC_FAILED: 'The command could not be started.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
