@@ -27,6 +27,43 @@ const table = {
     verdict: 'deny', status: 403,
     hint: 'The client address is in no group\'s "sources"; add its CIDR to a group.',
   },
+  // On the mTLS listener (DESIGN §2 step 1, §4): the certificate must map to an active device.
+  client_certificate_required: {
+    verdict: 'deny', status: 403,
+    hint: 'The mTLS listener needs a device client certificate; enroll the device (chokepoint agent enroll) and present its certificate.',
+  },
+  certificate_invalid: {
+    verdict: 'deny', status: 403,
+    hint: 'The client certificate was not issued by a Chokepoint device CA or does not name a device.',
+  },
+  certificate_expired: {
+    verdict: 'deny', status: 403,
+    hint: 'The device certificate has expired; renew it before expiry (chokepoint agent renew) or re-enroll.',
+  },
+  certificate_not_yet_valid: {
+    verdict: 'deny', status: 403,
+    hint: 'The device certificate is not valid yet; check the device clock.',
+  },
+  device_unknown: {
+    verdict: 'deny', status: 403,
+    hint: 'The certificate serial is not known to this gateway (superseded, or from another deployment); re-enroll the device.',
+  },
+  device_revoked: {
+    verdict: 'deny', status: 403,
+    hint: 'The device or this certificate was revoked; re-enroll only if the device is trusted again.',
+  },
+  device_disabled: {
+    verdict: 'deny', status: 403,
+    hint: 'The device is disabled by an administrator (chokepoint device enable ID).',
+  },
+  device_pending: {
+    verdict: 'deny', status: 403,
+    hint: 'The device\'s enrollment awaits approval (chokepoint device approve ID).',
+  },
+  group_not_in_policy: {
+    verdict: 'deny', status: 403,
+    hint: 'The device belongs to a group that the running policy does not define; add the group to the policy.',
+  },
   no_policy: {
     verdict: 'deny', status: 403,
     hint: 'The gateway has no valid policy loaded; fix the policy file (chokepoint policy check).',

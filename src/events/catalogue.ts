@@ -25,6 +25,12 @@ export interface ConnectionFields {
   readonly client_port: number;
   /** The group the client belongs to, or null when unauthenticated. */
   readonly group: string | null;
+  /** mTLS listener: the device id from the store (null on the plain listener or before identification). */
+  readonly device_id: string | null;
+  /** mTLS listener: the device's asset id, when it has one. */
+  readonly asset_id: string | null;
+  /** mTLS listener: the client certificate serial (lowercase hex), also when the device was refused. */
+  readonly serial: string | null;
   /** `CONNECT` or the HTTP method of an absolute-form request; null when the request line was unreadable. */
   readonly method: string | null;
   /** Normalized destination host, or null when the target could not be parsed. */
@@ -53,7 +59,7 @@ export interface DecisionEvent extends Base, ConnectionFields {
 
 export type CloseReason =
   | 'client_closed' | 'upstream_closed' | 'completed' | 'idle_timeout' | 'lifetime_exceeded'
-  | 'client_error' | 'upstream_error' | 'shutdown' | 'policy_revoked';
+  | 'client_error' | 'upstream_error' | 'shutdown' | 'policy_revoked' | 'device_revoked';
 
 export interface TunnelClosedEvent extends Base, ConnectionFields {
   readonly type: 'gateway.tunnel.closed';

@@ -6,7 +6,7 @@
  */
 import type { Destination } from '../core/destination.js';
 import type { DenyReason } from '../core/reasons.js';
-import type { CompiledPolicy, Protocol, TlsMode } from '../policy/types.js';
+import type { CompiledPolicy, GroupInfo, Protocol, TlsMode } from '../policy/types.js';
 import type { Attempt } from './attempt.js';
 import type { Resolution, Resolver } from './resolver.js';
 
@@ -29,8 +29,15 @@ export interface AdmissionContext {
 export function decide(ctx: AdmissionContext, a: Attempt, dest: Destination, protocol: Protocol): { deny: DenyReason } | { tls: TlsMode } {
   const policy = ctx.policy;
   if (policy === null) return { deny: 'no_policy' };
-  const group = policy.groupForSource(a.clientIp);
-  if (group === null) return { deny: 'unauthenticated' };
+  let group;
+  if (a.deviceGroup !== null) {
+    // A device's group comes from the store via its certificate, never from its address.
+    group = groupByName(policy, a.deviceGroup);
+    if (group === null) return { deny: 'group_not_in_policy' };
+  } else {
+    group = policy.groupForSource(a.clientIp);
+    if (group === null) return { deny: 'unauthenticated' };
+  }
   a.group = group.name;
   a.mode = group.mode;
   const d = policy.decide({ group, dest, protocol });
@@ -83,4 +90,16 @@ export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination
     return { ok: false, reason: 'address_denied' };
   }
   return { ok: true, addresses: allowed, tls, report };
+}
+
+const byName = new WeakMap<CompiledPolicy, ReadonlyMap<string, GroupInfo>>();
+
+/** The policy's group of that name, indexed once per policy snapshot. */
+function groupByName(policy: CompiledPolicy, name: string): GroupInfo | null {
+  let m = byName.get(policy);
+  if (m === undefined) {
+    m = new Map(policy.groups.map((g) => [g.name, g]));
+    byName.set(policy, m);
+  }
+  return m.get(name) ?? null;
 }

@@ -14,6 +14,11 @@ export class Attempt {
   readonly id = randomUUID();
   readonly startedAt = performance.now();
   group: string | null = null;
+  deviceId: string | null = null;
+  assetId: string | null = null;
+  serial: string | null = null;
+  /** mTLS listener: the group the device directory assigned; the policy's `sources` are then never consulted. */
+  deviceGroup: string | null = null;
   mode: GroupMode | null = null;
   method: string | null = null;
   dest: Destination | null = null;
@@ -42,6 +47,9 @@ export class Attempt {
       client_ip: this.clientIp,
       client_port: this.clientPort,
       group: this.group,
+      device_id: this.deviceId,
+      asset_id: this.assetId,
+      serial: this.serial,
       method: this.method,
       host: this.dest?.host ?? null,
       port: this.dest?.port ?? null,

@@ -5,6 +5,7 @@
  * with `internal_error` and closes: the gateway fails closed.
  */
 import type { Socket } from 'node:net';
+import type { DeviceDirectory, DeviceDenyReason, PeerCertificateInfo } from '../core/principal.js';
 import { parseAbsoluteTarget, parseAuthority, formatDestination, type Destination } from '../core/destination.js';
 import { REASONS, type DenyReason } from '../core/reasons.js';
 import { Attempt } from './attempt.js';
@@ -22,6 +23,17 @@ export interface ClientOwner {
   onClose(): void;
   /** The client socket drained its write buffer (backpressure released). */
   onDrain(): void;
+  /** Cuts at once (device revoked); the owner records the close reason. */
+  cut?(reason: 'device_revoked'): void;
+}
+
+/** What an mTLS connection knows of its client after the handshake. */
+export interface MtlsPeer {
+  readonly directory: DeviceDirectory;
+  /** null when the client presented no certificate. */
+  readonly cert: PeerCertificateInfo | null;
+  /** OpenSSL's verification error code, when the chain did not verify. */
+  readonly authError: string | null;
 }
 
 type State = 'head' | 'busy' | 'owned' | 'closed';
@@ -43,6 +55,8 @@ export class ProxyConnection {
     readonly gw: Gateway,
     readonly socket: Socket,
     readonly listener: string,
+    /** Set on the mTLS listener: every request is identified against the device table. */
+    readonly mtls: MtlsPeer | null = null,
   ) {
     const ra = socket.remoteAddress ?? '';
     // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; sources are IPv4 CIDRs.
@@ -152,8 +166,47 @@ export class ProxyConnection {
     }
   }
 
+  /** The device of the last identified request, for cutting it when it is revoked. */
+  deviceId: string | null = null;
+
+  /**
+   * Identifies the client of an mTLS connection, on every request rather than once per
+   * handshake: a kept-alive connection or a resumed TLS session (RFC 8446 §2.2) must not
+   * outlive a revocation. Time is checked before the chain so that an expired certificate
+   * gets the reason an operator can act on.
+   */
+  #identify(a: Attempt, m: MtlsPeer): DeviceDenyReason | null {
+    const cert = m.cert;
+    if (cert === null) return 'client_certificate_required';
+    a.serial = cert.serial;
+    // A claimed device id is recorded only from a certificate our CA signed.
+    if (cert.chainVerified) a.deviceId = cert.deviceId;
+    const now = Date.now();
+    if (!(now <= cert.notAfter)) return 'certificate_expired';
+    if (!(now >= cert.notBefore)) return 'certificate_not_yet_valid';
+    if (!cert.chainVerified || cert.deviceId === null) return 'certificate_invalid';
+    const r = m.directory.identify(cert, now);
+    if (!r.ok) {
+      a.deviceId = r.deviceId ?? cert.deviceId;
+      return r.reason;
+    }
+    const p = r.principal;
+    a.deviceId = p.deviceId;
+    a.assetId = p.assetId;
+    a.deviceGroup = p.group;
+    this.deviceId = p.deviceId;
+    return null;
+  }
+
   #dispatch(a: Attempt, head: RequestHead): void {
     a.method = head.method;
+    if (this.mtls !== null) {
+      const refused = this.#identify(a, this.mtls);
+      if (refused !== null) {
+        this.deny(a, refused);
+        return;
+      }
+    }
     if (this.#draining || this.gw.draining) {
       this.deny(a, 'shutting_down');
       return;
@@ -249,6 +302,13 @@ export class ProxyConnection {
   }
 
   destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** The device was revoked or disabled: cut its tunnel (recording why) and the connection. */
+  revoke(): void {
+    const o = this.#owner;
+    if (o?.cut) o.cut('device_revoked');
     this.socket.destroy();
   }
 }

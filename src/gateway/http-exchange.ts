@@ -172,6 +172,10 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
     this.#abort('client_closed');
   }
 
+  cut(reason: 'device_revoked'): void {
+    this.#abort(reason);
+  }
+
   // ---- upstream side ----------------------------------------------------------------
 
   onUpData(chunk: Buffer): void {

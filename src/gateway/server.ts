@@ -4,6 +4,8 @@
  * control side swaps policy snapshots in with setPolicy() (DESIGN §1).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { DeviceDirectory } from '../core/principal.js';
 import { networkInterfaces } from 'node:os';
 import type { Config } from '../config/schema.js';
 import type { EventBus } from '../events/bus.js';
@@ -11,6 +13,7 @@ import type { GatewayEvent } from '../events/catalogue.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import { TLS_VERSION } from './clienthello.js';
 import { ProxyConnection } from './connection.js';
+import { MTLS_CIPHERS, peerInfo } from './peer.js';
 import { Resolver } from './resolver.js';
 import type { Logger } from './logger.js';
 import type { DenyReason } from '../core/reasons.js';
@@ -22,6 +25,18 @@ export interface GatewayOptions {
   readonly policy?: CompiledPolicy | null;
   /** Overrides the resolver (tests); by default built from config.dns. */
   readonly resolver?: Resolver;
+}
+
+export interface MtlsListenOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly name?: string;
+  /** The listener's own certificate and key (PEM), issued by the Chokepoint CA so agents can pin it. */
+  readonly key: string | Buffer;
+  readonly cert: string | Buffer;
+  /** The device CA certificates (PEM) client certificates must chain to; during rotation, both. */
+  readonly ca: string | Buffer | readonly (string | Buffer)[];
+  readonly directory: DeviceDirectory;
 }
 
 /** Something that holds a tunnel slot and can be cut. */
@@ -43,6 +58,7 @@ export class Gateway {
   readonly #tunnels = new Set<LiveTunnel>();
   readonly #perClient = new Map<string, number>();
   #sweeper: NodeJS.Timeout | null = null;
+  #unsubscribe: (() => void)[] = [];
   #draining = false;
   #closed: Promise<void> | null = null;
 
@@ -140,11 +156,86 @@ export class Gateway {
     srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
     this.#servers.push(srv);
     this.refreshSelfAddresses();
+    this.#startSweeper();
+    return srv.address() as AddressInfo;
+  }
+
+  #startSweeper(): void {
     if (this.#sweeper === null) {
       // One coarse timer for tunnel lifetimes instead of one timer per tunnel.
       this.#sweeper = setInterval(() => this.#sweep(), Math.min(1000, this.config.timeouts.lifetime)).unref();
     }
+  }
+
+  /**
+   * Opens the mTLS proxy listener (DESIGN §2 step 1, §4): an HTTPS proxy that asks every
+   * client for a certificate issued by a device CA. The handshake completes even without one
+   * (`rejectUnauthorized: false`) so that the refusal is a readable 403 with its reason rather
+   * than a bare TLS alert; nothing is relayed for an unidentified client because every
+   * request is identified before it is decided.
+   */
+  async listenMtls(opts: MtlsListenOptions): Promise<AddressInfo> {
+    const name = opts.name ?? 'mtls';
+    const srv: TlsServer = createTlsServer({
+      key: opts.key,
+      cert: opts.cert,
+      ca: typeof opts.ca === 'string' || Buffer.isBuffer(opts.ca) ? opts.ca : [...opts.ca],
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      ciphers: MTLS_CIPHERS,
+      honorCipherOrder: true,
+      handshakeTimeout: this.config.timeouts.header,
+      allowHalfOpen: true,
+    });
+    srv.on('secureConnection', (socket: TLSSocket) => {
+      if (this.#draining) {
+        socket.destroy();
+        return;
+      }
+      socket.setNoDelay(true);
+      const authError = socket.authorizationError;
+      const c = new ProxyConnection(this, socket, name, {
+        directory: opts.directory,
+        cert: peerInfo(socket),
+        authError: authError === null || authError === undefined ? null : String(authError),
+      });
+      this.connections.add(c);
+    });
+    srv.on('tlsClientError', (err: Error & { code?: string }) => {
+      // A failed handshake is not a request: nothing was decided, so no decision event.
+      this.logger.debug({ err: err.message, code: err.code }, 'mTLS handshake failed');
+    });
+    srv.maxConnections = this.config.limits.max_connections;
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ host: opts.host, port: opts.port, backlog: 4096 }, () => {
+        srv.off('error', reject);
+        resolve();
+      });
+    });
+    srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
+    this.#servers.push(srv);
+    this.#unsubscribe.push(opts.directory.onRevoke((deviceId) => this.revokeDevice(deviceId)));
+    this.refreshSelfAddresses();
+    this.#startSweeper();
     return srv.address() as AddressInfo;
+  }
+
+  /**
+   * Cuts every live connection and tunnel of a device now (revocation, disable). New
+   * requests are refused by the directory; this handles those already admitted.
+   */
+  revokeDevice(deviceId: string): number {
+    let n = 0;
+    for (const c of [...this.connections]) {
+      if (c.mtls !== null && c.deviceId === deviceId) {
+        c.revoke();
+        n++;
+      }
+    }
+    if (n > 0) this.logger.info({ device_id: deviceId, connections: n }, 'device revoked: live connections cut');
+    return n;
   }
 
   addresses(): AddressInfo[] {
@@ -189,6 +280,8 @@ export class Gateway {
     this.#draining = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = null;
+    for (const u of this.#unsubscribe) u();
+    this.#unsubscribe = [];
     for (const s of this.#servers) s.close();
     for (const t of [...this.#tunnels]) t.cut('shutdown');
     for (const c of [...this.connections]) c.destroy();

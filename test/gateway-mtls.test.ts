@@ -1,0 +1,279 @@
+/**
+ * The mTLS proxy listener (issue #4): a device certificate maps to a device and its group
+ * through the in-memory directory; every refusal is a readable 403 with its own reason, never
+ * a bare TLS failure, and nothing is relayed for it. Revocation cuts live tunnels at once and
+ * a resumed TLS session does not bring a revoked device back.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import type { DeviceDirectory, IdentifyResult, PeerCertificateInfo } from '../src/core/principal.js';
+import { deviceIdFromSan, normalizeSerial } from '../src/gateway/peer.js';
+import { makeTestCa, type Issued, type TestCa } from './helpers/device-pki.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { testDns } from './helpers/fixtures.js';
+import type { DnsServer } from './helpers/dns-server.js';
+
+type State = 'active' | 'disabled' | 'revoked' | 'pending';
+
+/** The directory contract, kept in memory: serial → device. */
+class TestDirectory implements DeviceDirectory {
+  readonly devices = new Map<string, { deviceId: string; group: string; assetId: string | null; state: State }>();
+  #listeners: ((id: string, serial: string | null) => void)[] = [];
+
+  add(cert: Issued, deviceId: string, group: string, state: State = 'active', assetId: string | null = null): void {
+    this.devices.set(cert.serial, { deviceId, group, assetId, state });
+  }
+
+  set(deviceId: string, state: State): void {
+    for (const d of this.devices.values()) if (d.deviceId === deviceId) d.state = state;
+    if (state === 'revoked' || state === 'disabled') for (const l of this.#listeners) l(deviceId, null);
+  }
+
+  identify(cert: PeerCertificateInfo): IdentifyResult {
+    const d = this.devices.get(cert.serial);
+    if (d === undefined || d.deviceId !== cert.deviceId) return { ok: false, reason: 'device_unknown', deviceId: null };
+    if (d.state !== 'active') return { ok: false, reason: `device_${d.state}`, deviceId: d.deviceId };
+    return { ok: true, principal: { kind: 'device', deviceId: d.deviceId, assetId: d.assetId, group: d.group, serial: cert.serial, notAfter: cert.notAfter } };
+  }
+
+  onRevoke(l: (id: string, serial: string | null) => void): () => void {
+    this.#listeners.push(l);
+    return () => { this.#listeners = this.#listeners.filter((x) => x !== l); };
+  }
+}
+
+interface Answer { status: number; head: string; body: string; socket: TLSSocket; reused: boolean }
+
+/** Opens TLS to the mTLS listener, sends CONNECT, and returns the answer head (socket left open on 200). */
+function mtlsConnect(port: number, ca: string, client: Partial<Issued> | null, target: string, session?: Buffer): Promise<Answer & { session: () => Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    const opts: SecureContextOptions & { host: string; port: number; servername: string; session?: Buffer } = {
+      host: '127.0.0.1', port, ca, servername: 'localhost',
+      ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
+      ...(session ? { session } : {}),
+    };
+    let latest: Buffer | undefined;
+    const s = tlsConnect(opts, () => {
+      s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+    });
+    s.on('session', (b: Buffer) => { latest = b; });
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      buf = Buffer.concat([buf, c]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString('latin1');
+      const status = Number(head.split(' ')[1]);
+      const rest = buf.subarray(end + 4);
+      if (status === 200) {
+        s.off('data', onData);
+        resolve({ status, head, body: rest.toString(), socket: s, reused: s.isSessionReused(), session: () => latest });
+        return;
+      }
+      const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      if (rest.length >= len) {
+        s.off('data', onData);
+        resolve({ status, head, body: rest.subarray(0, len).toString(), socket: s, reused: s.isSessionReused(), session: () => latest });
+      }
+    };
+    s.on('data', onData);
+    s.on('error', reject);
+  });
+}
+
+const reasonOf = (head: string): string | undefined => /x-chokepoint-reason: ([a-z_]+)/i.exec(head)?.[1];
+
+describe('mTLS proxy listener', () => {
+  let ca: TestCa;
+  let foreign: TestCa;
+  let server: Issued;
+  let dir: TestDirectory;
+  let tg: TestGateway;
+  let mtlsPort: number;
+  let echo: Origin;
+  let dns: DnsServer;
+  const certs: Record<string, Issued> = {};
+
+  before(async () => {
+    [ca, foreign] = await Promise.all([makeTestCa(), makeTestCa('Impostor CA')]);
+    server = await ca.issueServer(['localhost', '127.0.0.1']);
+    echo = await startEchoOrigin();
+    dns = await testDns();
+    const policy = `version: 1
+address_exceptions: [127.0.0.1/32]
+groups:
+  - name: servers
+    sources: [127.0.0.0/8]
+    allow:
+      - host: other.test
+        ports: [${echo.port}]
+        tls: none
+  - name: laptops
+    allow:
+      - host: echo.test
+        ports: [${echo.port}]
+        tls: none
+`;
+    tg = await startGateway(policy, { dns: { resolvers: [dns.address] } });
+    dir = new TestDirectory();
+    const day = 86_400_000;
+    const mk = async (name: string, o: Parameters<TestCa['issueDevice']>[0], state: State | null = 'active', group = 'laptops'): Promise<void> => {
+      certs[name] = await ca.issueDevice(o);
+      if (state !== null) dir.add(certs[name] as Issued, o.deviceId ?? 'dev-1', group, state, o.assetId ?? null);
+    };
+    await Promise.all([
+      mk('good', { deviceId: 'dev-good', assetId: 'LAPTOP-42' }),
+      mk('other', { deviceId: 'dev-other' }),
+      mk('expired', { deviceId: 'dev-exp', notBefore: new Date(Date.now() - 3 * day), notAfter: new Date(Date.now() - day) }),
+      mk('future', { deviceId: 'dev-fut', notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 2 * day) }),
+      mk('unknown', { deviceId: 'dev-unk' }, null),
+      mk('revoked', { deviceId: 'dev-rev' }, 'revoked'),
+      mk('disabled', { deviceId: 'dev-dis' }, 'disabled'),
+      mk('pending', { deviceId: 'dev-pen' }, 'pending'),
+      mk('nogroup', { deviceId: 'dev-nog' }, 'active', 'ghosts'),
+      mk('nouri', { deviceId: null }, null),
+      mk('cut', { deviceId: 'dev-cut' }),
+      mk('resume', { deviceId: 'dev-res' }),
+    ]);
+    certs.foreign = await foreign.issueDevice({ deviceId: 'dev-good' });
+    // Same serial and device URI as a real device, but signed by another CA: a forgery.
+    const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: ca.certPem, directory: dir });
+    mtlsPort = addr.port;
+  });
+
+  after(async () => {
+    await tg.close();
+    await echo.close();
+    await dns.close();
+  });
+
+  it('relays for an active device, with its group from the directory and its identity in the events', async () => {
+    const r = await mtlsConnect(mtlsPort, ca.certPem, certs.good as Issued, `echo.test:${echo.port}`);
+    assert.equal(r.status, 200);
+    r.socket.write('ping');
+    const got = await new Promise<string>((res) => r.socket.once('data', (c: Buffer) => res(c.toString())));
+    assert.equal(got, 'ping');
+    const d = await tg.waitDecision((e) => e.device_id === 'dev-good');
+    assert.equal(d.listener, 'mtls');
+    assert.equal(d.verdict, 'allow');
+    assert.equal(d.group, 'laptops');
+    assert.equal(d.asset_id, 'LAPTOP-42');
+    assert.equal(d.serial, (certs.good as Issued).serial);
+    r.socket.end();
+    const c = await tg.waitClosed((e) => e.id === d.id);
+    assert.equal(c.device_id, 'dev-good');
+    assert.equal(c.serial, (certs.good as Issued).serial);
+  });
+
+  it('never selects a group by source address for a device (the loopback source belongs to "servers")', async () => {
+    const r = await mtlsConnect(mtlsPort, ca.certPem, certs.good as Issued, `other.test:${echo.port}`);
+    assert.equal(r.status, 403);
+    assert.equal(reasonOf(r.head), 'no_rule_matched');
+    r.socket.destroy();
+  });
+
+  const refusals: [string, string][] = [
+    ['nocert', 'client_certificate_required'],
+    ['foreign', 'certificate_invalid'],
+    ['nouri', 'certificate_invalid'],
+    ['expired', 'certificate_expired'],
+    ['future', 'certificate_not_yet_valid'],
+    ['unknown', 'device_unknown'],
+    ['revoked', 'device_revoked'],
+    ['disabled', 'device_disabled'],
+    ['pending', 'device_pending'],
+    ['nogroup', 'group_not_in_policy'],
+  ];
+  for (const [name, reason] of refusals) {
+    it(`refuses ${name} with a readable 403 ${reason} and relays nothing`, async () => {
+      const before = echo.sockets.size;
+      const r = await mtlsConnect(mtlsPort, ca.certPem, name === 'nocert' ? null : certs[name] as Issued, `echo.test:${echo.port}`);
+      assert.equal(r.status, 403);
+      assert.equal(reasonOf(r.head), reason);
+      assert.equal(JSON.parse(r.body).code, reason);
+      const id = /x-chokepoint-id: ([0-9a-f-]+)/i.exec(r.head)?.[1];
+      const d = await tg.waitDecision((e) => e.id === id);
+      assert.equal(d.reason, reason);
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.address, null, 'nothing was dialed');
+      if (name === 'foreign' || name === 'nocert') assert.equal(d.device_id, null, 'a claim from an unverified certificate is not recorded as the device');
+      assert.equal(echo.sockets.size, before);
+      r.socket.destroy();
+    });
+  }
+
+  it('cuts a live tunnel within a second of the device being revoked', async () => {
+    const r = await mtlsConnect(mtlsPort, ca.certPem, certs.cut as Issued, `echo.test:${echo.port}`);
+    assert.equal(r.status, 200);
+    const closed = new Promise<void>((res) => r.socket.on('close', () => res()));
+    r.socket.on('error', () => {});
+    dir.set('dev-cut', 'revoked');
+    await closed;
+    const c = await tg.waitClosed((e) => e.device_id === 'dev-cut', 1000);
+    assert.equal(c.close_reason, 'device_revoked');
+  });
+
+  it('does not let a resumed TLS session bring a revoked device back', async () => {
+    const first = await mtlsConnect(mtlsPort, ca.certPem, certs.resume as Issued, `echo.test:${echo.port}`);
+    assert.equal(first.status, 200);
+    first.socket.write('x');
+    await new Promise((res) => first.socket.once('data', res));
+    const session = first.session();
+    assert.ok(session, 'the server offered a session to resume');
+    first.socket.on('error', () => {});
+    dir.set('dev-res', 'revoked');
+    await new Promise((res) => first.socket.on('close', res));
+    const again = await mtlsConnect(mtlsPort, ca.certPem, certs.resume as Issued, `echo.test:${echo.port}`, session);
+    assert.equal(again.reused, true, 'the session was resumed');
+    assert.equal(again.status, 403);
+    assert.equal(reasonOf(again.head), 'device_revoked');
+    again.socket.destroy();
+  });
+
+  it('works with curl as an HTTPS-proxy client with a client certificate', async () => {
+    const dirTmp = mkdtempSync(join(tmpdir(), 'cp-mtls-'));
+    try {
+      const w = (n: string, s: string): string => { const p = join(dirTmp, n); writeFileSync(p, s, { mode: 0o600 }); return p; };
+      const good = certs.good as Issued;
+      const args = ['-sS', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}',
+        '--proxy', `https://localhost:${mtlsPort}`, '--proxy-cacert', w('ca.pem', ca.certPem),
+        '--proxy-cert', w('c.pem', good.certPem), '--proxy-key', w('k.pem', good.keyPem),
+        '--proxytunnel', `http://echo.test:${echo.port}/`, '--resolve', `localhost:${mtlsPort}:127.0.0.1`];
+      // The echo origin answers an HTTP request with the request itself: not HTTP, so curl
+      // reports an error after the tunnel opened; what matters is the 200 from the proxy.
+      const out = await new Promise<{ code: number | null; stderr: string; stdout: string }>((res) => {
+        execFile('curl', [...args, '-v'], (err, stdout, stderr) => res({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }));
+      });
+      assert.match(out.stderr, /HTTP\/1\.1 200 Connection established/i, out.stderr);
+      const denied = await new Promise<string>((res) => {
+        execFile('curl', ['-sS', '--max-time', '10', '-v', '--proxy', `https://localhost:${mtlsPort}`, '--proxy-cacert', join(dirTmp, 'ca.pem'),
+          '--resolve', `localhost:${mtlsPort}:127.0.0.1`, '--proxytunnel', `http://echo.test:${echo.port}/`], (_e, _o, stderr) => res(stderr));
+      });
+      assert.match(denied, /403/);
+      assert.match(denied, /x-chokepoint-reason: client_certificate_required/i);
+    } finally {
+      rmSync(dirTmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('peer certificate reading', () => {
+  it('normalizes serials to lowercase hex without leading zero bytes', () => {
+    assert.equal(normalizeSerial('00A1:B2'), 'a1b2');
+    assert.equal(normalizeSerial('0000'), '00');
+    assert.equal(normalizeSerial('ABC'), '0abc');
+  });
+  it('takes the device id only from a single well-formed device URI', () => {
+    assert.equal(deviceIdFromSan('URI:urn:chokepoint:device:abc-1, URI:urn:chokepoint:asset:X'), 'abc-1');
+    assert.equal(deviceIdFromSan('DNS:example.com'), null);
+    assert.equal(deviceIdFromSan('URI:urn:chokepoint:device:a, URI:urn:chokepoint:device:b'), null);
+    assert.equal(deviceIdFromSan('URI:urn:chokepoint:device:a/../b'), null);
+    assert.equal(deviceIdFromSan(undefined), null);
+  });
+});
