@@ -1,0 +1,114 @@
+/**
+ * Recent gateway decisions (for the events query and for replaying real destinations in policy
+ * diffs) and alerts. Decisions are a bounded recent window, not the evidence of record: the
+ * event sinks are. Rows beyond `maxRows` are pruned oldest first.
+ */
+import type { DecisionEvent } from '../events/catalogue.js';
+import type { AlertEvent } from '../events/evidence.js';
+import type { Exec } from './open.js';
+import type { AlertsTable, EventsTable } from './schema.js';
+
+export async function insertDecisions(db: Exec, events: readonly DecisionEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await db.insertInto('events').values(events.map((e) => ({
+    event_id: e.id,
+    time: Date.parse(e.time) || Date.now(),
+    verdict: e.verdict,
+    reason: e.reason,
+    group_name: e.group,
+    host: e.host,
+    port: e.port,
+    // The mTLS listener adds the device to decisions (issue #4); the plain listener has none.
+    device_id: typeof (e as unknown as { device_id?: unknown }).device_id === 'string' ? (e as unknown as { device_id: string }).device_id : null,
+    client_ip: e.client_ip,
+    rule: e.rule,
+    body: JSON.stringify(e),
+  }))).execute();
+}
+
+export async function pruneDecisions(db: Exec, maxRows: number): Promise<void> {
+  const cut = await db.selectFrom('events').select('seq').orderBy('seq', 'desc').offset(maxRows).limit(1).executeTakeFirst();
+  if (cut) await db.deleteFrom('events').where('seq', '<=', Number(cut.seq)).execute();
+}
+
+export interface DecisionQuery {
+  readonly verdict?: 'allow' | 'deny';
+  readonly reason?: string;
+  readonly group?: string;
+  readonly host?: string;
+  readonly device?: string;
+  readonly since?: number;
+  readonly until?: number;
+  /** Rows strictly older (lower seq) than this. */
+  readonly beforeSeq?: number;
+  readonly limit: number;
+}
+
+export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<{ seq: number; event: DecisionEvent }[]> {
+  let s = db.selectFrom('events').select(['seq', 'body']).orderBy('seq', 'desc').limit(q.limit);
+  if (q.verdict !== undefined) s = s.where('verdict', '=', q.verdict);
+  if (q.reason !== undefined) s = s.where('reason', '=', q.reason);
+  if (q.group !== undefined) s = s.where('group_name', '=', q.group);
+  if (q.host !== undefined) s = s.where('host', '=', q.host);
+  if (q.device !== undefined) s = s.where('device_id', '=', q.device);
+  if (q.since !== undefined) s = s.where('time', '>=', q.since);
+  if (q.until !== undefined) s = s.where('time', '<', q.until);
+  if (q.beforeSeq !== undefined) s = s.where('seq', '<', q.beforeSeq);
+  return (await s.execute()).map((r) => ({ seq: Number(r.seq), event: JSON.parse(r.body) as DecisionEvent }));
+}
+
+/** Distinct recent (group, host, port) triples, newest first, for replay in policy diffs. */
+export async function recentDestinations(db: Exec, limit: number): Promise<Pick<EventsTable, 'group_name' | 'host' | 'port' | 'client_ip'>[]> {
+  const rows = await db.selectFrom('events').select(['group_name', 'host', 'port', 'client_ip', 'body'])
+    .where('host', 'is not', null).where('port', 'is not', null).orderBy('seq', 'desc').limit(limit * 10).execute();
+  const seen = new Set<string>();
+  const out: Pick<EventsTable, 'group_name' | 'host' | 'port' | 'client_ip'>[] = [];
+  for (const r of rows) {
+    const k = `${r.group_name ?? ''}\u0000${r.host}\u0000${r.port}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push({ group_name: r.group_name, host: r.host, port: r.port === null ? null : Number(r.port), client_ip: r.client_ip });
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+// ---- alerts ----
+
+export type Alert = Omit<AlertsTable, 'evidence'> & { evidence: unknown };
+
+function toAlert(r: AlertsTable): Alert {
+  return {
+    ...r, evidence: JSON.parse(r.evidence) as unknown, time: Number(r.time),
+    acked_at: r.acked_at === null ? null : Number(r.acked_at), resolved_at: r.resolved_at === null ? null : Number(r.resolved_at),
+  };
+}
+
+export async function insertAlert(db: Exec, e: AlertEvent): Promise<void> {
+  await db.insertInto('alerts').values({
+    id: e.id, time: Date.parse(e.time) || Date.now(), detector: e.detector, severity: e.severity, device_id: e.device_id, group_name: e.group,
+    summary: e.summary, evidence: JSON.stringify(e.evidence ?? {}), suggested_action: e.suggested_action, state: 'open',
+    acked_by: null, acked_at: null, resolved_by: null, resolved_at: null,
+  }).onConflict((oc) => oc.column('id').doNothing()).execute();
+}
+
+export async function listAlerts(db: Exec, f: { state?: string; severity?: string; detector?: string; device?: string; group?: string; beforeTime?: number; limit: number }): Promise<Alert[]> {
+  let q = db.selectFrom('alerts').selectAll().orderBy('time', 'desc').orderBy('id').limit(f.limit);
+  if (f.state !== undefined) q = q.where('state', '=', f.state as AlertsTable['state']);
+  if (f.severity !== undefined) q = q.where('severity', '=', f.severity);
+  if (f.detector !== undefined) q = q.where('detector', '=', f.detector);
+  if (f.device !== undefined) q = q.where('device_id', '=', f.device);
+  if (f.group !== undefined) q = q.where('group_name', '=', f.group);
+  if (f.beforeTime !== undefined) q = q.where('time', '<', f.beforeTime);
+  return (await q.execute()).map(toAlert);
+}
+
+export async function getAlert(db: Exec, id: string): Promise<Alert | null> {
+  const r = await db.selectFrom('alerts').selectAll().where('id', '=', id).executeTakeFirst();
+  return r ? toAlert(r) : null;
+}
+
+export async function setAlertState(db: Exec, id: string, state: 'acknowledged' | 'resolved', by: string, now = Date.now()): Promise<void> {
+  const set = state === 'acknowledged' ? { state, acked_by: by, acked_at: now } : { state, resolved_by: by, resolved_at: now };
+  await db.updateTable('alerts').set(set).where('id', '=', id).execute();
+}
