@@ -7,6 +7,7 @@ import { serveCommand } from './cli/serve.js';
 import { policyCheckCommand, policyTestCommand } from './cli/policy.js';
 import { configCheckCommand } from './cli/config.js';
 import { VERSION } from './cli/version.js';
+import { policyExportCommand } from './cli/export.js';
 
 const program = new Command();
 program.name('chokepoint').description('Default-deny egress gateway for outbound-only agents').version(VERSION);
@@ -35,6 +36,16 @@ policy
   .addOption(new Option('--protocol <p>', 'connect, or http for a plain-text absolute-form request').choices(['connect', 'http']).default('connect'))
   .option('--json', 'machine-readable output')
   .action(policyTestCommand);
+policy
+  .command('export')
+  .description('host egress rules allowing only the gateway and approved resolvers (nftables, Windows Firewall) or the policy as Squid ACLs')
+  .addOption(new Option('--format <format>', 'output format').choices(['nftables', 'windows-firewall', 'squid']).makeOptionMandatory())
+  .requiredOption('--policy <file>', 'policy file (validated with the same loader as serve)')
+  .option('--group <name>', 'export only this group (squid: a Squid dedicated to it)')
+  .option('--gateway <ip:port,...>', 'gateway address(es): IP literals, [v6]:port for IPv6')
+  .option('--resolver <ip,...>', 'approved DNS resolvers (port 53 unless ip:port)')
+  .option('--program <path>', 'windows-firewall: absolute path of the program to fence')
+  .action(policyExportCommand);
 
 const config = program.command('config').description('gateway configuration files');
 config
