@@ -15,7 +15,8 @@ import type { DeviceDirectory, IdentifyResult, PeerCertificateInfo } from '../sr
 import { deviceIdFromSan, normalizeSerial } from '../src/gateway/peer.js';
 import { makeTestCa, type Issued, type TestCa } from './helpers/device-pki.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { fetch, ProxyAgent } from 'undici';
+import { startEchoOrigin, startHttpOrigin, type Origin } from './helpers/origins.js';
 import { testDns } from './helpers/fixtures.js';
 import type { DnsServer } from './helpers/dns-server.js';
 
@@ -97,6 +98,7 @@ describe('mTLS proxy listener', () => {
   let tg: TestGateway;
   let mtlsPort: number;
   let echo: Origin;
+  let http: Awaited<ReturnType<typeof startHttpOrigin>>;
   let dns: DnsServer;
   const certs: Record<string, Issued> = {};
 
@@ -104,6 +106,7 @@ describe('mTLS proxy listener', () => {
     [ca, foreign] = await Promise.all([makeTestCa(), makeTestCa('Impostor CA')]);
     server = await ca.issueServer(['localhost', '127.0.0.1']);
     echo = await startEchoOrigin();
+    http = await startHttpOrigin();
     dns = await testDns();
     const policy = `version: 1
 address_exceptions: [127.0.0.1/32]
@@ -118,6 +121,9 @@ groups:
     allow:
       - host: echo.test
         ports: [${echo.port}]
+        tls: none
+      - host: http.test
+        ports: [${http.port}]
         tls: none
 `;
     tg = await startGateway(policy, { dns: { resolvers: [dns.address] } });
@@ -150,6 +156,7 @@ groups:
   after(async () => {
     await tg.close();
     await echo.close();
+    await http.close();
     await dns.close();
   });
 
@@ -202,6 +209,7 @@ groups:
       assert.equal(d.reason, reason);
       assert.equal(d.verdict, 'deny');
       assert.equal(d.address, null, 'nothing was dialed');
+      assert.equal(d.host, 'echo.test', 'the refusal still records where the client wanted to go');
       if (name === 'foreign' || name === 'nocert') assert.equal(d.device_id, null, 'a claim from an unverified certificate is not recorded as the device');
       assert.equal(echo.sockets.size, before);
       r.socket.destroy();
@@ -234,6 +242,24 @@ groups:
     assert.equal(again.status, 403);
     assert.equal(reasonOf(again.head), 'device_revoked');
     again.socket.destroy();
+  });
+
+  it('works with undici ProxyAgent presenting the device certificate to the proxy', async () => {
+    const good = certs.good as Issued;
+    const agent = new ProxyAgent({ uri: `https://127.0.0.1:${mtlsPort}`, proxyTls: { ca: ca.certPem, cert: good.certPem, key: good.keyPem, servername: 'localhost' } });
+    const anonymous = new ProxyAgent({ uri: `https://127.0.0.1:${mtlsPort}`, proxyTls: { ca: ca.certPem, servername: 'localhost' } });
+    try {
+      const res = await fetch(`http://http.test:${http.port}/through-mtls`, { dispatcher: agent });
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { url: string }).url, '/through-mtls');
+      const d = await tg.waitDecision((e) => e.device_id === 'dev-good' && e.host === 'http.test');
+      assert.equal(d.verdict, 'allow');
+      await assert.rejects(fetch(`http://http.test:${http.port}/x`, { dispatcher: anonymous }));
+      await tg.waitDecision((e) => e.reason === 'client_certificate_required' && e.host === 'http.test');
+    } finally {
+      await agent.close();
+      await anonymous.close();
+    }
   });
 
   it('works with curl as an HTTPS-proxy client with a client certificate', async () => {

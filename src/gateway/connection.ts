@@ -198,15 +198,20 @@ export class ProxyConnection {
     return null;
   }
 
+  /**
+   * On the mTLS listener, identifies the device (after the target is parsed, so that a
+   * refusal's event still says where the client wanted to go) and denies when it cannot.
+   */
+  #identified(a: Attempt): boolean {
+    if (this.mtls === null) return true;
+    const refused = this.#identify(a, this.mtls);
+    if (refused === null) return true;
+    this.deny(a, refused);
+    return false;
+  }
+
   #dispatch(a: Attempt, head: RequestHead): void {
     a.method = head.method;
-    if (this.mtls !== null) {
-      const refused = this.#identify(a, this.mtls);
-      if (refused !== null) {
-        this.deny(a, refused);
-        return;
-      }
-    }
     if (this.#draining || this.gw.draining) {
       this.deny(a, 'shutting_down');
       return;
@@ -219,6 +224,7 @@ export class ProxyConnection {
         return;
       }
       a.dest = t.dest;
+      if (!this.#identified(a)) return;
       handleConnect(this, a, t.dest).catch((err: unknown) => this.#fail(a, err));
       return;
     }
@@ -242,6 +248,7 @@ export class ProxyConnection {
       this.deny(a, 'host_mismatch');
       return;
     }
+    if (!this.#identified(a)) return;
     handleHttp(this, a, head, t.target.path).catch((err: unknown) => this.#fail(a, err));
   }
 
