@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseListen } from './listen.js';
+import { identitySchema } from './identity.js';
 
 const duration = (def: string, min = 0) =>
   z.union([z.string(), z.number()])
@@ -71,6 +72,8 @@ export const configSchema = z.strictObject({
     max_tunnels: int(10_000, 1, 1_000_000),
     max_tunnels_per_client: int(2_000, 1, 1_000_000),
   }).prefault({}),
+  // Device identity (issue #4): per-group certificate validity, approval, renewal grace (src/config/identity.ts).
+  identity: identitySchema,
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
