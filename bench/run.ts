@@ -4,7 +4,9 @@
  */
 import { runPolicyBench } from './policy.js';
 import { runProxyBench } from './proxy.js';
+import { runMtlsBench } from './mtls.js';
 
 const only = process.argv[2];
 if (!only || only === 'policy') await runPolicyBench();
 if (!only || only === 'proxy') await runProxyBench();
+if (!only || only === 'mtls') await runMtlsBench();
