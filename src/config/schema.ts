@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseListen } from './listen.js';
 import { identitySchema } from './identity.js';
+import { detectSchema, metricsSchema, sinksSchema } from './evidence.js';
 
 const duration = (def: string, min = 0) =>
   z.union([z.string(), z.number()])
@@ -72,6 +73,10 @@ export const configSchema = z.strictObject({
     max_tunnels: int(10_000, 1, 1_000_000),
     max_tunnels_per_client: int(2_000, 1, 1_000_000),
   }).prefault({}),
+  // Evidence pipeline (issue #5): extra sinks, /metrics, anomaly detectors (src/config/evidence.ts).
+  sinks: sinksSchema,
+  metrics: metricsSchema,
+  detect: detectSchema,
   // Device identity (issue #4): per-group certificate validity, approval, renewal grace (src/config/identity.ts).
   identity: identitySchema,
 });

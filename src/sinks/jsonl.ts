@@ -8,10 +8,13 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ChokepointEvent } from '../events/catalogue.js';
+import type { SinkDroppedEvent } from '../events/evidence.js';
 
 export interface JsonlSinkOptions {
   /** `-` for stdout, otherwise a file path (appended). */
   readonly target: string;
+  /** Name used in `sink.dropped` events; defaults to the target. */
+  readonly name?: string;
   readonly maxQueueBytes?: number;
   readonly onDrop?: (dropped: number) => void;
   readonly onError?: (err: Error) => void;
@@ -77,7 +80,7 @@ export class JsonlSink {
       const n = this.#dropped;
       this.#dropped = 0;
       this.#opts.onDrop?.(n);
-      this.#queue.unshift(`${JSON.stringify({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.#opts.target, dropped: n })}\n`);
+      this.#queue.unshift(`${JSON.stringify({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.#opts.name ?? this.#opts.target, dropped: n, reason: 'queue_full' } satisfies SinkDroppedEvent)}\n`);
     }
     const chunk = this.#queue.join('');
     this.#queue = [];

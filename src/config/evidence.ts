@@ -1,0 +1,209 @@
+/**
+ * The `sinks:`, `metrics:` and `detect:` sections of the configuration (issue #5). Kept apart
+ * from schema.ts so the evidence pipeline's options live in one place; schema.ts mounts them.
+ * Every value has a default, so `sinks: []` (the default) keeps the plain `events:` behaviour.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+const durationOpt = (min = 0) =>
+  z.union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (use e.g. 500ms, 10s, 5m, 1h)` });
+        return z.NEVER;
+      }
+      if (ms < min) {
+        ctx.addIssue({ code: 'custom', message: `must be at least ${min}ms` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+const duration = (def: string, min = 0) => z.union([z.string(), z.number()]).default(def).pipe(durationOpt(min));
+
+/** Parses `512`, `64KiB`, `10MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are accepted as the same). */
+export function parseSize(v: unknown): number | null {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : null;
+  if (typeof v !== 'string') return null;
+  const m = /^([0-9]+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$/.exec(v.trim());
+  if (!m) return null;
+  const mult = { B: 1, KiB: 1024, KB: 1024, MiB: 1024 ** 2, MB: 1024 ** 2, GiB: 1024 ** 3, GB: 1024 ** 3, TiB: 1024 ** 4, TB: 1024 ** 4 }[(m[2] ?? 'B') as 'B'];
+  const n = Number(m[1]) * mult;
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+const sizeOpt = (min: number) =>
+  z.union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const n = parseSize(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a size (use e.g. 512KiB, 64MiB, 1GiB)` });
+        return z.NEVER;
+      }
+      if (n < min) {
+        ctx.addIssue({ code: 'custom', message: `must be at least ${min} bytes` });
+        return z.NEVER;
+      }
+      return n;
+    });
+const size = (def: string | number, min: number) => z.union([z.string(), z.number()]).default(def).pipe(sizeOpt(min));
+
+const sinkName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a sink name is 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit');
+
+/** Which event types a sink takes: exact types or `prefix.*`; empty means all. */
+const typeFilter = z.array(z.string().regex(/^[a-z][a-z0-9_.]*(\.\*)?$/, 'an event type such as gateway.decision, or a prefix such as identity.*')).default([]);
+
+/**
+ * The on-disk buffer in front of a network sink. `fsync`: `always` after every batch written,
+ * `interval` (default) at most once per `fsync_interval`, `never` (leave it to the kernel).
+ */
+const buffer = z.strictObject({
+  max_bytes: size('1GiB', 64 * 1024),
+  segment_bytes: size('16MiB', 4096),
+  fsync: z.enum(['always', 'interval', 'never']).default('interval'),
+  fsync_interval: duration('1s', 10),
+}).prefault({});
+
+const retry = z.strictObject({
+  min_delay: duration('500ms', 1),
+  max_delay: duration('5m', 1),
+}).prefault({});
+
+const fileSink = z.strictObject({
+  type: z.literal('file'),
+  name: sinkName,
+  /** A file path, or `-` for stdout (no rotation then). */
+  path: z.string().min(1),
+  types: typeFilter,
+  rotate: z.strictObject({
+    max_bytes: size('100MiB', 1024),
+    /** 0: no time-based rotation. */
+    interval: duration('1d', 0),
+    /** Rotated files kept; older ones are deleted. */
+    keep: z.number().int().min(0).max(100_000).default(14),
+    /** Rotated files older than this are deleted (0: keep by count only). */
+    max_age: duration('0s', 0),
+  }).prefault({}),
+  max_queue_bytes: size('256MiB', 64 * 1024),
+});
+
+const tlsClient = z.strictObject({
+  /** PEM file of the CA(s) that sign the receiver's certificate; default: the system store. */
+  ca: z.string().min(1).optional(),
+  /** Client certificate and key (PEM files) for mutual TLS. */
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+  /** Name to verify in the receiver's certificate; default: the host. */
+  server_name: z.string().min(1).optional(),
+}).prefault({}).refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'cert and key go together' });
+
+const syslogSink = z.strictObject({
+  type: z.literal('syslog'),
+  name: sinkName,
+  transport: z.enum(['udp', 'tcp', 'tls']).default('tcp'),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).optional(),
+  /** RFC 5424 facility number (16 = local0). */
+  facility: z.number().int().min(0).max(23).default(16),
+  app_name: z.string().regex(/^[!-~]{1,48}$/, 'APP-NAME is 1-48 printable US-ASCII characters (RFC 5424 §6.2.5)').default('chokepoint'),
+  hostname: z.string().regex(/^[!-~]{1,255}$/, 'HOSTNAME is 1-255 printable US-ASCII characters (RFC 5424 §6.2.4)').optional(),
+  types: typeFilter,
+  tls: tlsClient,
+  timeout: duration('10s', 100),
+  batch_max: z.number().int().min(1).max(100_000).default(1000),
+  buffer,
+  retry,
+});
+
+const webhookSink = z.strictObject({
+  type: z.literal('webhook'),
+  name: sinkName,
+  url: z.url({ protocol: /^https?$/, error: 'url must be an http(s) URL' }),
+  /** HMAC-SHA256 key, inline or (better) from a file. Exactly one. */
+  secret: z.string().min(16, 'secret must be at least 16 characters').optional(),
+  secret_file: z.string().min(1).optional(),
+  types: typeFilter,
+  tls: tlsClient,
+  timeout: duration('10s', 100),
+  batch_max: z.number().int().min(1).max(100_000).default(500),
+  batch_max_bytes: size('4MiB', 1024),
+  buffer,
+  retry,
+}).refine((w) => (w.secret === undefined) !== (w.secret_file === undefined), { message: 'give exactly one of secret and secret_file' });
+
+export const sinksSchema = z.array(z.discriminatedUnion('type', [fileSink, syslogSink, webhookSink]))
+  .default([])
+  .superRefine((sinks, ctx) => {
+    const seen = new Set<string>();
+    sinks.forEach((s, i) => {
+      if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate sink name "${s.name}"` });
+      seen.add(s.name);
+    });
+  });
+
+export const metricsSchema = z.strictObject({
+  /** Who may read /metrics on the control listener: `public` (no auth) or `viewer` (a viewer bearer token). */
+  access: z.enum(['public', 'viewer']).default('viewer'),
+  /** Label decisions with the destination host. Off by default: hosts are unbounded. */
+  host_labels: z.boolean().default(false),
+  /** Distinct values kept per label; later ones are counted under `other`. */
+  max_label_values: z.number().int().min(1).max(10_000).default(100),
+  /** Include Node.js process metrics (CPU, memory, event loop lag). */
+  process: z.boolean().default(true),
+}).prefault({});
+
+const hhmm = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'a time of day as HH:MM (24h)');
+const weekday = z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']);
+
+/** Thresholds: with defaults (`defaults:`), or all optional (a group overrides only what it names). */
+function thresholdShape(d: boolean) {
+  const dur = (def: string, min: number) => (d ? duration(def, min) : durationOpt(min).optional());
+  const num = (t: z.ZodNumber, def: number) => (d ? t.default(def) : t.optional());
+  return {
+    drift_window: dur('1h', 1000),
+    /** A group's first-use alerts start only after it has been observed this long. */
+    drift_learning: dur('1d', 0),
+    volume_window: dur('1h', 1000),
+    volume_factor: num(z.number().min(1).max(1_000_000), 5),
+    volume_floor_bytes: d ? size('100MiB', 0) : sizeOpt(0).optional(),
+    volume_min_windows: num(z.number().int().min(1).max(10_000), 3),
+    /** EWMA weight of the newest window (0 < alpha <= 1). */
+    volume_alpha: num(z.number().gt(0).max(1), 0.3),
+    tls_window: dur('5m', 1000),
+    tls_min_devices: num(z.number().int().min(1).max(1_000_000), 10),
+    enroll_window: dur('1h', 1000),
+    enroll_max_new: num(z.number().int().min(1).max(1_000_000), 50),
+    enroll_max_bad_tokens: num(z.number().int().min(1).max(1_000_000), 5),
+    admin_window: dur('10m', 1000),
+    admin_max_weight: num(z.number().int().min(1).max(1_000_000), 30),
+    /** Expected check-in interval; a device silent for longer is reported offline (0: off). */
+    offline_after: dur('24h', 0),
+    /** Working hours; connections outside them are reported. Absent: any time. */
+    hours: z.strictObject({
+      from: hhmm,
+      to: hhmm,
+      days: z.array(weekday).min(1).default(['mon', 'tue', 'wed', 'thu', 'fri']),
+      /** Offset of local time from UTC in minutes (e.g. 60 for CET). */
+      utc_offset_minutes: z.number().int().min(-14 * 60).max(14 * 60).default(0),
+    }).optional(),
+  };
+}
+
+const defaultsSchema = z.strictObject(thresholdShape(true)).prefault({});
+const groupOverride = z.strictObject(thresholdShape(false));
+
+export const detectSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** How often baselines are written to the data directory. */
+  persist_interval: duration('1m', 1000),
+  /** How often time-driven checks (offline devices) run. */
+  tick_interval: duration('30s', 100),
+  defaults: defaultsSchema,
+  groups: z.record(z.string().min(1), groupOverride).default({}),
+}).prefault({});
+
+export type SinkConfig = z.output<typeof sinksSchema>[number];
+export type MetricsConfig = z.output<typeof metricsSchema>;
+export type DetectConfig = z.output<typeof detectSchema>;
+export type Thresholds = z.output<typeof defaultsSchema>;
