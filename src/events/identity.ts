@@ -24,7 +24,10 @@ export interface TokenConsumedEvent extends Base {
   readonly client_ip: string | null;
 }
 
-/** An enrollment or renewal was refused; `code` is the error code sent to the client. */
+/**
+ * An enrollment with a token (`identity.token.refused`: bad token, scope, CSR…) or a renewal was
+ * refused; `code` is the error code sent to the client.
+ */
 export interface EnrollmentRefusedEvent extends Base {
   readonly type: 'identity.token.refused' | 'identity.renewal.refused';
   readonly code: string;

@@ -1,0 +1,59 @@
+/**
+ * Issuance step 2, constrain: the certificate's identity is the store's (device id, group, asset
+ * id), never the request's. A request may name nothing, or exactly what the store says; anything
+ * else is refused rather than silently dropped, so a device that tries to claim another device's
+ * identity is visible in the events.
+ */
+import { ChokepointError } from '../core/errors.js';
+import { DEVICE_URI_PREFIX } from '../core/principal.js';
+import type { ValidatedCsr } from './csr.js';
+import { ASSET_URI_PREFIX, deviceUris } from './sign.js';
+
+const CHOKEPOINT_URN = 'urn:chokepoint:';
+
+/** The asset ids the request claims through `urn:chokepoint:asset:<id>` URIs. */
+export function claimedAssets(csr: ValidatedCsr): string[] {
+  return csr.sanUris.filter((u) => u.startsWith(ASSET_URI_PREFIX)).map((u) => {
+    try {
+      return decodeURIComponent(u.slice(ASSET_URI_PREFIX.length));
+    } catch {
+      return u.slice(ASSET_URI_PREFIX.length);
+    }
+  });
+}
+
+/**
+ * First enrollment: the device has no id yet, so a request naming any device URI names someone
+ * else's (a cloned request, or an attempt to take over an enrolled device's identity). Asset
+ * claims are checked against the token's scope by the caller (TOKEN_SCOPE).
+ */
+export function constrainEnroll(csr: ValidatedCsr): void {
+  const foreign = csr.sanUris.filter((u) => u.toLowerCase().startsWith(CHOKEPOINT_URN) && !u.startsWith(ASSET_URI_PREFIX));
+  if (foreign.length > 0) {
+    throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request names ${foreign[0]}: device identities are assigned by the gateway, leave them out of the request`);
+  }
+}
+
+/** An empty Name is the DER SEQUENCE `30 00`. */
+const EMPTY_NAME = Buffer.from([0x30, 0x00]);
+
+/**
+ * Re-enrollment (RFC 7030 §4.2.2): the subject and subjectAltName "MUST be identical" to the
+ * current certificate's. We also accept an empty subject and no SAN extension (the identity comes
+ * from the store either way), but never a different one.
+ */
+export function constrainReenroll(csr: ValidatedCsr, current: { subjectDer: Buffer; deviceId: string; assetId: string | null }): void {
+  if (!csr.subjectDer.equals(EMPTY_NAME) && !csr.subjectDer.equals(current.subjectDer)) {
+    throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subject "${csr.subject}" differs from the current certificate's`);
+  }
+  if (!csr.hasSan) return;
+  const want = new Set(deviceUris(current));
+  const got = new Set(csr.sanUris);
+  const same = csr.sanOther.length === 0 && got.size === want.size && [...got].every((u) => want.has(u));
+  if (!same) {
+    const other = [...csr.sanUris, ...csr.sanOther].find((u) => !want.has(u)) ?? '(a missing name)';
+    throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subjectAltName differs from the current certificate's (${other})`);
+  }
+}
+
+export { DEVICE_URI_PREFIX };
