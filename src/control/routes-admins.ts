@@ -1,0 +1,91 @@
+/** Admins and their API tokens (security-admin), and `whoami` (anyone authenticated). */
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { DEFAULT_TOKEN_TTL_MS, getAdminByName, insertAdmin, insertToken, listAdmins, listTokens, ROLES } from '../store/admins.js';
+import type { ControlContext } from './context.js';
+import { ApiError, parse } from './errors.js';
+import { duration, name, uuid } from './validate.js';
+
+const DAY = 86_400_000;
+const createBody = z.strictObject({
+  name,
+  role: z.enum(ROLES as [string, ...string[]]),
+  scopes: z.array(z.string().min(1).max(128)).max(100).nullable().optional(),
+  token_ttl: duration(60_000, 366 * DAY).optional(),
+  label: z.string().max(100).optional(),
+});
+const tokenBody = z.strictObject({ token_ttl: duration(60_000, 366 * DAY).optional(), label: z.string().max(100).optional() });
+const nameParams = z.strictObject({ name });
+
+export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/whoami', { config: { role: 'viewer' } }, async (req) => {
+      const a = ctx.actorOf(req).admin;
+      return { name: a.name, role: a.role, scopes: a.scopes };
+    });
+
+    app.get('/admins', { config: { role: 'viewer' } }, async () => ({
+      items: (await listAdmins(ctx.store.db)).map((a) => ({ name: a.name, role: a.role, scopes: a.scopes, disabled: a.disabled_at !== null, created_by: a.created_by, created_at: a.created_at })),
+    }));
+
+    app.post('/admins', { config: { role: 'security-admin' } }, async (req, reply) => {
+      const b = parse(createBody, req.body, 'body');
+      const me = ctx.actorOf(req).admin;
+      const out = await ctx.act(req, { action: 'admin.create', target: `admin:${b.name}` }, async (trx) => {
+        if (await getAdminByName(trx, b.name)) throw new ApiError(409, 'CONFLICT', `an admin named "${b.name}" exists`);
+        const admin = await insertAdmin(trx, { name: b.name, role: b.role as 'viewer', scopes: b.scopes ?? null, createdBy: me.name });
+        const t = await insertToken(trx, { adminId: admin.id, label: b.label ?? null, ttlMs: b.token_ttl ?? DEFAULT_TOKEN_TTL_MS });
+        return { value: { name: admin.name, role: admin.role, scopes: admin.scopes, token: t.token, token_id: t.id, expires_at: t.expires_at }, after: { role: admin.role, scopes: admin.scopes, token_id: t.id } };
+      });
+      return reply.code(201).send(out);
+    });
+
+    app.post('/admins/:name/tokens', { config: { role: 'security-admin' } }, async (req, reply) => {
+      const p = parse(nameParams, req.params, 'params');
+      const b = parse(tokenBody, req.body ?? {}, 'body');
+      const out = await ctx.act(req, { action: 'token.create', target: `admin:${p.name}` }, async (trx) => {
+        const admin = await getAdminByName(trx, p.name);
+        if (!admin) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${p.name}"`);
+        const t = await insertToken(trx, { adminId: admin.id, label: b.label ?? null, ttlMs: b.token_ttl ?? DEFAULT_TOKEN_TTL_MS });
+        return { value: { name: admin.name, token: t.token, token_id: t.id, expires_at: t.expires_at }, after: { token_id: t.id, expires_at: t.expires_at } };
+      });
+      return reply.code(201).send(out);
+    });
+
+    app.post('/admins/:name/disable', { config: { role: 'security-admin' } }, async (req) => {
+      const p = parse(nameParams, req.params, 'params');
+      return ctx.act(req, { action: 'admin.disable', target: `admin:${p.name}` }, async (trx) => {
+        const admin = await getAdminByName(trx, p.name);
+        if (!admin) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${p.name}"`);
+        if (admin.role === 'security-admin') {
+          const others = (await listAdmins(trx)).filter((a) => a.role === 'security-admin' && a.disabled_at === null && a.id !== admin.id);
+          // Disabling the last security-admin would lock everyone out of policy and admin changes.
+          if (others.length === 0) throw new ApiError(409, 'CONFLICT', 'this is the last active security-admin');
+        }
+        await trx.updateTable('admins').set({ disabled_at: Date.now() }).where('id', '=', admin.id).where('disabled_at', 'is', null).execute();
+        return { value: { name: admin.name, disabled: true }, before: { disabled: admin.disabled_at !== null }, after: { disabled: true } };
+      });
+    });
+
+    app.get('/tokens', { config: { role: 'security-admin' } }, async (req) => {
+      const q = parse(z.strictObject({ admin: name.optional() }), req.query, 'query');
+      let adminId: string | undefined;
+      if (q.admin !== undefined) {
+        const a = await getAdminByName(ctx.store.db, q.admin);
+        if (!a) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${q.admin}"`);
+        adminId = a.id;
+      }
+      return { items: await listTokens(ctx.store.db, adminId) };
+    });
+
+    app.delete('/tokens/:id', { config: { role: 'security-admin' } }, async (req) => {
+      const p = parse(z.strictObject({ id: uuid }), req.params, 'params');
+      return ctx.act(req, { action: 'token.revoke', target: `token:${p.id}` }, async (trx) => {
+        const t = await trx.selectFrom('api_tokens').select(['id', 'revoked_at']).where('id', '=', p.id).executeTakeFirst();
+        if (!t) throw new ApiError(404, 'RESOURCE_NOT_FOUND', 'no such token');
+        await trx.updateTable('api_tokens').set({ revoked_at: Date.now() }).where('id', '=', p.id).where('revoked_at', 'is', null).execute();
+        return { value: { id: p.id, revoked: true }, before: { revoked: t.revoked_at !== null }, after: { revoked: true } };
+      });
+    });
+  };
+}

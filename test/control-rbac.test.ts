@@ -1,0 +1,164 @@
+/**
+ * Authentication and RBAC on every route (including routes other plugins register), the error
+ * envelope for malformed requests, and health endpoints — on SQLite and PostgreSQL.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FastifyPluginAsync } from 'fastify';
+import { buildControlServer } from '../src/control/index.js';
+import { EventBus } from '../src/events/bus.js';
+import { ERROR_CODES } from '../src/core/errors.js';
+import { startControl, type TestControl } from './helpers/control.js';
+import { BACKENDS, sqliteBackend } from './helpers/store.js';
+
+const RANK = { viewer: 1, operator: 2, 'security-admin': 3 } as const;
+const pluginRoutes: FastifyPluginAsync = async (app) => {
+  app.get('/api/v1/plugin-thing', { config: { role: 'operator' } }, async () => ({ ok: true }));
+  app.post('/.well-known/est/simpleenroll', { config: { role: 'device' } }, async () => ({ ok: true }));
+};
+
+function concrete(url: string): string {
+  return url.replace(/:id\b/g, '00000000-0000-4000-8000-000000000000').replace(/:name\b/g, 'nobody').replace(/:version\b/g, '1');
+}
+
+for (const make of BACKENDS) {
+  const backend = make();
+  describe(`control API RBAC on ${backend.name}`, () => {
+    let c: TestControl;
+    before(async () => { c = await startControl(backend, { plugins: [pluginRoutes] }); });
+    after(async () => { await c.close(); await backend.cleanup(); });
+
+    it('every route declares a role, and each lower role is refused with 403 FORBIDDEN_ROLE', async () => {
+      const routes = c.app.controlRoutes;
+      assert.ok(routes.length >= 30, `only ${routes.length} routes`);
+      assert.ok(routes.some((r) => r.url === '/api/v1/plugin-thing'), 'plugin routes are walked too');
+      let checked = 0;
+      for (const r of routes) {
+        const url = concrete(r.url);
+        if (r.role === 'public' || r.role === 'device') {
+          const a = await c.call(r.method, url, { token: null, ...(r.method === 'GET' ? {} : { body: {} }) });
+          assert.notEqual(a.status, 401, `${r.method} ${r.url} is ${r.role} and must not ask for an admin token`);
+          continue;
+        }
+        const anon = await c.call(r.method, url, { token: null, ...(r.method === 'GET' ? {} : { body: {} }) });
+        assert.equal(anon.status, 401, `${r.method} ${r.url} without a token`);
+        assert.equal(anon.body.code, 'AUTH_REQUIRED');
+        for (const lower of ['viewer', 'operator'] as const) {
+          if (RANK[lower] >= RANK[r.role]) continue;
+          const a = await c.call(r.method, url, { token: c.tokens[lower], ...(r.method === 'GET' || r.method === 'DELETE' ? {} : { body: {} }) });
+          assert.equal(a.status, 403, `${r.method} ${r.url} as ${lower}: ${JSON.stringify(a.body)}`);
+          assert.deepEqual(Object.keys(a.body).sort(), ['code', 'message', 'statusCode']);
+          assert.equal(a.body.code, 'FORBIDDEN_ROLE');
+          checked++;
+        }
+      }
+      assert.ok(checked >= 25, `checked ${checked}`);
+      // Refusals are audited.
+      const audit = await c.call('GET', '/api/v1/audit?limit=5000');
+      assert.ok(audit.body.items.some((e: { result: string; actor: string }) => e.result === 'denied' && e.actor === 'viewer'));
+    });
+
+    it('refuses bad, revoked and expired tokens with 401 AUTH_INVALID', async () => {
+      for (const t of ['nope', 'cpa_' + 'A'.repeat(43), 'cpa_' + 'A'.repeat(42) + '!', c.tokens.viewer + 'x']) {
+        const a = await c.call('GET', '/api/v1/whoami', { token: t });
+        assert.equal(a.status, 401, t);
+        assert.equal(a.body.code, 'AUTH_INVALID');
+      }
+      const lower = await c.call('GET', '/api/v1/whoami', { headers: { authorization: `bearer ${c.tokens.viewer}` }, token: null });
+      assert.equal(lower.status, 200, 'the scheme is case-insensitive (RFC 9110 §11.1)');
+      const made = await c.call('POST', '/api/v1/admins/viewer/tokens', { body: { token_ttl: '1m' } });
+      assert.equal(made.status, 201);
+      assert.equal((await c.call('GET', '/api/v1/whoami', { token: made.body.token })).status, 200);
+      assert.equal((await c.call('DELETE', `/api/v1/tokens/${made.body.token_id}`)).status, 200);
+      const revoked = await c.call('GET', '/api/v1/whoami', { token: made.body.token });
+      assert.equal(revoked.status, 401);
+      await c.store.db.updateTable('api_tokens').set({ expires_at: Date.now() - 1 }).where('id', '=', (await c.call('POST', '/api/v1/admins/viewer/tokens', { body: {} })).body.token_id).execute();
+      const tokens = await c.call('GET', '/api/v1/tokens?admin=viewer');
+      assert.ok(tokens.body.items.every((t: Record<string, unknown>) => !('token_hash' in t) && !('token' in t)), 'no secrets or hashes in listings');
+    });
+
+    it('a disabled admin cannot act; the last security-admin cannot be disabled', async () => {
+      const mk = await c.call('POST', '/api/v1/admins', { body: { name: 'temp', role: 'viewer' } });
+      assert.equal((await c.call('GET', '/api/v1/whoami', { token: mk.body.token })).status, 200);
+      assert.equal((await c.call('POST', '/api/v1/admins/temp/disable')).status, 200);
+      assert.equal((await c.call('GET', '/api/v1/whoami', { token: mk.body.token })).status, 401);
+      const dup = await c.call('POST', '/api/v1/admins', { body: { name: 'temp', role: 'viewer' } });
+      assert.equal(dup.status, 409);
+    });
+
+    it('scopes: a scoped operator cannot act on devices outside its groups', async () => {
+      const now = Date.now();
+      await c.store.db.insertInto('devices').values([
+        { id: 'dev-in', group_name: 'servers', asset_id: null, tags: '[]', state: 'active', created_at: now, updated_at: now, last_seen_at: null },
+        { id: 'dev-out', group_name: 'laptops', asset_id: null, tags: '[]', state: 'active', created_at: now, updated_at: now, last_seen_at: null },
+      ]).execute();
+      const t = c.tokens['operator-scoped'];
+      for (const [m, u, body] of [['POST', '/api/v1/devices/dev-out/disable', {}], ['PATCH', '/api/v1/devices/dev-out', { tags: ['x'] }], ['GET', '/api/v1/devices/dev-out', undefined], ['POST', '/api/v1/enrollment-tokens', { group: 'laptops' }]] as const) {
+        const a = await c.call(m, u, { token: t, body });
+        assert.equal(a.status, 403, `${m} ${u}`);
+        assert.equal(a.body.code, 'FORBIDDEN_SCOPE');
+      }
+      const list = await c.call('GET', '/api/v1/devices', { token: t });
+      assert.deepEqual(list.body.items.map((d: { id: string }) => d.id), ['dev-in']);
+      const ok = await c.call('POST', '/api/v1/devices/dev-in/disable', { token: t });
+      assert.equal(ok.status, 200);
+      const dev = await c.store.db.selectFrom('devices').select('state').where('id', '=', 'dev-out').executeTakeFirstOrThrow();
+      assert.equal(dev.state, 'active', 'the refused change did not happen');
+    });
+
+    it('malformed requests get the envelope with a stable code and no internal text', async () => {
+      const cases: [string, string, Parameters<TestControl['call']>[2], number, string][] = [
+        ['GET', '/api/v1/nope', {}, 404, 'ROUTE_NOT_FOUND'],
+        ['PUT', '/api/v1/devices', { body: {} }, 405, 'METHOD_NOT_ALLOWED'],
+        ['POST', '/api/v1/admins', { payload: 'name=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+        ['POST', '/api/v1/admins', { payload: '{"name": ', headers: { 'content-type': 'application/json' } }, 400, 'BAD_JSON'],
+        ['POST', '/api/v1/admins', { payload: '{"__proto__": {"role": "security-admin"}, "name": "p", "role": "viewer"}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_JSON'],
+        ['POST', '/api/v1/admins', { payload: JSON.stringify({ name: 'x', role: 'viewer', pad: 'x'.repeat(2 * 1024 * 1024) }), headers: { 'content-type': 'application/json' } }, 413, 'BODY_TOO_LARGE'],
+        ['POST', '/api/v1/admins', { body: { name: 'x', role: 'root' } }, 400, 'VALIDATION_FAILED'],
+        ['POST', '/api/v1/admins', { body: { name: 'bad\nname', role: 'viewer' } }, 400, 'VALIDATION_FAILED'],
+        ['POST', '/api/v1/admins', { body: { name: 'x', role: 'viewer', extra: 1 } }, 400, 'VALIDATION_FAILED'],
+        ['POST', '/api/v1/admins', { body: [1, 2] }, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/events?limit=0', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/events?cursor=!!', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/events?reason=not_a_reason', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/policy/versions/abc', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/policy/versions/999', {}, 404, 'RESOURCE_NOT_FOUND'],
+      ];
+      for (const [m, u, o, status, code] of cases) {
+        const a = await c.call(m, u, o);
+        assert.equal(a.status, status, `${m} ${u}: ${JSON.stringify(a.body)}`);
+        assert.equal(a.body.code, code, `${m} ${u}`);
+        assert.equal(a.body.statusCode, status);
+        assert.ok(a.body.code in ERROR_CODES);
+        assert.doesNotMatch(JSON.stringify(a.body), /at .*\.js|SELECT|sqlite|postgres|stack/i);
+      }
+      const v = await c.call('POST', '/api/v1/admins', { body: { name: 'x', role: 'root' } });
+      assert.equal(v.body.problems[0].path, 'body.role', 'the failing path is named');
+      assert.equal((await c.call('PUT', '/api/v1/devices', { body: {} })).headers.allow, 'GET');
+    });
+
+    it('healthz is public; readyz says which check failed', async () => {
+      assert.equal((await c.call('GET', '/healthz', { token: null })).status, 200);
+      const r = await c.call('GET', '/readyz', { token: null });
+      assert.equal(r.status, 503);
+      assert.equal(r.body.code, 'NOT_READY');
+      assert.deepEqual(r.body.failed.map((f: { check: string }) => f.check), ['policy']);
+    });
+  });
+}
+
+describe('route declarations fail closed', () => {
+  it('a route without a declared role makes the server refuse to start', async () => {
+    const backend = sqliteBackend();
+    const store = await backend.open();
+    try {
+      const sneaky: FastifyPluginAsync = async (app) => { app.get('/api/v1/sneaky', async () => ({ open: true })); };
+      await assert.rejects(buildControlServer({ store, bus: new EventBus(), plugins: [sneaky] }), /declares no valid config\.role/);
+      const typo: FastifyPluginAsync = async (app) => { app.get('/api/v1/typo', { config: { role: 'admin' as 'viewer' } }, async () => ({})); };
+      await assert.rejects(buildControlServer({ store, bus: new EventBus(), plugins: [typo] }), /declares no valid config\.role/);
+    } finally {
+      await store.close();
+      await backend.cleanup();
+    }
+  });
+});
