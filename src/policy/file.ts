@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { ERROR_CODES } from '../core/errors.js';
 import type { LoadResult } from './compile.js';
-import { loadPolicy } from './load.js';
+import { loadPolicyOffThread } from './offthread.js';
 
 /** Larger than any sane policy (100k rules are ~4 MB); refuses to buffer a runaway file. */
 export const MAX_POLICY_BYTES = 64 * 1024 * 1024;
@@ -21,7 +21,7 @@ export async function loadPolicyFile(path: string): Promise<LoadResult> {
     const why = e instanceof TypeError ? 'not valid UTF-8' : (code ?? (e instanceof Error ? e.message : String(e)));
     return unreadable(`${path}: ${why}`);
   }
-  return loadPolicy(text, { sourceName: path });
+  return loadPolicyOffThread(text, { sourceName: path });
 }
 
 function unreadable(detail: string): LoadResult {

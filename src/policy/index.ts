@@ -4,6 +4,7 @@
  */
 export { loadPolicy, MAX_ALIAS_COUNT, type LoadOptions } from './load.js';
 export { loadPolicyFile, MAX_POLICY_BYTES } from './file.js';
+export { loadPolicyOffThread, OFFTHREAD_MIN_BYTES } from './offthread.js';
 export { compilePolicy, type LoadResult } from './compile.js';
 export type { PolicyDocument, AllowRuleDocument, DenyRuleDocument, GroupDocument } from './schema.js';
 export { classifyAddress, CLASS_TABLE, type ClassRow } from './classify.js';

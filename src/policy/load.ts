@@ -21,6 +21,20 @@ export interface LoadOptions {
 export const MAX_ALIAS_COUNT = 20;
 
 export function loadPolicy(text: string, opts: LoadOptions = {}): LoadResult {
+  return loadPolicyWithRaw(text, opts).result;
+}
+
+/**
+ * loadPolicy(), also returning the plain document it parsed (null when YAML parsing failed),
+ * so that a worker thread can do the slow YAML part and hand the document back (offthread.ts).
+ */
+export function loadPolicyWithRaw(text: string, opts: LoadOptions = {}): { result: LoadResult; raw: unknown } {
+  let raw: unknown = null;
+  const result = load(text, opts, (r) => { raw = r; });
+  return { result, raw };
+}
+
+function load(text: string, opts: LoadOptions, keep: (raw: unknown) => void): LoadResult {
   const name = opts.sourceName ?? 'the policy';
   try {
     if (typeof text !== 'string') return fail(`${name} is not text`);
@@ -41,6 +55,7 @@ export function loadPolicy(text: string, opts: LoadOptions = {}): LoadResult {
     if (raw === null || raw === undefined) {
       return { ok: false, problems: [{ path: '', message: `${name} is empty`, fix: 'start with "version: 1" and a "groups:" list' }], warnings: [] };
     }
+    keep(raw);
     return validateAndCompile(raw, sha256(text), placer(doc, lc));
   } catch (e) {
     // RangeError from a pathologically deep document, ReferenceError from the alias cap...
