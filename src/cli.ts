@@ -8,6 +8,7 @@ import { policyCheckCommand, policyTestCommand } from './cli/policy.js';
 import { configCheckCommand } from './cli/config.js';
 import { VERSION } from './cli/version.js';
 import { policyExportCommand } from './cli/export.js';
+import { registerAgentCommands } from './cli/agent.js';
 
 const program = new Command();
 program.name('chokepoint').description('Default-deny egress gateway for outbound-only agents').version(VERSION);
@@ -52,6 +53,8 @@ config
   .command('check <file>')
   .description('validate a configuration file; exit 1 on any problem')
   .action(configCheckCommand);
+
+registerAgentCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`chokepoint: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,73 @@
+/**
+ * `chokepoint agent …` and `chokepoint verify`: the device side (issue #6). Registered from
+ * cli.ts; everything here imports only agent/ and core/ (DESIGN §1: never server code).
+ */
+import { Command, Option } from 'commander';
+import { ChokepointError } from '../core/errors.js';
+import { runFenced, type NamespaceMode } from '../agent/exec.js';
+import { defaultDir } from '../agent/files.js';
+import { Forwarder } from '../agent/forwarder.js';
+import { agentLogger } from '../agent/logger.js';
+import { parseLoopbackListen } from '../agent/loopback.js';
+
+/** Prints a ChokepointError as `chokepoint: CODE: message` and sets the exit status. */
+export function reportError(e: unknown, status = 1): void {
+  if (e instanceof ChokepointError) {
+    process.stderr.write(`chokepoint: ${e.code}: ${e.message}\n`);
+    process.exitCode = e.code === 'USAGE' ? 2 : status;
+    return;
+  }
+  process.stderr.write(`chokepoint: INTERNAL: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 2;
+}
+
+async function forwardCommand(opts: { listen: string; gateway: string; dir: string }): Promise<void> {
+  const l = parseLoopbackListen(opts.listen);
+  if (l === null) throw new ChokepointError('USAGE', `--listen "${opts.listen}" is not HOST:PORT`);
+  const log = agentLogger();
+  const fwd = new Forwarder({ listenHost: l.host, listenPort: l.port, gateway: opts.gateway, dir: opts.dir, logger: log });
+  const a = await fwd.listen();
+  log.info({ listen: `${a.address}:${a.port}`, gateway: opts.gateway, dir: opts.dir }, 'forwarder listening');
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) { void fwd.destroy(); return; }
+    stopping = true;
+    log.info({}, 'draining: no new connections; a second signal cuts open tunnels');
+    void fwd.close().then(() => { if (fwd.liveConnections === 0) process.exit(0); });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+async function execCommand(cmd: string[], opts: { proxy: string; namespace: boolean; requireNamespace?: boolean }): Promise<void> {
+  const [command, ...args] = cmd;
+  if (command === undefined) throw new ChokepointError('USAGE', 'no command given: chokepoint agent exec [--proxy URL] -- CMD ARGS…');
+  const mode: NamespaceMode = opts.namespace === false ? 'off' : opts.requireNamespace ? 'require' : 'auto';
+  process.exitCode = await runFenced({ proxy: opts.proxy, command, args, namespace: mode });
+}
+
+const wrap = <A extends unknown[]>(f: (...a: A) => Promise<void>) => async (...a: A): Promise<void> => {
+  try { await f(...a); } catch (e) { reportError(e); }
+};
+
+export function registerAgentCommands(program: Command): void {
+  // `agent exec -- CMD -x …` must hand the command's own options to it untouched.
+  program.enablePositionalOptions();
+  const agent = program.command('agent').description('device side: enroll, renew, local forwarder, fenced commands');
+  agent
+    .command('forward')
+    .description('plain HTTP proxy on loopback that relays to the gateway mTLS listener with the device certificate')
+    .option('--listen <host:port>', 'loopback address to listen on', '127.0.0.1:3128')
+    .requiredOption('--gateway <url>', 'the gateway mTLS listener, https://HOST:PORT')
+    .option('--dir <dir>', 'agent directory (key, certificate, pinned CA)', defaultDir())
+    .action(wrap(forwardCommand));
+  agent
+    .command('exec')
+    .description('run a command whose traffic can only leave through the forwarder (network namespace on Linux)')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option('--proxy <url>', 'the forwarder', 'http://127.0.0.1:3128')
+    .option('--no-namespace', 'only set the proxy environment (no network namespace)')
+    .addOption(new Option('--require-namespace', 'fail rather than run with the environment only').conflicts('namespace'))
+    .passThroughOptions()
+    .action(wrap(execCommand));
+}
