@@ -173,7 +173,8 @@ describe('request refusals', () => {
     ['a malformed request line', () => 'HELLO\r\n\r\n', 400, 'bad_request'],
     ['HTTP/2 on the request line', () => `GET http://${H()}/ HTTP/2.0\r\n\r\n`, 400, 'bad_request'],
     ['a head larger than the limit', () => `GET http://${H()}/ HTTP/1.1\r\nX-Big: ${'a'.repeat(4000)}\r\n\r\n`, 431, 'header_too_large'],
-    ['an IP literal in absolute form', () => `GET http://127.0.0.1:${P.http}/ HTTP/1.1\r\n\r\n`, 403, 'ip_literal_denied'],
+    ['an IP literal in absolute form', () => `GET http://127.0.0.1:${P.http}/ HTTP/1.1\r\nHost: 127.0.0.1:${P.http}\r\n\r\n`, 403, 'ip_literal_denied'],
+    ['an HTTP/1.1 request without Host', () => `GET http://${H()}/ HTTP/1.1\r\n\r\n`, 400, 'bad_request'],
     ['a disallowed port in absolute form', () => `GET http://http.test:1/ HTTP/1.1\r\nHost: http.test:1\r\n\r\n`, 403, 'port_not_allowed'],
   ];
   for (const [name, raw, status, reason] of cases) {

@@ -243,6 +243,13 @@ export class ProxyConnection {
     // absolute-form target; we refuse instead, because the disagreement is itself the
     // signature of an attempt to have the origin serve a different virtual host.
     const host = getHeader(head, 'host');
+    if (host === undefined && head.version === 1) {
+      // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host. Passing
+      // it on would let the origin pick a default virtual host the policy never named.
+      a.detail = 'HTTP/1.1 request without a Host header (RFC 9112 §3.2)';
+      this.deny(a, 'bad_request');
+      return;
+    }
     if (host !== undefined && !sameAuthority(host, t.target.dest)) {
       a.detail = 'Host header does not match the request target';
       this.deny(a, 'host_mismatch');
