@@ -114,6 +114,19 @@ describe('absolute-form forwarding', () => {
     c.close();
   });
 
+  it('decodes a chunked response for an HTTP/1.0 client and delimits it by closing (RFC 9112 §6.3)', async () => {
+    const c = await RawClient.connect(g.port);
+    c.write(`GET http://http.test:${P.http}/chunked HTTP/1.0\r\nHost: http.test:${P.http}\r\n\r\n`);
+    await c.until((x) => x.ended || x.closed);
+    const text = c.text();
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(text, /transfer-encoding/i);
+    assert.match(text, /connection: close/i);
+    assert.equal(text.slice(text.indexOf('\r\n\r\n') + 4), 'part1-part2');
+    const closed = await g.waitClosed((e) => e.protocol === 'http' && e.status === 200 && e.bytes_down === text.length);
+    assert.equal(closed.close_reason, 'completed');
+  });
+
   it('passes a chunked response, a 204 and a HEAD response with the right framing', async () => {
     const c = await RawClient.connect(g.port);
     c.write(`GET http://http.test:${P.http}/chunked HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`);

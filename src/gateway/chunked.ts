@@ -66,6 +66,15 @@ for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
 for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c;
 
 export class ChunkedScanner {
+  /**
+   * Receives the chunk data (without framing) when the body must be decoded rather than
+   * forwarded: an HTTP/1.0 client cannot read the chunked coding (RFC 9112 §7.1, §6.3).
+   */
+  readonly #onData: ((data: Buffer) => void) | null;
+  constructor(opts: { onData?: (data: Buffer) => void } = {}) {
+    this.#onData = opts.onData ?? null;
+  }
+
   #s = SIZE0;
   #size = 0;
   #digits = 0;
@@ -97,6 +106,7 @@ export class ChunkedScanner {
     while (i < n && s !== DONE) {
       if (s === DATA) {
         const take = Math.min(this.#left, n - i);
+        if (this.#onData !== null && take > 0) this.#onData(buf.subarray(i, i + take));
         this.#left -= take;
         i += take;
         if (this.#left === 0) s = DATA_CR;

@@ -84,6 +84,8 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
   #closeClient = false;
   #wroteToClient = false;
   #finished = false;
+  /** The response body is chunked and the client speaks HTTP/1.0: forward decoded data. */
+  #dechunk = false;
 
   constructor(
     readonly conn: ProxyConnection,
@@ -225,10 +227,14 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       }
       this.#resp = h;
       if (f.kind === 'length') this.#respLeft = f.length;
-      else if (f.kind === 'chunked') this.#respChunks = new ChunkedScanner();
-      else if (f.kind === 'close') this.#respUntilClose = true;
-      if (f.kind === 'close' || wantsClose(h)) this.#closeClient = true;
-      this.#writeClient(serializeResponse(h, this.#closeClient));
+      else if (f.kind === 'chunked') {
+        // An HTTP/1.0 client cannot read the chunked coding: decode it and delimit the body
+        // by closing the connection instead (RFC 9112 §6.3, §7.1).
+        this.#dechunk = this.head.version === 0;
+        this.#respChunks = new ChunkedScanner(this.#dechunk ? { onData: (d) => this.#writeClient(d) } : {});
+      } else if (f.kind === 'close') this.#respUntilClose = true;
+      if (f.kind === 'close' || this.#dechunk || wantsClose(h)) this.#closeClient = true;
+      this.#writeClient(serializeResponse(h, this.#closeClient, this.#dechunk));
       if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) this.#respComplete();
       else if (rest !== null) {
         this.#respHeadBuf = null;
@@ -249,7 +255,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       take = Math.min(this.#respLeft, chunk.length);
       this.#respLeft -= take;
     }
-    if (take > 0) this.#writeClient(take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (take > 0 && !this.#dechunk) this.#writeClient(take === chunk.length ? chunk : chunk.subarray(0, take));
     if (take < chunk.length) {
       // Extra bytes after the response: the upstream connection is out of step.
       this.up.destroy();
@@ -358,10 +364,10 @@ function serializeRequest(head: RequestHead, path: string, dest: Destination, ch
   return serializeRequestHead(head.method, path, forwardable(head.headers, connectionTokens(head)), extra);
 }
 
-function serializeResponse(head: ResponseHead, close: boolean): Buffer {
+function serializeResponse(head: ResponseHead, close: boolean, dechunked = false): Buffer {
   const extra: [string, string][] = [];
   const te = getHeader(head, 'transfer-encoding');
-  if (te !== undefined && head.status >= 200) extra.push(['transfer-encoding', te]);
+  if (te !== undefined && head.status >= 200 && !dechunked) extra.push(['transfer-encoding', te]);
   if (close && head.status >= 200) extra.push(['connection', 'close']);
   return serializeResponseHead(head.status, head.reason, forwardable(head.headers, connectionTokens(head)), extra);
 }
