@@ -2,7 +2,7 @@
  * buildControlServer(): the management API (fastify, JSON under /api/v1), un-started so that
  * tests can use inject() and `chokepoint serve` can listen where it is told.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { RegisteredRoute } from './auth.js';
 import { guardRoutes, installAuth, methodsFor } from './auth.js';
 import { ControlContext, type ControlOptions } from './context.js';
@@ -34,7 +34,8 @@ export async function buildControlServer(opts: ControlOptions): Promise<FastifyI
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
     trustProxy: false,
-    disableRequestLogging: true,
+    // Per-request info lines would drown the operational log; errors are logged where they occur.
+    logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
   });
   const ctx = new ControlContext(opts);

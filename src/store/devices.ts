@@ -1,5 +1,6 @@
 /** Devices, their certificates' revocation, enrollment tokens and requests (contract tables). */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Exec } from './open.js';
 import type { DevicesTable, EnrollmentRequestsTable, EnrollmentTokensTable } from './schema.js';
 import { hashToken, newToken } from './tokens.js';
@@ -33,14 +34,14 @@ export async function listDevices(db: Exec, f: DeviceFilter): Promise<Device[]> 
   if (f.afterId !== undefined) q = q.where('id', '>', f.afterId);
   // Tags are a JSON array in text: filter in SQL by the quoted JSON string (cheap pre-filter),
   // then exactly in code, so a tag containing quotes or commas cannot match another tag.
-  if (f.tag !== undefined) q = q.where('tags', 'like', `%${escapeLike(JSON.stringify(f.tag))}%`);
+  if (f.tag !== undefined) q = q.where(sql<boolean>`tags LIKE ${`%${escapeLike(JSON.stringify(f.tag))}%`} ESCAPE '!'`);
   const rows = (await q.limit(f.tag !== undefined ? f.limit * 4 : f.limit).execute()).map(toDevice);
   return (f.tag !== undefined ? rows.filter((d) => d.tags.includes(f.tag as string)) : rows).slice(0, f.limit);
 }
 
+/** With `ESCAPE '!'` in both dialects (PostgreSQL would otherwise treat `\\` as an escape). */
 function escapeLike(s: string): string {
-  // Without an ESCAPE clause, neutralise wildcards by keeping the pre-filter conservative.
-  return s.replace(/[%_]/g, '_');
+  return s.replace(/[!%_]/g, (c) => `!${c}`);
 }
 
 export async function getDevice(db: Exec, id: string): Promise<Device | null> {

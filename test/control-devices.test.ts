@@ -1,0 +1,151 @@
+/**
+ * Devices, enrollment requests and tokens, recent decision events and alerts through the API,
+ * on SQLite and PostgreSQL.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { EventRecorder } from '../src/control/index.js';
+import type { DecisionEvent } from '../src/events/catalogue.js';
+import { hashToken } from '../src/store/index.js';
+import { policyText, startControl, type TestControl } from './helpers/control.js';
+import { BACKENDS } from './helpers/store.js';
+
+function decision(i: number, verdict: 'allow' | 'deny', group: string): DecisionEvent {
+  return {
+    v: 1, type: 'gateway.decision', time: new Date(Date.now() - 1000 + i).toISOString(), id: randomUUID(), listener: 'proxy', client_ip: '127.0.0.9', client_port: 5000 + i,
+    group, method: 'CONNECT', host: `h${i % 3}.example.com`, port: 443, address: null, verdict, reason: verdict === 'allow' ? 'allowed' : 'no_rule_matched', rule: null, mode: 'enforce',
+    sni: null, tls_version: null, address_class: null, detail: null, status: verdict === 'allow' ? null : 403, device_id: i % 2 === 0 ? 'dev-a' : null, asset_id: null, serial: null,
+  } as DecisionEvent;
+}
+
+for (const make of BACKENDS) {
+  const backend = make();
+  describe(`devices and evidence on ${backend.name}`, () => {
+    let c: TestControl;
+    let recorder: EventRecorder;
+    before(async () => {
+      c = await startControl(backend);
+      recorder = new EventRecorder({ store: c.store, bus: c.bus, flushMs: 10 });
+      const v = await c.call('POST', '/api/v1/policy/versions', { body: { text: policyText(), reason: 'base' } });
+      await c.call('POST', '/api/v1/policy/apply', { body: { version: v.body.version } });
+      const now = Date.now();
+      await c.store.db.insertInto('devices').values([
+        { id: 'dev-a', group_name: 'servers', asset_id: 'A-1', tags: '["db","prod"]', state: 'active', created_at: now, updated_at: now, last_seen_at: null },
+        { id: 'dev-b', group_name: 'servers', asset_id: null, tags: '["prod"]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null },
+        { id: 'dev-c', group_name: 'laptops', asset_id: null, tags: '["a\\"b"]', state: 'active', created_at: now, updated_at: now, last_seen_at: null },
+      ]).execute();
+      await c.store.db.insertInto('certificates').values({ serial: '1a2b', device_id: 'dev-a', ca_id: 'ca', spki_sha256: 'ab'.repeat(32), not_before: now, not_after: now + 1e7, issued_at: now, first_used_at: null, revoked_at: null, revocation_reason: null, pem: 'PEM' }).execute();
+      await c.store.db.insertInto('enrollment_tokens').values({ id: randomUUID(), token_hash: 'x'.repeat(64), group_name: 'servers', asset_id: null, uses_total: 1, uses_left: 0, expires_at: now + 1e6, revoked_at: null, created_by: 'admin', created_at: now }).execute();
+      await c.store.db.insertInto('enrollment_requests').values({ id: randomUUID(), device_id: 'dev-b', token_id: 'tok', spki_sha256: 'cd'.repeat(32), csr_der: 'AAAA', state: 'pending', decided_by: null, decided_at: null, created_at: now }).execute();
+    });
+    after(async () => { await recorder.close(); await c.close(); await backend.cleanup(); });
+
+    it('lists and filters devices by group, tag and state, with cursor pagination', async () => {
+      const all = await c.call('GET', '/api/v1/devices', { token: c.tokens.viewer });
+      assert.deepEqual(all.body.items.map((d: { id: string }) => d.id), ['dev-a', 'dev-b', 'dev-c']);
+      assert.deepEqual((await c.call('GET', '/api/v1/devices?group=servers')).body.items.map((d: { id: string }) => d.id), ['dev-a', 'dev-b']);
+      assert.deepEqual((await c.call('GET', '/api/v1/devices?tag=prod&state=pending')).body.items.map((d: { id: string }) => d.id), ['dev-b']);
+      assert.deepEqual((await c.call('GET', '/api/v1/devices?tag=db')).body.items.map((d: { id: string }) => d.id), ['dev-a']);
+      assert.deepEqual((await c.call('GET', `/api/v1/devices?tag=${encodeURIComponent('a"b')}`)).body.items.map((d: { id: string }) => d.id), ['dev-c']);
+      assert.deepEqual((await c.call('GET', '/api/v1/devices?tag=pro')).body.items, [], 'a tag matches whole tags only');
+      const p1 = await c.call('GET', '/api/v1/devices?limit=2');
+      assert.equal(p1.body.items.length, 2);
+      const p2 = await c.call('GET', `/api/v1/devices?limit=2&cursor=${p1.body.next}`);
+      assert.deepEqual(p2.body.items.map((d: { id: string }) => d.id), ['dev-c']);
+      const one = await c.call('GET', '/api/v1/devices/dev-a');
+      assert.equal(one.body.certificates[0].serial, '1a2b');
+      assert.ok(!('pem' in one.body.certificates[0]));
+      assert.equal((await c.call('GET', '/api/v1/devices/nope')).status, 404);
+      const groups = await c.call('GET', '/api/v1/groups');
+      assert.deepEqual(groups.body.items.find((g: { name: string }) => g.name === 'servers').devices, { active: 1, pending: 1 });
+    });
+
+    it('edits tags and asset id; disable, enable, revoke with state rules; each calls onDeviceChanged', async () => {
+      const e = await c.call('PATCH', '/api/v1/devices/dev-a', { token: c.tokens.operator, body: { tags: ['db'], asset_id: 'A-2' } });
+      assert.equal(e.status, 200);
+      assert.deepEqual(e.body.tags, ['db']);
+      assert.equal((await c.call('PATCH', '/api/v1/devices/dev-a', { body: { tags: ['x', 'x'] } })).status, 400);
+      assert.equal((await c.call('PATCH', '/api/v1/devices/dev-a', { body: {} })).status, 400);
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-a/enable')).body.code, 'CONFLICT');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-a/disable', { token: c.tokens.operator })).body.state, 'disabled');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-a/enable')).body.state, 'active');
+      const r = await c.call('POST', '/api/v1/devices/dev-a/revoke', { body: { reason: 'laptop stolen' } });
+      assert.deepEqual(r.body.revoked_serials, ['1a2b']);
+      const cert = await c.store.db.selectFrom('certificates').selectAll().where('serial', '=', '1a2b').executeTakeFirstOrThrow();
+      assert.ok(cert.revoked_at !== null);
+      assert.equal(cert.revocation_reason, 'laptop stolen');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-a/enable')).status, 409, 'revocation is terminal');
+      assert.deepEqual(c.deviceChanges.filter((d) => d === 'dev-a').length, 4);
+    });
+
+    it('approves or denies a pending enrollment request once', async () => {
+      const list = await c.call('GET', '/api/v1/enrollment-requests?state=pending');
+      assert.equal(list.body.items.length, 1);
+      assert.ok(!('csr_der' in list.body.items[0]));
+      const [a, b] = await Promise.all([
+        c.call('POST', '/api/v1/devices/dev-b/approve', { token: c.tokens.operator }),
+        c.call('POST', '/api/v1/devices/dev-b/deny'),
+      ]);
+      assert.deepEqual([a.status, b.status].sort(), [200, 409]);
+      const row = await c.store.db.selectFrom('enrollment_requests').selectAll().where('device_id', '=', 'dev-b').executeTakeFirstOrThrow();
+      assert.ok(row.state === 'approved' || row.state === 'denied');
+      assert.ok(c.deviceChanges.includes('dev-b'));
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-c/approve')).status, 409);
+    });
+
+    it('enrollment tokens: plaintext once, only the hash stored, defaults 10m and 1 use, revocable', async () => {
+      const t = await c.call('POST', '/api/v1/enrollment-tokens', { token: c.tokens.operator, body: { group: 'servers', asset_id: 'A-9' } });
+      assert.equal(t.status, 201);
+      assert.match(t.body.token, /^cpe_[A-Za-z0-9_-]{43}$/);
+      assert.equal(t.body.uses_total, 1);
+      const ttl = t.body.expires_at - t.body.created_at;
+      assert.equal(ttl, 600_000);
+      const row = await c.store.db.selectFrom('enrollment_tokens').selectAll().where('id', '=', t.body.id).executeTakeFirstOrThrow();
+      assert.equal(row.token_hash, hashToken(t.body.token));
+      const list = await c.call('GET', '/api/v1/enrollment-tokens', { token: c.tokens.viewer });
+      assert.ok(list.body.items.every((x: Record<string, unknown>) => !('token' in x) && !('token_hash' in x)));
+      assert.equal((await c.call('POST', '/api/v1/enrollment-tokens', { body: { group: 'nosuch' } })).status, 409, 'a group not in the policy');
+      assert.equal((await c.call('POST', '/api/v1/enrollment-tokens', { body: { group: 'servers', ttl: '1y' } })).status, 400);
+      assert.equal((await c.call('POST', '/api/v1/enrollment-tokens', { body: { group: 'servers', uses: 0 } })).status, 400);
+      const del = await c.call('DELETE', `/api/v1/enrollment-tokens/${t.body.id}`, { token: c.tokens.operator });
+      assert.equal(del.status, 200);
+      const after = await c.store.db.selectFrom('enrollment_tokens').select('revoked_at').where('id', '=', t.body.id).executeTakeFirstOrThrow();
+      assert.notEqual(after.revoked_at, null);
+    });
+
+    it('records decisions from the bus and queries them with filters and a cursor', async () => {
+      for (let i = 0; i < 12; i++) c.bus.publish(decision(i, i % 4 === 0 ? 'allow' : 'deny', i < 9 ? 'servers' : 'laptops'));
+      await recorder.flush();
+      const denies = await c.call('GET', '/api/v1/events?verdict=deny&limit=5', { token: c.tokens.viewer });
+      assert.equal(denies.body.items.length, 5);
+      assert.ok(denies.body.items.every((e: DecisionEvent) => e.verdict === 'deny'));
+      const rest = await c.call('GET', `/api/v1/events?verdict=deny&limit=5&cursor=${denies.body.next}`);
+      const ids = new Set([...denies.body.items, ...rest.body.items].map((e: DecisionEvent) => e.id));
+      assert.equal(ids.size, 9, 'pages do not overlap');
+      assert.equal((await c.call('GET', '/api/v1/events?group=laptops')).body.items.length, 3);
+      assert.equal((await c.call('GET', '/api/v1/events?host=h1.example.com&reason=no_rule_matched')).body.items.length, 3);
+      assert.equal((await c.call('GET', '/api/v1/events?device=dev-a')).body.items.length, 6);
+      assert.equal((await c.call('GET', `/api/v1/events?since=${Date.now() + 60_000}`)).body.items.length, 0);
+      const scoped = await c.call('GET', '/api/v1/events', { token: c.tokens['operator-scoped'] });
+      assert.ok(scoped.body.items.every((e: DecisionEvent) => e.group === 'servers'));
+      assert.equal((await c.call('GET', '/api/v1/events?group=laptops', { token: c.tokens['operator-scoped'] })).status, 403);
+    });
+
+    it('stores alerts from the bus; operators acknowledge and resolve them', async () => {
+      c.bus.publish({ v: 1, type: 'alert', time: new Date().toISOString(), id: 'al-1', detector: 'destination_drift', severity: 'high', device_id: 'dev-a', group: 'servers', summary: 'new destinations', evidence: { n: 5 }, suggested_action: 'look' });
+      c.bus.publish({ v: 1, type: 'alert', time: new Date().toISOString(), id: 'al-2', detector: 'volume', severity: 'low', device_id: null, group: 'laptops', summary: 's', evidence: {}, suggested_action: 'x' });
+      await recorder.flush();
+      const open = await c.call('GET', '/api/v1/alerts?state=open', { token: c.tokens.viewer });
+      assert.deepEqual(open.body.items.map((a: { id: string }) => a.id).sort(), ['al-1', 'al-2']);
+      assert.deepEqual((await c.call('GET', '/api/v1/alerts?severity=high')).body.items[0].evidence, { n: 5 });
+      assert.equal((await c.call('POST', '/api/v1/alerts/al-1/ack', { token: c.tokens.viewer })).status, 403);
+      assert.equal((await c.call('POST', '/api/v1/alerts/al-2/ack', { token: c.tokens['operator-scoped'] })).body.code, 'FORBIDDEN_SCOPE');
+      assert.equal((await c.call('POST', '/api/v1/alerts/al-1/ack', { token: c.tokens.operator })).body.state, 'acknowledged');
+      assert.equal((await c.call('POST', '/api/v1/alerts/al-1/ack', { token: c.tokens.operator })).status, 409);
+      assert.equal((await c.call('POST', '/api/v1/alerts/al-1/resolve', { token: c.tokens.operator })).body.state, 'resolved');
+      assert.equal((await c.call('GET', '/api/v1/alerts?state=resolved')).body.items[0].resolved_by, 'operator');
+      assert.equal((await c.call('POST', '/api/v1/alerts/nope/ack')).status, 404);
+    });
+  });
+}
