@@ -1,0 +1,159 @@
+/**
+ * A network sink: events go through a Spool (bounded, on disk) and one delivery loop sends
+ * them in order, batch by batch, retrying a failed batch with exponential backoff and jitter
+ * until the destination takes it. `write()` never waits on the network or the disk.
+ * Health is reported as events: `sink.backlog` when delivery starts failing (and every minute
+ * while it keeps failing), `sink.recovered` when it works again, `sink.dropped` on any drop.
+ */
+import type { ChokepointEvent } from '../events/catalogue.js';
+import type { EvidenceEvent } from '../events/evidence.js';
+import { Spool, type DropReason, type SpoolOptions } from './spool.js';
+import { typeMatcher, type Sink, type SinkStats } from './types.js';
+
+export interface Transport {
+  /** Delivers the records (JSON texts, no newline) or throws; `batchId` is stable across retries. */
+  send(lines: readonly string[], batchId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BufferedSinkOptions {
+  readonly name: string;
+  readonly types?: readonly string[];
+  readonly spool: Omit<SpoolOptions, 'onDrop' | 'onError'>;
+  readonly transport: Transport;
+  readonly batchMax: number;
+  readonly batchMaxBytes: number;
+  readonly retry: { readonly minDelayMs: number; readonly maxDelayMs: number };
+  /** Publishes health events (the caller defers them off the publisher's stack). */
+  readonly emit: (e: EvidenceEvent) => void;
+  readonly onError?: (err: Error) => void;
+  /** Serializes an event into one record; default JSON. */
+  readonly format?: (e: ChokepointEvent) => string;
+}
+
+const BACKLOG_REPEAT_MS = 60_000;
+
+/** Exponential backoff with "equal jitter": half fixed, half random, so retries don't synchronize. */
+export function backoff(attempt: number, minMs: number, maxMs: number, rand = Math.random): number {
+  const cap = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(cap / 2 + (rand() * cap) / 2);
+}
+
+export function errorLabel(err: unknown): string {
+  const e = err as { code?: unknown; status?: unknown; message?: unknown };
+  if (typeof e?.status === 'number') return `http_${e.status}`;
+  if (typeof e?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
+  return 'error';
+}
+
+export class BufferedSink implements Sink {
+  readonly name: string;
+  readonly #o: BufferedSinkOptions;
+  readonly #spool: Spool;
+  readonly #accepts: (type: string) => boolean;
+  #dropped = 0;
+  #delivered = 0;
+  #downSince: number | null = null;
+  #lastBacklog = 0;
+  #stopped = false;
+  #sleepTimer: NodeJS.Timeout | null = null;
+  #wakeSleep: (() => void) | null = null;
+  readonly #loop: Promise<void>;
+
+  constructor(o: BufferedSinkOptions) {
+    this.name = o.name;
+    this.#o = o;
+    this.#accepts = typeMatcher(o.types ?? []);
+    this.#spool = new Spool({
+      ...o.spool,
+      onDrop: (n, reason) => this.#onDrop(n, reason),
+      onError: (err) => o.onError?.(err),
+    });
+    this.#loop = this.#run();
+  }
+
+  readonly write = (e: ChokepointEvent): void => {
+    if (this.#stopped || !this.#accepts(e.type)) return;
+    this.#spool.append(`${this.#o.format ? this.#o.format(e) : JSON.stringify(e)}\n`);
+  };
+
+  stats(): SinkStats {
+    return { pending_events: this.#spool.pendingEvents, pending_bytes: this.#spool.pendingBytes, dropped: this.#dropped, delivered: this.#delivered, up: this.#downSince === null };
+  }
+
+  #onDrop(n: number, reason: DropReason): void {
+    this.#dropped += n;
+    this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.name, dropped: n, reason });
+  }
+
+  async #run(): Promise<void> {
+    await this.#spool.ready;
+    while (!this.#stopped) {
+      let batch;
+      try {
+        batch = await this.#spool.read(this.#o.batchMax, this.#o.batchMaxBytes);
+      } catch (err) {
+        this.#o.onError?.(err as Error);
+        await this.#sleep(1000);
+        continue;
+      }
+      if (batch === null) {
+        await this.#spool.waitForData();
+        continue;
+      }
+      const batchId = `${batch.seq}-${batch.end - batch.bytes}`;
+      for (let attempt = 0; !this.#stopped && !this.#spool.isStale(batch); attempt++) {
+        try {
+          await this.#o.transport.send(batch.lines, batchId);
+          this.#delivered += batch.lines.length;
+          await this.#spool.ack(batch);
+          this.#up();
+          break;
+        } catch (err) {
+          this.#down(err);
+          await this.#sleep(backoff(attempt, this.#o.retry.minDelayMs, this.#o.retry.maxDelayMs));
+        }
+      }
+    }
+  }
+
+  #down(err: unknown): void {
+    const now = Date.now();
+    if (this.#downSince === null) this.#downSince = now;
+    if (now - this.#lastBacklog >= BACKLOG_REPEAT_MS || this.#lastBacklog < this.#downSince) {
+      this.#lastBacklog = now;
+      this.#o.emit({ v: 1, type: 'sink.backlog', time: new Date(now).toISOString(), sink: this.name, pending_events: this.#spool.pendingEvents, pending_bytes: this.#spool.pendingBytes, error: errorLabel(err) });
+    }
+  }
+
+  #up(): void {
+    if (this.#downSince === null) return;
+    const down = Date.now() - this.#downSince;
+    this.#downSince = null;
+    this.#o.emit({ v: 1, type: 'sink.recovered', time: new Date().toISOString(), sink: this.name, down_ms: down, pending_events: this.#spool.pendingEvents });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      this.#wakeSleep = r;
+      this.#sleepTimer = setTimeout(r, ms);
+    });
+  }
+
+  /** Stops delivering after the batch in flight (bounded by the transport's timeout) and keeps the rest on disk. */
+  async close(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#sleepTimer) clearTimeout(this.#sleepTimer);
+    this.#wakeSleep?.();
+    await this.#spool.close();
+    await this.#loop;
+    await this.#o.transport.close();
+  }
+
+  /** Like close() without waiting for the batch in flight: the transport is cut at once. */
+  destroy(): void {
+    void this.#o.transport.close();
+    void this.close();
+  }
+}

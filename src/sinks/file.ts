@@ -1,0 +1,170 @@
+/**
+ * JSON lines to a local file with rotation and retention (or to stdout when the path is `-`).
+ * Events are serialized on write and appended in one batch per event-loop turn. The file is
+ * rotated (renamed to `<stem>-<UTC time>.jsonl`) when the next batch would pass `maxBytes` or
+ * when it has been open for `intervalMs`; rotated files beyond `keep` or older than `maxAgeMs`
+ * are deleted. If the disk is slower than the event rate, lines wait in memory up to
+ * `maxQueueBytes`; beyond that the oldest are dropped and reported (`sink.dropped`) — never
+ * silently. A local file needs no disk buffer: it is the disk.
+ */
+import { mkdirSync } from 'node:fs';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import type { ChokepointEvent } from '../events/catalogue.js';
+import type { EvidenceEvent } from '../events/evidence.js';
+import { JsonlSink } from './jsonl.js';
+import { typeMatcher, type Sink, type SinkStats } from './types.js';
+
+export interface FileSinkOptions {
+  readonly name: string;
+  readonly path: string;
+  readonly types?: readonly string[];
+  readonly rotate: { readonly maxBytes: number; readonly intervalMs: number; readonly keep: number; readonly maxAgeMs: number };
+  readonly maxQueueBytes: number;
+  readonly emit: (e: EvidenceEvent) => void;
+  readonly onError: (err: Error) => void;
+  /** Injectable clock for rotation tests. */
+  readonly now?: () => number;
+}
+
+export class FileSink implements Sink {
+  readonly name: string;
+  readonly #o: FileSinkOptions;
+  readonly #accepts: (type: string) => boolean;
+  readonly #now: () => number;
+  readonly #stdout: JsonlSink | null;
+  #queue: string[] = [];
+  #queued = 0;
+  #dropped = 0;
+  #delivered = 0;
+  #fh: FileHandle | null = null;
+  #size = 0;
+  #openedAt = 0;
+  #writing = false;
+  #scheduled = false;
+  #closed = false;
+  #idle: (() => void)[] = [];
+
+  constructor(o: FileSinkOptions) {
+    this.name = o.name;
+    this.#o = o;
+    this.#accepts = typeMatcher(o.types ?? []);
+    this.#now = o.now ?? Date.now;
+    this.#stdout = o.path === '-'
+      ? new JsonlSink({ target: '-', name: o.name, maxQueueBytes: o.maxQueueBytes, onError: o.onError, onDrop: (n) => this.#reportDrop(n) })
+      : null;
+    if (!this.#stdout) mkdirSync(dirname(o.path), { recursive: true });
+  }
+
+  readonly write = (e: ChokepointEvent): void => {
+    if (this.#closed || !this.#accepts(e.type)) return;
+    if (this.#stdout) return this.#stdout.write(e);
+    const line = `${JSON.stringify(e)}\n`;
+    this.#queue.push(line);
+    this.#queued += line.length;
+    let n = 0;
+    while (this.#queued > this.#o.maxQueueBytes && this.#queue.length > 1) {
+      this.#queued -= (this.#queue.shift() as string).length;
+      n++;
+    }
+    if (n > 0) this.#reportDrop(n);
+    this.#schedule();
+  };
+
+  #reportDrop(n: number): void {
+    this.#dropped += n;
+    this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.name, dropped: n, reason: 'queue_full' });
+  }
+
+  stats(): SinkStats {
+    return { pending_events: this.#queue.length, pending_bytes: this.#queued, dropped: this.#dropped, delivered: this.#delivered, up: true };
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    setImmediate(() => { this.#scheduled = false; void this.#flush(); });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const lines = this.#queue;
+        this.#queue = [];
+        this.#queued = 0;
+        const chunk = Buffer.from(lines.join(''));
+        await this.#rotateIfDue(chunk.length);
+        if (this.#fh === null) await this.#open();
+        await (this.#fh as FileHandle).write(chunk);
+        this.#size += chunk.length;
+        this.#delivered += lines.length;
+      }
+    } catch (err) {
+      this.#o.onError(err as Error);
+      await this.#fh?.close().catch(() => {});
+      this.#fh = null; // reopen on the next batch (the file may have been removed or the disk fixed)
+    } finally {
+      this.#writing = false;
+      for (const r of this.#idle.splice(0)) r();
+    }
+  }
+
+  async #open(): Promise<void> {
+    this.#fh = await open(this.#o.path, 'a', 0o640);
+    this.#size = (await this.#fh.stat()).size;
+    this.#openedAt = this.#now();
+  }
+
+  async #rotateIfDue(incoming: number): Promise<void> {
+    if (this.#fh === null) await this.#open();
+    const r = this.#o.rotate;
+    const bySize = this.#size > 0 && this.#size + incoming > r.maxBytes;
+    const byTime = r.intervalMs > 0 && this.#size > 0 && this.#now() - this.#openedAt >= r.intervalMs;
+    if (!bySize && !byTime) return;
+    await (this.#fh as FileHandle).close();
+    this.#fh = null;
+    const ext = extname(this.#o.path) || '.jsonl';
+    const stem = basename(this.#o.path, extname(this.#o.path));
+    const stamp = new Date(this.#now()).toISOString().replace(/[-:]/g, '').replace('.', '');
+    let target = join(dirname(this.#o.path), `${stem}-${stamp}${ext}`);
+    for (let i = 1; await stat(target).then(() => true, () => false); i++) target = join(dirname(this.#o.path), `${stem}-${stamp}-${i}${ext}`);
+    await rename(this.#o.path, target);
+    await this.#open();
+    await this.#retain(stem, ext);
+  }
+
+  /** Deletes rotated files beyond `keep` (oldest first) and older than `maxAgeMs`. */
+  async #retain(stem: string, ext: string): Promise<void> {
+    const dir = dirname(this.#o.path);
+    const re = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{8}T\\d{9}Z(-\\d+)?${ext.replace('.', '\\.')}$`);
+    const rotated = (await readdir(dir)).filter((f) => re.test(f)).sort();
+    const excess = rotated.length - this.#o.rotate.keep;
+    for (const [i, f] of rotated.entries()) {
+      const p = join(dir, f);
+      const old = this.#o.rotate.maxAgeMs > 0 && this.#now() - (await stat(p)).mtimeMs > this.#o.rotate.maxAgeMs;
+      if (i < excess || old) await rm(p, { force: true });
+    }
+  }
+
+  /** Resolves when everything queued so far is written. */
+  async flushed(): Promise<void> {
+    while (this.#queue.length > 0 || this.#writing || this.#scheduled) {
+      await new Promise<void>((r) => (this.#writing ? this.#idle.push(r) : setImmediate(r)));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#stdout) { this.#closed = true; return this.#stdout.close(); }
+    await this.flushed();
+    this.#closed = true;
+    await this.#fh?.close();
+    this.#fh = null;
+  }
+
+  destroy(): void {
+    void this.close();
+  }
+}

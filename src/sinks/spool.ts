@@ -1,0 +1,330 @@
+/**
+ * A bounded on-disk FIFO of JSON lines in front of a network sink, so that a destination that
+ * is down costs disk space, not events (DESIGN §5: never lose an event silently).
+ *
+ * Layout: `<dir>/<16-digit seq>.log` segment files of newline-terminated records, and
+ * `<dir>/cursor.json` = `{seq, offset}`, the first byte not yet acknowledged by the
+ * destination. `append()` is synchronous and only queues in memory; one writer at a time
+ * appends queued lines to the newest segment once per event-loop turn. Readers see only bytes
+ * already written. A restart scans the segments, truncates a torn last record (a crash in the
+ * middle of a write) and opens a new segment; delivery resumes from the cursor, so events come
+ * out in the order they went in, at least once (a crash between a delivery and the cursor
+ * write repeats that batch).
+ *
+ * Bound: when the segments exceed `maxBytes`, whole oldest segments are deleted and the
+ * records in them that were not yet acknowledged are reported through `onDrop` — counted
+ * conservatively (a batch in flight at that moment may still arrive). While the disk itself
+ * fails, lines wait in memory up to `maxMemoryBytes`, then the oldest are dropped and reported.
+ *
+ * fsync: `always` — after every write and cursor update (survives power loss, slowest);
+ * `interval` — at most once per `fsyncIntervalMs` (a power loss loses at most that window;
+ * a process crash loses nothing the kernel accepted); `never` — left to the kernel.
+ */
+import { mkdirSync } from 'node:fs';
+import { open, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export type DropReason = 'buffer_full' | 'queue_full' | 'unwritable';
+
+export interface SpoolOptions {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly segmentBytes: number;
+  readonly fsync: 'always' | 'interval' | 'never';
+  readonly fsyncIntervalMs: number;
+  readonly maxMemoryBytes?: number;
+  readonly onDrop: (n: number, reason: DropReason) => void;
+  readonly onError: (err: Error) => void;
+}
+
+interface Segment { seq: number; size: number; records: number }
+export interface Batch { readonly lines: string[]; readonly bytes: number; readonly seq: number; readonly end: number }
+
+const name = (seq: number) => `${String(seq).padStart(16, '0')}.log`;
+const SEG_RE = /^(\d{16})\.log$/;
+
+export class Spool {
+  readonly #o: SpoolOptions;
+  readonly #segBytes: number;
+  readonly #maxMem: number;
+  #segs: Segment[] = [];
+  /** Acknowledged position: segment seq and byte offset, and records before it in that segment. */
+  #cur = { seq: 0, offset: 0, consumed: 0 };
+  #mem: string[] = [];
+  #memBytes = 0;
+  #fh: FileHandle | null = null;
+  #writing = false;
+  #scheduled = false;
+  #dirty = false;
+  #writeFailed = false;
+  #closed = false;
+  #waiters: (() => void)[] = [];
+  #fsyncTimer: NodeJS.Timeout | null = null;
+  #saving: Promise<void> = Promise.resolve();
+  readonly ready: Promise<void>;
+
+  constructor(o: SpoolOptions) {
+    this.#o = o;
+    // A segment is the unit of dropping: keep several within the bound so a drop is a small part.
+    this.#segBytes = Math.max(4096, Math.min(o.segmentBytes, Math.floor(o.maxBytes / 4)));
+    this.#maxMem = o.maxMemoryBytes ?? 64 * 1024 * 1024;
+    this.ready = this.#init().catch((err: Error) => { this.#writeFailed = true; o.onError(err); });
+    if (o.fsync === 'interval') {
+      this.#fsyncTimer = setInterval(() => void this.#sync(), o.fsyncIntervalMs);
+      this.#fsyncTimer.unref();
+    }
+  }
+
+  /** Events not yet acknowledged (on disk and in memory). */
+  get pendingEvents(): number {
+    return this.#segs.reduce((n, s) => n + s.records, 0) - this.#cur.consumed + this.#mem.length;
+  }
+
+  get pendingBytes(): number {
+    return this.#segs.reduce((n, s) => n + s.size, 0) - this.#cur.offset + this.#memBytes;
+  }
+
+  /** Queues one newline-terminated record. Synchronous and cheap: no I/O here. */
+  append(line: string): void {
+    if (this.#closed) return;
+    this.#mem.push(line);
+    this.#memBytes += Buffer.byteLength(line);
+    if (this.#memBytes > this.#maxMem) {
+      let n = 0;
+      while (this.#memBytes > this.#maxMem && this.#mem.length > 1) {
+        this.#memBytes -= Buffer.byteLength(this.#mem.shift() as string);
+        n++;
+      }
+      if (n > 0) this.#o.onDrop(n, this.#writeFailed ? 'unwritable' : 'queue_full');
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    setImmediate(() => { this.#scheduled = false; void this.#write(); });
+  }
+
+  async #init(): Promise<void> {
+    mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+    const seqs = (await readdir(this.#o.dir)).map((f) => SEG_RE.exec(f)?.[1]).filter((s): s is string => s !== undefined).map(Number).sort((a, b) => a - b);
+    let cursor = { seq: 0, offset: 0 };
+    try {
+      const c = JSON.parse(await readFile(join(this.#o.dir, 'cursor.json'), 'utf8')) as { seq?: unknown; offset?: unknown };
+      if (Number.isSafeInteger(c.seq) && Number.isSafeInteger(c.offset)) cursor = { seq: c.seq as number, offset: c.offset as number };
+    } catch { /* no cursor yet: start at the oldest segment */ }
+    for (const seq of seqs) {
+      const path = join(this.#o.dir, name(seq));
+      let buf = await readFile(path);
+      const last = buf.lastIndexOf(0x0a) + 1;
+      if (last < buf.length) {
+        // A torn record from a crash mid-write: it was never complete, so it never counted.
+        await truncate(path, last);
+        buf = buf.subarray(0, last);
+      }
+      if (seq < cursor.seq || buf.length === 0 || (seq === cursor.seq && cursor.offset >= buf.length)) {
+        await rm(path, { force: true });
+        continue;
+      }
+      let records = 0;
+      for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) records++;
+      if (this.#segs.length === 0) {
+        const offset = seq === cursor.seq ? cursor.offset : 0;
+        let consumed = 0;
+        for (let i = buf.indexOf(0x0a); i >= 0 && i < offset; i = buf.indexOf(0x0a, i + 1)) consumed++;
+        this.#cur = { seq, offset, consumed };
+      }
+      this.#segs.push({ seq, size: buf.length, records });
+    }
+    await this.#openSegment((seqs.at(-1) ?? 0) + 1);
+  }
+
+  async #openSegment(seq: number): Promise<void> {
+    await this.#fh?.close();
+    this.#fh = await open(join(this.#o.dir, name(seq)), 'a', 0o600);
+    this.#segs.push({ seq, size: 0, records: 0 });
+    if (this.#segs.length === 1) this.#cur = { seq, offset: 0, consumed: 0 };
+  }
+
+  async #write(): Promise<void> {
+    if (this.#writing || this.#mem.length === 0) return;
+    this.#writing = true;
+    try {
+      await this.ready;
+      while (this.#mem.length > 0 && this.#fh !== null) {
+        let seg = this.#segs.at(-1) as Segment;
+        if (seg.size >= this.#segBytes) {
+          await this.#openSegment(seg.seq + 1);
+          seg = this.#segs.at(-1) as Segment;
+        }
+        // Take lines up to the segment's room (at least one line, however long).
+        let bytes = 0;
+        let n = 0;
+        const room = this.#segBytes - seg.size;
+        while (n < this.#mem.length) {
+          const b = Buffer.byteLength(this.#mem[n] as string);
+          if (n > 0 && bytes + b > room) break;
+          bytes += b;
+          n++;
+        }
+        const chunk = Buffer.from(this.#mem.slice(0, n).join(''));
+        await this.#fh.write(chunk);
+        this.#mem.splice(0, n);
+        this.#memBytes -= bytes;
+        seg.size += chunk.length;
+        seg.records += n;
+        this.#writeFailed = false;
+        if (this.#o.fsync === 'always') await this.#fh.datasync();
+        else this.#dirty = true;
+        this.#enforceBound();
+        this.#wake();
+      }
+    } catch (err) {
+      this.#writeFailed = true;
+      this.#o.onError(err as Error);
+      setTimeout(() => this.#schedule(), 1000).unref();
+    } finally {
+      this.#writing = false;
+      if (this.#mem.length > 0 && !this.#writeFailed) this.#schedule();
+    }
+  }
+
+  #enforceBound(): void {
+    let total = this.#segs.reduce((n, s) => n + s.size, 0);
+    let dropped = 0;
+    while (total > this.#o.maxBytes && this.#segs.length > 1) {
+      const old = this.#segs.shift() as Segment;
+      total -= old.size;
+      dropped += old.seq === this.#cur.seq ? old.records - this.#cur.consumed : old.records;
+      const next = this.#segs[0] as Segment;
+      this.#cur = { seq: next.seq, offset: 0, consumed: 0 };
+      void rm(join(this.#o.dir, name(old.seq)), { force: true });
+    }
+    if (dropped > 0) {
+      void this.#saveCursor();
+      this.#o.onDrop(dropped, 'buffer_full');
+    }
+  }
+
+  /** The next batch after the acknowledged position, or null when nothing is written yet. */
+  async read(maxRecords: number, maxBytes: number): Promise<Batch | null> {
+    await this.ready;
+    for (;;) {
+      const seg = this.#segs.find((s) => s.seq === this.#cur.seq);
+      if (!seg) return null;
+      if (this.#cur.offset < seg.size) return this.#readFrom(seg, maxRecords, maxBytes);
+      if (seg === this.#segs.at(-1)) return null;
+      await this.#retireFirst();
+    }
+  }
+
+  async #readFrom(seg: Segment, maxRecords: number, maxBytes: number): Promise<Batch> {
+    const fh = await open(join(this.#o.dir, name(seg.seq)), 'r');
+    try {
+      const start = this.#cur.offset;
+      let len = Math.min(Math.max(maxBytes, 1024), seg.size - start);
+      for (;;) {
+        const buf = Buffer.allocUnsafe(len);
+        const { bytesRead } = await fh.read(buf, 0, len, start);
+        const data = buf.subarray(0, bytesRead);
+        const lines: string[] = [];
+        let pos = 0;
+        while (lines.length < maxRecords) {
+          const nl = data.indexOf(0x0a, pos);
+          if (nl < 0 || (lines.length > 0 && nl + 1 > maxBytes)) break;
+          lines.push(data.toString('utf8', pos, nl));
+          pos = nl + 1;
+        }
+        if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos };
+        len = Math.min(len * 2, seg.size - start); // one record longer than maxBytes: read all of it
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** True when the batch's records were dropped by the bound after it was read: stop retrying it. */
+  isStale(b: Batch): boolean {
+    return b.seq < this.#cur.seq;
+  }
+
+  /** Marks a batch delivered; a batch whose segment was dropped meanwhile changes nothing. */
+  async ack(b: Batch): Promise<void> {
+    if (b.seq !== this.#cur.seq || b.end <= this.#cur.offset) return;
+    this.#cur = { seq: b.seq, offset: b.end, consumed: this.#cur.consumed + b.lines.length };
+    const seg = this.#segs[0] as Segment;
+    if (this.#cur.offset >= seg.size && this.#segs.length > 1) await this.#retireFirst();
+    else await this.#saveCursor();
+  }
+
+  async #retireFirst(): Promise<void> {
+    const old = this.#segs.shift() as Segment;
+    const next = this.#segs[0] as Segment;
+    this.#cur = { seq: next.seq, offset: 0, consumed: 0 };
+    await this.#saveCursor(); // cursor first: a crash between the two steps repeats nothing
+    await rm(join(this.#o.dir, name(old.seq)), { force: true });
+  }
+
+  /** Cursor writes are chained: two at once would race on the temporary file. */
+  #saveCursor(): Promise<void> {
+    this.#saving = this.#saving.then(() => this.#writeCursor()).catch((err: Error) => this.#o.onError(err));
+    return this.#saving;
+  }
+
+  async #writeCursor(): Promise<void> {
+    const tmp = join(this.#o.dir, 'cursor.json.tmp');
+    const body = JSON.stringify({ seq: this.#cur.seq, offset: this.#cur.offset });
+    if (this.#o.fsync === 'always') {
+      const fh = await open(tmp, 'w', 0o600);
+      try { await fh.writeFile(body); await fh.datasync(); } finally { await fh.close(); }
+    } else {
+      await writeFile(tmp, body, { mode: 0o600 });
+    }
+    await rename(tmp, join(this.#o.dir, 'cursor.json'));
+  }
+
+  async #sync(): Promise<void> {
+    if (!this.#dirty || this.#fh === null) return;
+    this.#dirty = false;
+    await this.#fh.datasync().catch((err: Error) => this.#o.onError(err));
+  }
+
+  /** Resolves when new records are readable, or at close. */
+  waitForData(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const r of w) r();
+  }
+
+  /** Writes everything queued to disk and closes; the records stay for the next start. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.ready;
+    while (this.#writing || (this.#mem.length > 0 && !this.#writeFailed)) {
+      if (!this.#writing) await this.#write();
+      else await new Promise((r) => setImmediate(r));
+    }
+    this.#closed = true;
+    if (this.#fsyncTimer) clearInterval(this.#fsyncTimer);
+    this.#wake();
+    await this.#saving;
+    if (this.#fh) {
+      await this.#fh.datasync().catch(() => {});
+      await this.#fh.close();
+      this.#fh = null;
+    }
+  }
+}
+
+/** Size of a spool directory's segments, for diagnostics. */
+export async function spoolBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const f of await readdir(dir).catch(() => [] as string[])) if (SEG_RE.test(f)) n += (await stat(join(dir, f))).size;
+  return n;
+}

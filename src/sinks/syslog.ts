@@ -1,0 +1,143 @@
+/**
+ * Syslog: RFC 5424 messages over UDP (RFC 5426, one message per datagram), TCP with
+ * octet-counting framing (RFC 6587 §3.4.1: `MSG-LEN SP SYSLOG-MSG`, so a message may contain
+ * any byte and a receiver never mis-splits) and TLS (RFC 5425, the same framing inside TLS 1.2+,
+ * the receiver's certificate verified against the configured CA).
+ *
+ * Limits to know: UDP has no delivery feedback at all (a datagram the network drops is gone;
+ * use TCP or TLS for evidence). TCP and TLS confirm delivery only to our kernel: a receiver
+ * that dies after reading but before writing can lose the batch in flight (RFC 6587 has no
+ * application acknowledgement). A receiver that closes the connection is noticed before the
+ * next batch, which then goes out on a fresh connection.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ChokepointEvent } from '../events/catalogue.js';
+import type { Transport } from './buffered.js';
+
+export interface SyslogFormat {
+  /** RFC 5424 §6.2.1 facility (16 = local0). */
+  readonly facility: number;
+  readonly appName: string;
+  readonly hostname: string;
+  readonly procId: string;
+}
+
+/** RFC 5424 §6.2.1 severities: 2 critical, 3 error, 4 warning, 5 notice, 6 informational. */
+export function severityOf(e: ChokepointEvent): number {
+  switch (e.type) {
+    case 'alert': return { critical: 2, high: 3, medium: 4, low: 5 }[e.severity];
+    case 'gateway.decision': return e.verdict === 'deny' ? 4 : 6;
+    case 'sink.dropped': case 'gateway.policy.rejected': return 3;
+    case 'sink.backlog': return 4;
+    default: return /refused|revoked|denied/.test(e.type) ? 4 : 6;
+  }
+}
+
+/** Keeps only printable US-ASCII (RFC 5424 §6: PRINTUSASCII) for header fields, `-` when empty. */
+function field(s: string, max: number): string {
+  const clean = s.replace(/[^!-~]/g, '').slice(0, max);
+  return clean === '' ? '-' : clean;
+}
+
+/**
+ * `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG` with the event type as MSGID, no
+ * structured data, and the event's JSON as MSG (UTF-8; JSON never contains a raw newline).
+ */
+export function formatSyslog(e: ChokepointEvent, f: SyslogFormat): string {
+  const pri = f.facility * 8 + severityOf(e);
+  return `<${pri}>1 ${e.time} ${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)} ${field(e.type, 32)} - ${JSON.stringify(e)}`;
+}
+
+/** RFC 6587 §3.4.1 octet counting: the length is of the message's bytes, not its characters. */
+export function frameOctetCounted(msg: string): Buffer {
+  const body = Buffer.from(msg, 'utf8');
+  return Buffer.concat([Buffer.from(`${body.length} `, 'ascii'), body]);
+}
+
+export interface SyslogTransportOptions {
+  readonly transport: 'udp' | 'tcp' | 'tls';
+  readonly host: string;
+  readonly port: number;
+  readonly timeoutMs: number;
+  readonly tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
+}
+
+export class SyslogTransport implements Transport {
+  readonly #o: SyslogTransportOptions;
+  #sock: Socket | null = null;
+  #udp: UdpSocket | null = null;
+  #closed = false;
+
+  constructor(o: SyslogTransportOptions) {
+    this.#o = o;
+  }
+
+  async send(lines: readonly string[]): Promise<void> {
+    if (this.#closed) throw Object.assign(new Error('closed'), { code: 'ECLOSED' });
+    if (this.#o.transport === 'udp') return this.#sendUdp(lines);
+    const sock = this.#sock ?? (await this.#connect());
+    const frames = Buffer.concat(lines.map(frameOctetCounted));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => { sock.destroy(); reject(Object.assign(new Error('syslog write timed out'), { code: 'ETIMEDOUT' })); }, this.#o.timeoutMs);
+      sock.write(frames, (err) => {
+        clearTimeout(t);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+
+  async #sendUdp(lines: readonly string[]): Promise<void> {
+    if (this.#udp === null) {
+      const family = this.#o.host.includes(':') ? 'udp6' : 'udp4';
+      this.#udp = createSocket(family);
+      this.#udp.on('error', () => { this.#udp?.close(); this.#udp = null; });
+    }
+    const udp = this.#udp;
+    for (const l of lines) {
+      await new Promise<void>((resolve, reject) => udp.send(Buffer.from(l, 'utf8'), this.#o.port, this.#o.host, (err) => (err ? reject(err) : resolve())));
+    }
+  }
+
+  #connect(): Promise<Socket> {
+    const o = this.#o;
+    return new Promise<Socket>((resolve, reject) => {
+      const onFail = (err: Error) => { s.destroy(); reject(err); };
+      const t = setTimeout(() => onFail(Object.assign(new Error('syslog connect timed out'), { code: 'ETIMEDOUT' })), o.timeoutMs);
+      const ready = () => {
+        clearTimeout(t);
+        s.off('error', onFail);
+        s.on('error', () => {});
+        // The receiver closing its side means our next write could vanish: drop the socket now.
+        const forget = () => { if (this.#sock === s) this.#sock = null; s.destroy(); };
+        s.on('end', forget);
+        s.on('close', forget);
+        s.on('data', () => {}); // RFC 6587: the receiver sends nothing; read to notice FIN
+        this.#sock = s;
+        resolve(s);
+      };
+      const s: Socket = o.transport === 'tls'
+        ? tlsConnect({
+          host: o.host, port: o.port, minVersion: 'TLSv1.2',
+          servername: o.tls?.serverName ?? (/^[0-9.]+$|:/.test(o.host) ? undefined : o.host),
+          ca: o.tls?.ca ? readFileSync(o.tls.ca) : undefined,
+          cert: o.tls?.cert ? readFileSync(o.tls.cert) : undefined,
+          key: o.tls?.key ? readFileSync(o.tls.key) : undefined,
+        }, ready)
+        : tcpConnect({ host: o.host, port: o.port }, ready);
+      s.once('error', onFail);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#sock?.end();
+    this.#sock?.destroy();
+    this.#sock = null;
+    this.#udp?.close();
+    this.#udp = null;
+  }
+}

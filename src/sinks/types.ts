@@ -1,0 +1,32 @@
+/** What every sink offers to the evidence wiring (src/sinks/index.ts). */
+import type { ChokepointEvent } from '../events/catalogue.js';
+
+export interface SinkStats {
+  /** Events accepted but not yet delivered (buffer and memory). */
+  readonly pending_events: number;
+  readonly pending_bytes: number;
+  /** Events discarded since start (each also reported by a `sink.dropped` event). */
+  readonly dropped: number;
+  readonly delivered: number;
+  /** False while delivery is failing. */
+  readonly up: boolean;
+}
+
+export interface Sink {
+  readonly name: string;
+  /** Synchronous and cheap: queues the event; I/O happens later, off the publisher's stack. */
+  readonly write: (e: ChokepointEvent) => void;
+  stats(): SinkStats;
+  /** Drains what can be drained without waiting on a dead destination; idempotent. */
+  close(): Promise<void>;
+  /** Aborts at once; idempotent. */
+  destroy(): void;
+}
+
+/** `[]` accepts everything; otherwise exact types or `prefix.*`. */
+export function typeMatcher(types: readonly string[]): (type: string) => boolean {
+  if (types.length === 0) return () => true;
+  const exact = new Set(types.filter((t) => !t.endsWith('.*')));
+  const prefixes = types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1));
+  return (type) => exact.has(type) || prefixes.some((p) => type.startsWith(p));
+}

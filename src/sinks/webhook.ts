@@ -1,0 +1,96 @@
+/**
+ * Webhook transport: each batch is one HTTPS POST whose body is a JSON array of events.
+ *
+ * Signature (so the receiver can tell our batches from forged ones, and old ones from new):
+ *   X-Chokepoint-Timestamp: <unix seconds at this attempt>
+ *   X-Chokepoint-Signature: v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+ *   X-Chokepoint-Batch: <id, the same on every retry of this batch: deduplicate on it>
+ * A receiver recomputes the HMAC over the exact bytes received, compares in constant time, and
+ * refuses a timestamp more than a few minutes from its clock (replay of a captured request).
+ * Any 2xx is success; anything else (or a network error or timeout) is retried.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest, Agent as HttpAgent } from 'node:http';
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import type { Transport } from './buffered.js';
+
+export interface WebhookOptions {
+  readonly url: string;
+  readonly secret: string;
+  readonly timeoutMs: number;
+  readonly tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
+}
+
+export function signWebhook(secret: string, timestamp: number, body: string | Buffer): string {
+  return `v1=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`;
+}
+
+/** Receiver side: true when the signature matches and the timestamp is within `toleranceSec`. */
+export function verifyWebhook(secret: string, headers: { timestamp?: string; signature?: string }, body: Buffer, nowSec: number, toleranceSec = 300): boolean {
+  const ts = Number(headers.timestamp);
+  if (!Number.isSafeInteger(ts) || Math.abs(nowSec - ts) > toleranceSec || typeof headers.signature !== 'string') return false;
+  const want = Buffer.from(signWebhook(secret, ts, body));
+  const got = Buffer.from(headers.signature);
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+class HttpStatusError extends Error {
+  constructor(readonly status: number) { super(`webhook answered ${status}`); }
+}
+
+export class WebhookTransport implements Transport {
+  readonly #o: WebhookOptions;
+  readonly #url: URL;
+  readonly #agent: HttpAgent;
+  readonly #ca: Buffer | undefined;
+  readonly #cert: Buffer | undefined;
+  readonly #key: Buffer | undefined;
+
+  constructor(o: WebhookOptions) {
+    this.#o = o;
+    this.#url = new URL(o.url);
+    this.#ca = o.tls?.ca ? readFileSync(o.tls.ca) : undefined;
+    this.#cert = o.tls?.cert ? readFileSync(o.tls.cert) : undefined;
+    this.#key = o.tls?.key ? readFileSync(o.tls.key) : undefined;
+    this.#agent = this.#url.protocol === 'https:'
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: this.#ca, cert: this.#cert, key: this.#key, servername: o.tls?.serverName, minVersion: 'TLSv1.2' })
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  send(lines: readonly string[], batchId: string): Promise<void> {
+    const body = Buffer.from(`[${lines.join(',')}]`);
+    const ts = Math.floor(Date.now() / 1000);
+    const req = this.#url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise<void>((resolve, reject) => {
+      const r = req(this.#url, {
+        method: 'POST',
+        agent: this.#agent,
+        timeout: this.#o.timeoutMs,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': body.length,
+          'user-agent': 'chokepoint-webhook/1',
+          'x-chokepoint-timestamp': String(ts),
+          'x-chokepoint-signature': signWebhook(this.#o.secret, ts, body),
+          'x-chokepoint-batch': batchId,
+        },
+      }, (res) => {
+        res.resume(); // the answer's body is not used; read it so the connection can be reused
+        res.on('end', () => {
+          const s = res.statusCode ?? 0;
+          if (s >= 200 && s < 300) resolve();
+          else reject(new HttpStatusError(s));
+        });
+        res.on('error', reject);
+      });
+      r.on('timeout', () => r.destroy(Object.assign(new Error('webhook timed out'), { code: 'ETIMEDOUT' })));
+      r.on('error', reject);
+      r.end(body);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#agent.destroy();
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Real receivers for the sink tests: an HTTPS webhook receiver (certificate made for this run)
+ * that verifies signatures and can go down and come back on the same port, and an rsyslog
+ * started with its own configuration on loopback ports, writing what it receives to a file.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { verifyWebhook } from '../../src/sinks/webhook.js';
+import { makePki, type TestPki } from './origins.js';
+
+export interface WebhookBatch { readonly id: string; readonly events: Record<string, unknown>[]; readonly verified: boolean; readonly timestamp: number }
+
+export interface WebhookReceiver {
+  readonly pki: TestPki;
+  port: number;
+  readonly url: string;
+  readonly batches: WebhookBatch[];
+  /** Status to answer with (default 204); a test sets e.g. 503 to simulate an outage. */
+  status: number;
+  events(): Record<string, unknown>[];
+  waitEvents(n: number, ms?: number): Promise<void>;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startWebhookReceiver(secret: string, opts: { down?: boolean } = {}): Promise<WebhookReceiver> {
+  const pki = makePki(['127.0.0.1']);
+  const batches: WebhookBatch[] = [];
+  let server: Server | null = null;
+  const sockets = new Set<Socket>();
+  const rx: WebhookReceiver = {
+    pki,
+    port: 0,
+    get url() { return `https://127.0.0.1:${rx.port}/hook`; },
+    batches,
+    status: 204,
+    events: () => batches.flatMap((b) => b.events),
+    async waitEvents(n, ms = 60_000) {
+      const deadline = Date.now() + ms;
+      while (rx.events().length < n) {
+        if (Date.now() > deadline) throw new Error(`only ${rx.events().length} of ${n} events arrived`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async start() {
+      server = createServer({ cert: pki.cert, key: pki.key }, (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (rx.status >= 200 && rx.status < 300) {
+            const timestamp = Number(req.headers['x-chokepoint-timestamp']);
+            const verified = verifyWebhook(secret, { timestamp: req.headers['x-chokepoint-timestamp'] as string, signature: req.headers['x-chokepoint-signature'] as string }, body, Math.floor(Date.now() / 1000));
+            batches.push({ id: String(req.headers['x-chokepoint-batch']), events: JSON.parse(body.toString('utf8')) as Record<string, unknown>[], verified, timestamp });
+          }
+          res.statusCode = rx.status;
+          res.end();
+        });
+      });
+      server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+      await new Promise<void>((r) => server!.listen(rx.port, '127.0.0.1', r));
+      rx.port = (server.address() as AddressInfo).port;
+    },
+    async stop() {
+      if (!server) return;
+      const s = server;
+      server = null;
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((r) => s.close(() => r()));
+    },
+    async close() {
+      await rx.stop();
+      pki.cleanup();
+    },
+  };
+  await rx.start();
+  if (opts.down) await rx.stop();
+  return rx;
+}
+
+export interface Rsyslog {
+  readonly udpPort: number;
+  readonly tcpPort: number;
+  readonly tlsPort: number;
+  readonly output: string;
+  /** Lines received so far (the raw MSG as rsyslog formats it with the template). */
+  lines(): string[];
+  waitLines(n: number, ms?: number): Promise<string[]>;
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function rsyslogAvailable(): boolean {
+  return existsSync('/usr/sbin/rsyslogd');
+}
+
+/**
+ * rsyslogd in the foreground with a private config: imudp, imtcp (octet-counting is
+ * recognised automatically, RFC 6587) and a second imtcp with the gnutls driver (RFC 5425),
+ * every message written with a template that keeps the RFC 5424 fields apart.
+ */
+export async function startRsyslog(ports: { udp: number; tcp: number; tls: number }, pki: TestPki): Promise<Rsyslog> {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-rsyslog-'));
+  const output = join(dir, 'received.log');
+  const conf = `
+global(workDirectory="${dir}" maxMessageSize="64k"
+  defaultNetstreamDriverCAFile="${pki.caPath}"
+  defaultNetstreamDriverCertFile="${join(pki.dir, 'srv.pem')}"
+  defaultNetstreamDriverKeyFile="${join(pki.dir, 'srv.key')}")
+module(load="imudp")
+module(load="imtcp" maxSessions="100")
+template(name="fields" type="string" string="%pri%|%protocol-version%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
+ruleset(name="capture") {
+  action(type="omfile" file="${output}" template="fields" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imudp" address="127.0.0.1" port="${ports.udp}" ruleset="capture")
+input(type="imtcp" address="127.0.0.1" port="${ports.tcp}" ruleset="capture")
+`;
+  const tlsConf = `
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon" maxSessions="100")
+`;
+  void tlsConf;
+  // rsyslog loads a module once per process, so the TLS listener is a second rsyslogd.
+  const tlsFile = join(dir, 'tls.conf');
+  writeFileSync(join(dir, 'plain.conf'), conf);
+  writeFileSync(tlsFile, `
+global(workDirectory="${dir}" maxMessageSize="64k"
+  defaultNetstreamDriver="gtls"
+  defaultNetstreamDriverCAFile="${pki.caPath}"
+  defaultNetstreamDriverCertFile="${join(pki.dir, 'srv.pem')}"
+  defaultNetstreamDriverKeyFile="${join(pki.dir, 'srv.key')}")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon" maxSessions="100")
+template(name="fields" type="string" string="%pri%|%protocol-version%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
+ruleset(name="capture") {
+  action(type="omfile" file="${output}" template="fields" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imtcp" address="127.0.0.1" port="${ports.tls}" ruleset="capture")
+`);
+  const procs: ChildProcess[] = [];
+  for (const [cfg, pid] of [[join(dir, 'plain.conf'), join(dir, 'plain.pid')], [tlsFile, join(dir, 'tls.pid')]] as const) {
+    execFileSync('/usr/sbin/rsyslogd', ['-N1', '-f', cfg], { stdio: 'pipe' }); // config check first: a clear error
+    const p = spawn('/usr/sbin/rsyslogd', ['-n', '-f', cfg, '-i', pid], { stdio: ['ignore', 'ignore', 'pipe'] });
+    p.stderr!.on('data', () => {});
+    procs.push(p);
+  }
+  const lines = () => (existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l !== '') : []);
+  const rs: Rsyslog = {
+    udpPort: ports.udp, tcpPort: ports.tcp, tlsPort: ports.tls, output, lines,
+    async waitLines(n, ms = 30_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const l = lines();
+        if (l.length >= n) return l;
+        if (Date.now() > deadline) throw new Error(`rsyslog received ${l.length} of ${n} messages`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop() {
+      await Promise.all(procs.map((p) => new Promise<void>((r) => {
+        if (p.exitCode !== null || p.signalCode !== null) return r();
+        p.once('exit', () => r());
+        p.kill('SIGTERM');
+      })));
+    },
+    async close() {
+      await rs.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return rs;
+}
