@@ -216,6 +216,26 @@ groups:
     });
   }
 
+  it('publishes a handshake failure event when a client speaks plain text to the TLS port', async () => {
+    const { connect } = await import('node:net');
+    const s = connect({ host: '127.0.0.1', port: mtlsPort }, () => s.write(`CONNECT echo.test:${echo.port} HTTP/1.1\r\n\r\n`));
+    s.on('error', () => {});
+    s.resume();
+    const e = await new Promise<{ error: string; listener: string }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no handshake_failed event')), 5000);
+      const unsub = tg.gw.bus.subscribe((ev) => {
+        if (ev.type === 'gateway.tls.handshake_failed' && ev.client_port === s.localPort) {
+          clearTimeout(t);
+          unsub();
+          resolve(ev);
+        }
+      });
+    });
+    assert.equal(e.listener, 'mtls');
+    assert.match(e.error, /^ERR_SSL_/);
+    s.destroy();
+  });
+
   it('cuts a live tunnel within a second of the device being revoked', async () => {
     const r = await mtlsConnect(mtlsPort, ca.certPem, certs.cut as Issued, `echo.test:${echo.port}`);
     assert.equal(r.status, 200);

@@ -97,7 +97,21 @@ export interface LifecycleEvent extends Base {
   readonly version: string;
 }
 
-export type GatewayEvent = DecisionEvent | TunnelClosedEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent;
+/**
+ * A TLS handshake on the mTLS listener failed before any request could be read (no decision
+ * was possible). A surge across many clients suggests interception, certificate trouble or
+ * an attack; the anomaly detectors and metrics count these.
+ */
+export interface HandshakeFailedEvent extends Base {
+  readonly type: 'gateway.tls.handshake_failed';
+  readonly listener: string;
+  readonly client_ip: string;
+  readonly client_port: number;
+  /** OpenSSL's error code, e.g. `ERR_SSL_WRONG_VERSION_NUMBER`, or `ECONNRESET`, `timeout`. */
+  readonly error: string;
+}
+
+export type GatewayEvent = DecisionEvent | TunnelClosedEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent | HandshakeFailedEvent;
 
 /**
  * Every event of the system. Each domain declares its events in its own file (control.ts,
@@ -114,6 +128,7 @@ const GATEWAY_EVENT_TYPES: readonly GatewayEvent['type'][] = [
   'gateway.started',
   'gateway.stopping',
   'gateway.stopped',
+  'gateway.tls.handshake_failed',
 ];
 
 /** Every event type, for documentation checks and sink routing. */

@@ -58,6 +58,9 @@ export const EVENT_SCHEMAS = {
   'gateway.started': lifecycle('gateway.started'),
   'gateway.stopping': lifecycle('gateway.stopping'),
   'gateway.stopped': lifecycle('gateway.stopped'),
+  'gateway.tls.handshake_failed': z.strictObject({
+    ...base('gateway.tls.handshake_failed'), listener: z.string(), client_ip: z.string(), client_port: z.number().int().min(0).max(65535), error: z.string(),
+  }),
   'audit.entry': z.strictObject({
     ...base('audit.entry'), seq: count, actor: z.string(), role: z.string(), action: z.string(), target: nstr,
     result: z.enum(['ok', 'denied', 'error']), source_ip: nstr, hash: z.string(),

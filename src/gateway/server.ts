@@ -202,9 +202,17 @@ export class Gateway {
       });
       this.connections.add(c);
     });
-    srv.on('tlsClientError', (err: Error & { code?: string }) => {
-      // A failed handshake is not a request: nothing was decided, so no decision event.
-      this.logger.debug({ err: err.message, code: err.code }, 'mTLS handshake failed');
+    srv.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      // A failed handshake is not a request: nothing was decided, so no decision event, but
+      // its own event (a surge of these is a signal: interception, certificate trouble).
+      const code = err.code ?? (/timed? ?out/i.test(err.message) ? 'timeout' : 'unknown');
+      this.logger.debug({ err: err.message, code }, 'mTLS handshake failed');
+      const ra = socket.remoteAddress ?? '';
+      this.publish({
+        v: 1, type: 'gateway.tls.handshake_failed', time: new Date().toISOString(), listener: name,
+        client_ip: ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra,
+        client_port: socket.remotePort ?? 0, error: code,
+      });
     });
     srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
