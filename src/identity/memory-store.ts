@@ -1,8 +1,8 @@
 /**
- * An in-memory IdentityStore for unit tests and for the identity code's own checks. Writes are
- * synchronous inside each async method, so every method is atomic with respect to the others
- * (JavaScript runs one method body at a time), which is what the SQL implementation gets from
- * its transactions.
+ * An in-memory IdentityStore for unit tests and for the identity code's own checks. Each method
+ * reads and writes without an `await` in between, so it is atomic with respect to the others
+ * (JavaScript runs one synchronous stretch at a time), which is what the SQL implementation gets
+ * from its transactions.
  */
 import type {
   CaRow, CertificateRow, ConsumeInput, DeviceRow, EnrollmentRequestRow, IdentityStore, TokenRow,
@@ -37,12 +37,16 @@ export class MemoryIdentityStore implements IdentityStore {
   }
 
   // ---- IdentityStore ----
-  async findTokenByHash(hash: string): Promise<TokenRow | null> {
+  #token(hash: string): TokenRow | null {
     for (const t of this.tokens.values()) if (t.token_hash === hash) return t;
     return null;
   }
+  async findTokenByHash(hash: string): Promise<TokenRow | null> {
+    return this.#token(hash);
+  }
   async consumeToken(input: ConsumeInput): Promise<TokenRow | null> {
-    const t = await this.findTokenByHash(input.tokenHash);
+    // No await between the check and the write: that is what makes this atomic.
+    const t = this.#token(input.tokenHash);
     if (!t || t.uses_left <= 0 || t.expires_at <= input.now || t.revoked_at !== null) return null;
     const updated = { ...t, uses_left: t.uses_left - 1 };
     this.tokens.set(t.id, updated);
@@ -83,7 +87,7 @@ export class MemoryIdentityStore implements IdentityStore {
     return [...this.certificates.values()].filter((c) => c.spki_sha256 === spki);
   }
   async markFirstUse(input: { serial: string; deviceId: string; now: number }): Promise<string[]> {
-    const c = this.certificates.get(input.serial);
+    const c = this.certificates.get(input.serial); // synchronous from here on, as above
     if (!c || c.first_used_at !== null) return [];
     this.certificates.set(c.serial, { ...c, first_used_at: input.now });
     const superseded: string[] = [];
