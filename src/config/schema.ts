@@ -40,6 +40,20 @@ const resolverAddr = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:[0-9]{1,5}
 export const configSchema = z.strictObject({
   policy: z.string().min(1).optional(),
   proxy_listen: listen('127.0.0.1:3128'),
+  /**
+   * The mTLS proxy listener (devices present certificates from the built-in CA), or `off`.
+   * Its server certificate is issued by the same CA for `mtls_names`, so agents pin one CA.
+   */
+  mtls_listen: z.string().default('127.0.0.1:3129').transform((v, ctx) => {
+    if (v === 'off') return null;
+    const l = parseListen(v);
+    if (typeof l === 'string') {
+      ctx.addIssue({ code: 'custom', message: `${l} (or "off")` });
+      return z.NEVER;
+    }
+    return l;
+  }),
+  mtls_names: z.array(z.string().min(1).max(253)).min(1).default(['localhost', '127.0.0.1', '::1']),
   /** `-` for stdout, a file path, or `none`. */
   events: z.string().min(1).default('-'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -79,6 +93,13 @@ export const configSchema = z.strictObject({
   detect: detectSchema,
   // Device identity (issue #4): per-group certificate validity, approval, renewal grace (src/config/identity.ts).
   identity: identitySchema,
+  // Management plane (issue #3): control API listener, store, policy change control.
+  control_listen: listen('127.0.0.1:8080'),
+  /** Where the SQLite store (and other state) lives; `./data` when neither this nor `database` is set. */
+  data_dir: z.string().min(1).optional(),
+  database: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// URL').optional(),
+  control_tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  policy_change: z.strictObject({ two_person: z.boolean().default(false) }).prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
