@@ -6,7 +6,7 @@
 import type { IdentityConfig } from '../config/identity.js';
 import type { EventBus } from '../events/bus.js';
 import { caRow, loadCaSet, type CaSet } from './ca.js';
-import { CrlPublisher } from './crl-publisher.js';
+import { CrlPublisher, type PublishedCrl } from './crl-publisher.js';
 import { IdentityDirectory, type DirectoryLogger } from './directory.js';
 import { Enroller } from './enroll.js';
 import type { IdentityStore } from './ports.js';
@@ -33,7 +33,7 @@ export interface IdentityService {
   readonly settings: IdentitySettings;
   cas(): CaSet;
   /** The active CA's current CRL. */
-  crl(caId?: string): { der: Buffer; pem: string } | null;
+  crl(caId?: string): PublishedCrl | null;
   issueServerCertificate(opts: { names: readonly string[]; validityMs?: number }): Promise<ServerCertificate>;
   /** Call after any device or certificate change made elsewhere (the control API's onDeviceChanged). */
   deviceChanged(deviceId: string): Promise<void>;

@@ -1,0 +1,148 @@
+/**
+ * The in-memory device directory the gateway consults: identify() for every deny reason,
+ * onRevoke on revocation and disable, refresh after store changes; and the CRL built from it,
+ * read and enforced by openssl.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PeerCertificateInfo } from '../src/core/principal.js';
+import { addToken, deviceKey, harness, makeCsr, openssl, type Harness } from './helpers/pki.js';
+
+async function enroll(h: Harness, group = 'servers', asset: string | null = null) {
+  const { token } = addToken(h.store, { group, asset, now: h.clock });
+  const r = await h.id.enroller.enroll({ token, csrDer: await makeCsr(await deviceKey()) });
+  if (r.status !== 'issued') throw new Error('expected issued');
+  return r;
+}
+
+describe('IdentityDirectory.identify', () => {
+  let h: Harness;
+  before(async () => {
+    h = await harness({ groups: { kiosks: { require_approval: true } } });
+  });
+  after(() => h.close());
+
+  const peer = (serial: string, deviceId: string | null, chainVerified = true): PeerCertificateInfo => ({ serial, deviceId, notBefore: 0, notAfter: 0, chainVerified });
+
+  it('maps an active device\'s certificate to its principal (group and asset from the store)', async () => {
+    const r = await enroll(h, 'servers', 'A-9');
+    const res = h.id.directory.identify(peer(r.cert.serial, r.deviceId), h.clock);
+    assert.deepEqual(res, { ok: true, principal: { kind: 'device', deviceId: r.deviceId, assetId: 'A-9', group: 'servers', serial: r.cert.serial, notAfter: r.cert.notAfter } });
+  });
+
+  it('denies with the reason for each state', async () => {
+    const r = await enroll(h);
+    const id = r.deviceId;
+    const s = r.cert.serial;
+    assert.deepEqual(h.id.directory.identify(peer(s, id, false), h.clock), { ok: false, reason: 'certificate_invalid', deviceId: null });
+    assert.deepEqual(h.id.directory.identify(peer('4abc', id), h.clock), { ok: false, reason: 'device_unknown', deviceId: id });
+    assert.deepEqual(h.id.directory.identify(peer(s, 'someone-else'), h.clock), { ok: false, reason: 'certificate_invalid', deviceId: id });
+    assert.equal((h.id.directory.identify(peer(s, id), r.cert.notAfter + 1) as { reason: string }).reason, 'certificate_expired');
+    assert.equal((h.id.directory.identify(peer(s, id), h.clock - 10 * 60_000) as { reason: string }).reason, 'certificate_not_yet_valid');
+    h.store.setDeviceState(id, 'disabled');
+    await h.id.deviceChanged(id);
+    assert.equal((h.id.directory.identify(peer(s, id), h.clock) as { reason: string }).reason, 'device_disabled');
+    h.store.setDeviceState(id, 'active');
+    await h.id.deviceChanged(id);
+    assert.equal(h.id.directory.identify(peer(s, id), h.clock).ok, true, 'enable restores it');
+    h.store.revokeCertificate(s, 'key_compromise');
+    await h.id.deviceChanged(id);
+    assert.equal((h.id.directory.identify(peer(s, id), h.clock) as { reason: string }).reason, 'device_revoked');
+    h.store.setDeviceState(id, 'revoked');
+    await h.id.deviceChanged(id);
+    assert.equal((h.id.directory.identify(peer(s, id), h.clock) as { reason: string }).reason, 'device_revoked');
+  });
+
+  it('a pending device is device_pending', async () => {
+    const r = await enroll(h);
+    h.store.setDeviceState(r.deviceId, 'pending');
+    await h.id.directory.refresh();
+    assert.equal((h.id.directory.identify(peer(r.cert.serial, r.deviceId), h.clock) as { reason: string }).reason, 'device_pending');
+  });
+
+  it('fires onRevoke once per revocation, disable and serial revocation, not for unrelated changes', async () => {
+    const a = await enroll(h);
+    const b = await enroll(h);
+    const c = await enroll(h);
+    const seen: [string, string | null][] = [];
+    const off = h.id.directory.onRevoke((d, s) => seen.push([d, s]));
+    h.store.setDeviceState(a.deviceId, 'revoked');
+    await h.id.deviceChanged(a.deviceId);
+    await h.id.deviceChanged(a.deviceId); // no second fire for the same state
+    h.store.setDeviceState(b.deviceId, 'disabled');
+    await h.id.directory.refresh(); // a full refresh finds it too
+    h.store.revokeCertificate(c.cert.serial, 'key_compromise');
+    await h.id.deviceChanged(c.deviceId);
+    off();
+    h.store.setDeviceState(c.deviceId, 'revoked');
+    await h.id.deviceChanged(c.deviceId);
+    assert.deepEqual(seen, [[a.deviceId, null], [b.deviceId, null], [c.deviceId, c.cert.serial]]);
+    assert.ok(h.ofType('identity.device.revoked').some((e) => e.device_id === b.deviceId && e.state === 'disabled'));
+  });
+});
+
+describe('CRL', () => {
+  let h: Harness;
+  before(async () => {
+    h = await harness();
+  });
+  after(() => h.close());
+
+  it('lists revoked serials and the certificates of revoked and disabled devices; openssl reads and enforces it', async () => {
+    const good = await enroll(h);
+    const revokedCert = await enroll(h);
+    const revokedDevice = await enroll(h);
+    const disabled = await enroll(h);
+    h.store.revokeCertificate(revokedCert.cert.serial, 'key_compromise', h.clock);
+    h.store.setDeviceState(revokedDevice.deviceId, 'revoked', h.clock);
+    h.store.setDeviceState(disabled.deviceId, 'disabled', h.clock);
+    await h.id.directory.refresh();
+    h.id.crls.regenerate();
+    const crl = h.id.crl();
+    assert.ok(crl);
+    const dir = h.dir.path;
+    writeFileSync(join(dir, 'crl.der'), crl.der);
+    writeFileSync(join(dir, 'crl.pem'), crl.pem);
+    writeFileSync(join(dir, 'ca.pem'), h.id.cas().active.certPem);
+    assert.match(crl.pem, /^-----BEGIN X509 CRL-----\n/);
+    const text = openssl(['crl', '-inform', 'DER', '-in', join(dir, 'crl.der'), '-noout', '-text']);
+    assert.match(text, /Version 2/);
+    assert.match(text, /X509v3 CRL Number/);
+    assert.match(text, /X509v3 Authority Key Identifier/);
+    assert.match(text, /Next Update: /);
+    for (const r of [revokedCert, revokedDevice, disabled]) assert.match(text, new RegExp(`Serial Number: ${r.cert.serial.toUpperCase()}`));
+    assert.doesNotMatch(text, new RegExp(good.cert.serial.toUpperCase()));
+    assert.match(text, /Key Compromise/);
+    assert.match(text, /Privilege Withdrawn/);
+    assert.match(text, /Certificate Hold/);
+    // the CRL's signature verifies under the CA
+    assert.match(openssl(['crl', '-in', join(dir, 'crl.pem'), '-noout', '-CAfile', join(dir, 'ca.pem')]) + '', /^$/);
+    const check = (r: { cert: { pem: string; serial: string } }) => {
+      const f = join(dir, `${r.cert.serial}.pem`);
+      writeFileSync(f, r.cert.pem);
+      try {
+        return openssl(['verify', '-crl_check', '-CAfile', join(dir, 'ca.pem'), '-CRLfile', join(dir, 'crl.pem'), f]).trim();
+      } catch (err) {
+        return String((err as { stdout?: string; stderr?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
+      }
+    };
+    assert.match(check(good), /: OK$/);
+    assert.match(check(revokedCert), /certificate revoked/);
+    assert.match(check(revokedDevice), /certificate revoked/);
+    assert.match(check(disabled), /certificate revoked/);
+  });
+
+  it('is regenerated on a change with a larger CRL number', async () => {
+    const before = h.id.crl();
+    const r = await enroll(h);
+    h.store.setDeviceState(r.deviceId, 'revoked', h.clock);
+    h.clock += 1000;
+    await h.id.deviceChanged(r.deviceId);
+    await new Promise((res) => setTimeout(res, 120)); // the publisher coalesces bursts of changes (50 ms)
+    const after = h.id.crl();
+    assert.ok(before && after && after.number > before.number);
+    assert.ok(h.ofType('identity.crl.published').length >= 2);
+  });
+});
