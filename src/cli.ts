@@ -9,6 +9,10 @@ import { configCheckCommand } from './cli/config.js';
 import { VERSION } from './cli/version.js';
 import { policyExportCommand } from './cli/export.js';
 import { registerAgentCommands } from './cli/agent.js';
+import { registerAdminCommands } from './cli/admin.js';
+import { registerPolicyRemoteCommands } from './cli/remote-policy.js';
+import { registerDeviceCommands } from './cli/remote-device.js';
+import { registerEvidenceCommands } from './cli/remote-evidence.js';
 
 const program = new Command();
 program.name('chokepoint').description('Default-deny egress gateway for outbound-only agents').version(VERSION);
@@ -21,6 +25,9 @@ program
   .option('--proxy-listen <host:port>', 'plain proxy listener (default 127.0.0.1:3128)')
   .option('--events <file|->', 'where gateway events go as JSON lines: a file, - for stdout, none (default -)')
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .option('--control-listen <host:port>', 'control API listener (default 127.0.0.1:8080; TLS required off loopback)')
+  .option('--data-dir <dir>', 'state directory: the SQLite store (default ./data)')
+  .option('--database <url>', 'PostgreSQL store (postgres://…) instead of SQLite')
   .action(serveCommand);
 
 const policy = program.command('policy').description('policy files');
@@ -55,6 +62,10 @@ config
   .action(configCheckCommand);
 
 registerAgentCommands(program);
+registerPolicyRemoteCommands(policy);
+registerAdminCommands(program);
+registerDeviceCommands(program);
+registerEvidenceCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`chokepoint: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { EventBus } from '../events/bus.js';
 import { Gateway } from '../gateway/server.js';
 import { JsonlSink } from '../sinks/jsonl.js';
-import { PolicyReloader } from './reload.js';
+import { startControlPlane } from './control-plane.js';
 import { VERSION } from './version.js';
 
 interface ServeFlags {
@@ -13,12 +13,16 @@ interface ServeFlags {
   proxyListen?: string;
   events?: string;
   logLevel?: string;
+  controlListen?: string;
+  dataDir?: string;
+  database?: string;
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   let config;
   try {
-    config = loadConfig(flags.config, { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel });
+    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, data_dir: flags.dataDir, database: flags.database };
+    config = loadConfig(flags.config, overrides);
   } catch (err) {
     if (err instanceof ChokepointError) {
       process.stderr.write(`chokepoint: ${err.message} [${err.code}]\n`);
@@ -27,10 +31,6 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
       process.exit(2);
     }
     throw err;
-  }
-  if (config.policy === undefined) {
-    process.stderr.write('chokepoint: no policy: pass --policy FILE (or "policy:" in the config file)\n');
-    process.exit(2);
   }
   const logger = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
   const bus = new EventBus({ onSubscriberError: (err) => logger.error({ err }, 'event subscriber failed') });
@@ -42,9 +42,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   if (sink) bus.subscribe(sink.write);
 
   const gw = new Gateway({ config, bus, logger });
-  const reloader = new PolicyReloader(config.policy, gw, bus, logger);
-  await reloader.reload('start');
-  reloader.watch();
+  // Store, first admin, policy from the store (or --policy FILE through it), control API.
+  const control = await startControlPlane({ config, gw, bus, logger });
 
   const { host, port } = config.proxy_listen;
   let bound;
@@ -54,11 +53,11 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.stderr.write(`chokepoint: cannot listen on ${host}:${port}: ${(err as Error).message} [LISTEN_FAILED]\n`);
     process.exit(2);
   }
-  const listeners = [`proxy ${bound.address}:${bound.port}`];
+  const listeners = [`proxy ${bound.address}:${bound.port}`, control.listener];
   bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners, version: VERSION });
   logger.info({ listeners, policy: config.policy, version: VERSION }, 'chokepoint gateway started');
 
-  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  process.on('SIGHUP', () => void control.reload('SIGHUP'));
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
@@ -68,8 +67,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     stopping = true;
     logger.info({ signal, tunnels: gw.activeTunnels, deadline_ms: config.timeouts.shutdown }, 'draining');
     bus.publish({ v: 1, type: 'gateway.stopping', time: new Date().toISOString(), listeners, version: VERSION });
-    reloader.close();
     await gw.close();
+    await control.close();
     bus.publish({ v: 1, type: 'gateway.stopped', time: new Date().toISOString(), listeners, version: VERSION });
     await sink?.close();
     logger.flush();

@@ -41,6 +41,8 @@ export interface ControlOptions {
   readonly twoPerson?: boolean;
   /** Readiness of the policy the gateway enforces; default: the control plane's last applied one. */
   readonly policyLoaded?: () => boolean;
+  /** TLS for the control listener (PEM text). */
+  readonly https?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Largest request body (bytes); policy proposals may be larger (POLICY_BODY_LIMIT). */
   readonly bodyLimit?: number;
 }

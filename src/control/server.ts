@@ -24,7 +24,9 @@ declare module 'fastify' {
 }
 
 export async function buildControlServer(opts: ControlOptions): Promise<FastifyInstance> {
+  // One instance type for HTTP and HTTPS: fastify's typings distinguish them, the routes do not.
   const app = Fastify({
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
     loggerInstance: opts.logger,
     bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // HEAD twins of GET routes would bypass nothing (same hooks) but double the route walk.

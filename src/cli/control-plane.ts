@@ -1,0 +1,163 @@
+/**
+ * The management plane inside `chokepoint serve`: opens the store, creates the first admin,
+ * keeps the gateway's policy snapshot in step with the store (and with `--policy FILE` through
+ * the store), records recent decisions and alerts, and serves the control API.
+ *
+ * The gateway only ever holds an in-memory snapshot: if the store becomes unreachable it keeps
+ * enforcing the last good one (it never fails open, never stops); the outage is logged and shows
+ * in /readyz.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { ChokepointError } from '../core/errors.js';
+import { buildControlServer, EventRecorder, loadEffectivePolicy, type PolicyMeta } from '../control/index.js';
+import type { EventBus } from '../events/bus.js';
+import type { Gateway } from '../gateway/server.js';
+import type { CompiledPolicy } from '../policy/index.js';
+import { bootstrapAdmin, openStore, type Store } from '../store/index.js';
+import { FilePolicySync } from './control-plane-file.js';
+
+export interface ControlPlaneOptions {
+  readonly config: Config;
+  readonly gw: Gateway;
+  readonly bus: EventBus;
+  readonly logger: PinoLogger;
+  /** Extra control API plugins (EST, /metrics). */
+  readonly plugins?: readonly FastifyPluginAsync[];
+  /** The identity side's reaction to a device change (directory refresh, CRL). */
+  readonly onDeviceChanged?: (deviceId: string) => void | Promise<void>;
+}
+
+export interface ControlPlane {
+  readonly store: Store;
+  readonly app: FastifyInstance;
+  /** `control HOST:PORT` for the gateway.started listeners. */
+  readonly listener: string;
+  /** Re-reads the policy file (SIGHUP); a no-op without --policy. */
+  reload(why: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const HEALTH_INTERVAL_MS = 5000;
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+/** Refuses to start (exit 2) with a one-line reason. */
+function refuse(code: string, message: string): never {
+  process.stderr.write(`chokepoint: ${message} [${code}]\n`);
+  process.exit(2);
+}
+
+export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const { config, gw, bus, logger } = o;
+  const { host, port } = config.control_listen;
+  let https: { cert: Buffer; key: Buffer } | undefined;
+  if (config.control_tls) {
+    try {
+      https = { cert: readFileSync(config.control_tls.cert), key: readFileSync(config.control_tls.key) };
+    } catch (err) {
+      refuse('CONFIG_INVALID', `control_tls: cannot read the certificate or key: ${(err as Error).message}`);
+    }
+  } else if (!isLoopback(host)) {
+    // Bearer tokens in clear text over a network are as good as published.
+    refuse('CONTROL_TLS_REQUIRED', `control_listen ${host}:${port} is not loopback: set control_tls {cert, key} or listen on 127.0.0.1`);
+  }
+
+  const explicitStore = config.data_dir !== undefined || config.database !== undefined;
+  if (config.policy === undefined && !explicitStore) {
+    refuse('USAGE', 'no policy: pass --policy FILE (or "policy:" in the config file), or --data-dir/--database to serve the policy applied in the store');
+  }
+  const dataDir = resolve(config.data_dir ?? './data');
+  let store: Store;
+  try {
+    store = await openStore({ dataDir, database: config.database });
+  } catch (err) {
+    const e = err instanceof ChokepointError ? err : new ChokepointError('STORE_UNAVAILABLE', 'cannot open the store', { cause: err });
+    logger.error({ err: e.cause ?? e }, e.message);
+    refuse(e.code, e.message);
+  }
+
+  const token = await bootstrapAdmin(store);
+  if (token !== null) {
+    // stderr, not stdout: stdout may carry the event stream (--events -).
+    process.stderr.write(`\nchokepoint: created the first security-admin "admin". Its API token is shown only this once:\n\n  ${token}\n\n  export CHOKEPOINT_TOKEN=${token}\n\n`);
+    logger.warn({ admin: 'admin' }, 'first security-admin created; its API token was printed once on stderr');
+  }
+
+  let policyFileSource: string | null = null;
+  const onPolicyApplied = (compiled: CompiledPolicy, meta: PolicyMeta) => {
+    gw.setPolicy(compiled);
+    const source = policyFileSource !== null && meta.pilotVersion === null ? `${policyFileSource} (${meta.source})` : meta.source;
+    logger.info({ source, digest: compiled.digest, groups: compiled.groups.length }, 'policy applied');
+    bus.publish({ v: 1, type: 'gateway.policy.loaded', time: new Date().toISOString(), source, digest: compiled.digest, groups: compiled.groups.length, warnings: [] });
+  };
+
+  const app = await buildControlServer({
+    store, bus, https, logger: logger as unknown as FastifyBaseLogger, plugins: o.plugins, twoPerson: config.policy_change.two_person,
+    onPolicyApplied, onDeviceChanged: o.onDeviceChanged,
+    policyLoaded: () => gw.policy !== null,
+  });
+  const recorder = new EventRecorder({ store, bus, logger });
+
+  let file: FilePolicySync | null = null;
+  if (config.policy !== undefined) {
+    policyFileSource = resolve(config.policy);
+    file = new FilePolicySync({ file: config.policy, ctx: app.control, gw, bus, logger });
+    await file.reload('start');
+    file.watch();
+  } else {
+    const eff = await loadEffectivePolicy(store.db);
+    if (eff === null) logger.warn({}, 'the store has no applied policy: every request is denied until one is applied (chokepoint policy push FILE --reason …)');
+    else if (!eff.ok) logger.error({ problems: eff.problems }, 'the applied policy in the store does not load; every request is denied');
+    else {
+      const s = await store.db.selectFrom('policy_state').select('generation').where('id', '=', 1).executeTakeFirstOrThrow();
+      await app.control.deliver(Number(s.generation), eff);
+    }
+  }
+
+  // Outages show in the log once per transition (not once per failed query).
+  let healthy = true;
+  const health = setInterval(() => {
+    store.ping().then(() => {
+      if (!healthy) logger.warn({ store: store.location }, 'store reachable again');
+      healthy = true;
+    }, (err: unknown) => {
+      if (healthy) logger.error({ err, store: store.location }, 'store unreachable: the gateway keeps enforcing the last good policy; the control API answers 503');
+      healthy = false;
+    });
+  }, HEALTH_INTERVAL_MS);
+  health.unref();
+
+  let address: string;
+  try {
+    address = await app.listen({ host, port });
+  } catch (err) {
+    refuse('LISTEN_FAILED', `cannot listen on ${host}:${port} (control API): ${(err as Error).message}`);
+  }
+  const a = app.server.address();
+  const bound = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : address;
+  logger.info({ control: address, store: store.location }, 'control API listening');
+
+  let closed = false;
+  return {
+    store, app, listener: `control ${bound}`,
+    reload: (why) => file?.reload(why) ?? Promise.resolve(),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(health);
+      file?.close();
+      await app.close().catch(() => {});
+      await recorder.close().catch(() => {});
+      await store.close().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/** `chokepoint token|audit|alert …` (control API client). */
+import type { Command } from 'commander';
+import { verifyChain, type ChainedEntry } from '../store/audit-chain.js';
+import { action, ApiClient, CliError, out, remote, table, when, type RemoteFlags } from './client.js';
+
+const enc = encodeURIComponent;
+
+export function registerEvidenceCommands(program: Command): void {
+  const token = program.command('token').description('device enrollment tokens (control API client)');
+  remote(token.command('create').description('create an enrollment token; prints it once')
+    .requiredOption('--group <group>', 'the group enrolled devices join').option('--asset <id>', 'bind to one asset id')
+    .option('--ttl <duration>', 'lifetime', '10m').option('--uses <n>', 'how many enrollments', '1'))
+    .action(action(async (f: RemoteFlags & { group: string; asset?: string; ttl: string; uses: string }) => {
+      const uses = Number(f.uses);
+      if (!Number.isInteger(uses)) throw new CliError('USAGE', '--uses must be an integer', 2);
+      const r = await new ApiClient(f).call('POST', '/api/v1/enrollment-tokens', { group: f.group, ttl: f.ttl, uses, ...(f.asset ? { asset_id: f.asset } : {}) });
+      out(f, r, () => `enrollment token ${r.id} for group ${r.group_name} (${r.uses_total} use${r.uses_total === 1 ? '' : 's'}, expires ${when(r.expires_at)})\ntoken (shown once): ${r.token}`);
+    }));
+  remote(token.command('list').description('list enrollment tokens (never the secrets)'))
+    .action(action(async (f: RemoteFlags) => {
+      const r = await new ApiClient(f).call('GET', '/api/v1/enrollment-tokens');
+      out(f, r, () => table(r.items.map((t: Record<string, number>) => ({ ...t, expires: when(t.expires_at), revoked: when(t.revoked_at) })), ['id', 'group_name', 'asset_id', 'uses_left', 'expires', 'revoked', 'created_by']));
+    }));
+  remote(token.command('revoke <id>').description('revoke an enrollment token'))
+    .action(action(async (id: string, f: RemoteFlags) => {
+      const r = await new ApiClient(f).call('DELETE', `/api/v1/enrollment-tokens/${enc(id)}`);
+      out(f, r, () => `revoked enrollment token ${id}`);
+    }));
+
+  const audit = program.command('audit').description('the hash-chained audit log (control API client)');
+  remote(audit.command('list').description('audit entries, oldest first').option('--limit <n>', 'how many', '100').option('--after <seq>', 'entries after this sequence number').option('--actor <name>').option('--action <action>'))
+    .action(action(async (f: RemoteFlags & { limit: string; after?: string; actor?: string; action?: string }) => {
+      const q = new URLSearchParams({ limit: f.limit });
+      if (f.after) q.set('after', f.after);
+      if (f.actor) q.set('actor', f.actor);
+      if (f.action) q.set('action', f.action);
+      const r = await new ApiClient(f).call('GET', `/api/v1/audit?${q}`);
+      out(f, r, () => table(r.items.map((e: Record<string, number>) => ({ ...e, time: when(e.time) })), ['seq', 'time', 'actor', 'role', 'action', 'target', 'result', 'source_ip', 'detail']));
+    }));
+  remote(audit.command('verify').description('fetch the whole audit log and recompute its hash chain here; exit 1 at the first broken link'))
+    .action(action(async (f: RemoteFlags) => {
+      const c = new ApiClient(f);
+      const rows: ChainedEntry[] = [];
+      let after = 0;
+      for (;;) {
+        const r = await c.call<{ items: ChainedEntry[]; next: number | null }>('GET', `/api/v1/audit?limit=5000&after=${after}`);
+        rows.push(...r.items);
+        if (r.next === null) break;
+        after = r.next;
+      }
+      const v = verifyChain(rows);
+      if (!v.ok) {
+        out(f, v, () => `audit chain BROKEN at entry ${v.seq}: ${v.problem} (${v.entries} entries before it verify)`);
+        throw new CliError('AUDIT_CHAIN_BROKEN', `the audit log hash chain is broken at entry ${v.seq}`);
+      }
+      out(f, v, () => `audit chain ok: ${v.entries} entries, head ${v.head}`);
+    }));
+
+  const alert = program.command('alert').description('anomaly alerts (control API client)');
+  remote(alert.command('list').description('alerts, newest first').option('--state <state>', 'open | acknowledged | resolved').option('--severity <s>').option('--device <id>').option('--group <g>').option('--limit <n>', 'how many', '100'))
+    .action(action(async (f: RemoteFlags & { state?: string; severity?: string; device?: string; group?: string; limit: string }) => {
+      const q = new URLSearchParams({ limit: f.limit });
+      for (const k of ['state', 'severity', 'device', 'group'] as const) if (f[k]) q.set(k, f[k] as string);
+      const r = await new ApiClient(f).call('GET', `/api/v1/alerts?${q}`);
+      out(f, r, () => table(r.items.map((a: Record<string, number>) => ({ ...a, time: when(a.time) })), ['id', 'time', 'severity', 'state', 'detector', 'group_name', 'device_id', 'summary']));
+    }));
+  for (const [verb, path] of [['ack', 'ack'], ['resolve', 'resolve']] as const) {
+    remote(alert.command(`${verb} <id>`).description(`${verb === 'ack' ? 'acknowledge' : 'resolve'} an alert`))
+      .action(action(async (id: string, f: RemoteFlags) => {
+        const r = await new ApiClient(f).call('POST', `/api/v1/alerts/${enc(id)}/${path}`, {});
+        out(f, r, () => `alert ${r.id}: ${r.state}`);
+      }));
+  }
+}
