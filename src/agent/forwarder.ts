@@ -85,8 +85,20 @@ export class Forwarder {
     await p;
   }
 
-  async #context(): Promise<SecureContext> {
+  async #context(retry = true): Promise<SecureContext> {
     const id: Identity = await readIdentity(this.#opts.dir);
+    try {
+      return this.#build(id);
+    } catch (e) {
+      // Renewal replaces key.pem, then cert.pem: between the two renames the pair does not
+      // match. Read again once, shortly after, rather than fail the connection.
+      if (!retry) throw new ChokepointError('AGENT_NOT_ENROLLED', `the key and certificate in ${this.#opts.dir} do not form a usable pair: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+      return this.#context(false);
+    }
+  }
+
+  #build(id: Identity): SecureContext {
     const key = `${id.key}\0${id.cert}\0${id.ca}`;
     if (this.#ctx?.id !== key) {
       this.#ctx = { id: key, ctx: createSecureContext({ key: id.key, cert: id.cert, ca: id.ca, minVersion: 'TLSv1.2' }) };

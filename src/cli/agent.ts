@@ -9,6 +9,9 @@ import { defaultDir } from '../agent/files.js';
 import { Forwarder } from '../agent/forwarder.js';
 import { agentLogger } from '../agent/logger.js';
 import { parseLoopbackListen } from '../agent/loopback.js';
+import { enroll } from '../agent/enroll.js';
+import { renewDaemon, renewOnce } from '../agent/renew.js';
+import { readFile } from 'node:fs/promises';
 
 /** Prints a ChokepointError as `chokepoint: CODE: message` and sets the exit status. */
 export function reportError(e: unknown, status = 1): void {
@@ -46,6 +49,41 @@ async function execCommand(cmd: string[], opts: { proxy: string; namespace: bool
   process.exitCode = await runFenced({ proxy: opts.proxy, command, args, namespace: mode });
 }
 
+/** The token: --token, then CHOKEPOINT_ENROLL_TOKEN, then --token-file. Never logged, never stored. */
+async function resolveToken(opts: { token?: string; tokenFile?: string }): Promise<string> {
+  if (opts.token !== undefined && opts.token !== '') return opts.token;
+  const env = process.env.CHOKEPOINT_ENROLL_TOKEN;
+  if (env !== undefined && env !== '') return env;
+  if (opts.tokenFile !== undefined) {
+    try {
+      return (await readFile(opts.tokenFile, 'utf8')).trim();
+    } catch (e) {
+      throw new ChokepointError('AGENT_TOKEN_MISSING', `--token-file ${opts.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
+  throw new ChokepointError('AGENT_TOKEN_MISSING', 'give the enrollment token with --token, CHOKEPOINT_ENROLL_TOKEN or --token-file');
+}
+
+async function enrollCommand(opts: { server: string; token?: string; tokenFile?: string; caFingerprint: string; dir: string }): Promise<void> {
+  const token = await resolveToken(opts);
+  const r = await enroll({ server: opts.server, token, caFingerprint: opts.caFingerprint, dir: opts.dir });
+  process.stdout.write(`enrolled: serial ${r.serial}, valid until ${r.notAfter.toISOString()}; files in ${opts.dir}\n`);
+}
+
+async function renewCommand(opts: { dir: string; server?: string; daemon?: boolean; force?: boolean }): Promise<void> {
+  const say = (l: string): void => { process.stderr.write(`chokepoint agent renew: ${l}\n`); };
+  if (opts.daemon) {
+    const ac = new AbortController();
+    process.on('SIGTERM', () => ac.abort());
+    process.on('SIGINT', () => ac.abort());
+    await renewDaemon({ dir: opts.dir, ...(opts.server ? { server: opts.server } : {}), say, signal: ac.signal });
+    return;
+  }
+  const r = await renewOnce({ dir: opts.dir, ...(opts.server ? { server: opts.server } : {}), force: opts.force === true });
+  if (r.renewed) process.stdout.write(`renewed: serial ${r.serial}, valid until ${new Date(r.plan.notAfter).toISOString()}\n`);
+  else process.stdout.write(`not due: renewal at ${new Date(r.plan.dueAt).toISOString()}, expiry ${new Date(r.plan.notAfter).toISOString()}\n`);
+}
+
 const wrap = <A extends unknown[]>(f: (...a: A) => Promise<void>) => async (...a: A): Promise<void> => {
   try { await f(...a); } catch (e) { reportError(e); }
 };
@@ -54,6 +92,23 @@ export function registerAgentCommands(program: Command): void {
   // `agent exec -- CMD -x …` must hand the command's own options to it untouched.
   program.enablePositionalOptions();
   const agent = program.command('agent').description('device side: enroll, renew, local forwarder, fenced commands');
+  agent
+    .command('enroll')
+    .description('enroll this device over EST: pin the CA by fingerprint, make the key here, send a CSR with a one-time token')
+    .requiredOption('--server <url>', 'control plane, https://HOST:PORT')
+    .requiredOption('--ca-fingerprint <sha256>', 'SHA-256 of the CA certificate (hex, colons allowed), given by the operator out of band')
+    .option('--token <token>', 'one-time enrollment token (or CHOKEPOINT_ENROLL_TOKEN, or --token-file)')
+    .option('--token-file <file>', 'read the token from a file')
+    .option('--dir <dir>', 'agent directory (created 0700)', defaultDir())
+    .action(wrap(enrollCommand));
+  agent
+    .command('renew')
+    .description('renew the device certificate over mTLS when about two thirds of its lifetime has passed')
+    .option('--dir <dir>', 'agent directory', defaultDir())
+    .option('--server <url>', 'control plane (default: the one enrolled with)')
+    .option('--daemon', 'keep running: renew when due, retry with backoff')
+    .option('--force', 'renew now even if not due')
+    .action(wrap(renewCommand));
   agent
     .command('forward')
     .description('plain HTTP proxy on loopback that relays to the gateway mTLS listener with the device certificate')
