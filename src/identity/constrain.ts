@@ -8,6 +8,7 @@ import { ChokepointError } from '../core/errors.js';
 import { DEVICE_URI_PREFIX } from '../core/principal.js';
 import type { ValidatedCsr } from './csr.js';
 import { ASSET_URI_PREFIX, deviceUris } from './sign.js';
+import { x509 } from './x509.js';
 
 const CHOKEPOINT_URN = 'urn:chokepoint:';
 
@@ -34,6 +35,14 @@ export function constrainEnroll(csr: ValidatedCsr): void {
   }
 }
 
+function nameText(der: Buffer): string | null {
+  try {
+    return new x509.Name(new Uint8Array(der)).toString();
+  } catch {
+    return null;
+  }
+}
+
 /** An empty Name is the DER SEQUENCE `30 00`. */
 const EMPTY_NAME = Buffer.from([0x30, 0x00]);
 
@@ -43,7 +52,9 @@ const EMPTY_NAME = Buffer.from([0x30, 0x00]);
  * from the store either way), but never a different one.
  */
 export function constrainReenroll(csr: ValidatedCsr, current: { subjectDer: Buffer; deviceId: string; assetId: string | null }): void {
-  if (!csr.subjectDer.equals(EMPTY_NAME) && !csr.subjectDer.equals(current.subjectDer)) {
+  // Compared as names, not bytes: `openssl req` writes UTF8String where we wrote PrintableString,
+  // and both spell the same name (RFC 5280 §7.1 comparison rules).
+  if (!csr.subjectDer.equals(EMPTY_NAME) && !csr.subjectDer.equals(current.subjectDer) && nameText(csr.subjectDer) !== nameText(current.subjectDer)) {
     throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subject "${csr.subject}" differs from the current certificate's`);
   }
   if (!csr.hasSan) return;
