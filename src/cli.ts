@@ -13,6 +13,7 @@ import { registerAdminCommands } from './cli/admin.js';
 import { registerPolicyRemoteCommands } from './cli/remote-policy.js';
 import { registerDeviceCommands } from './cli/remote-device.js';
 import { registerEvidenceCommands } from './cli/remote-evidence.js';
+import { registerCaCommands } from './cli/ca.js';
 
 const program = new Command();
 program.name('chokepoint').description('Default-deny egress gateway for outbound-only agents').version(VERSION);
@@ -66,6 +67,7 @@ registerPolicyRemoteCommands(policy);
 registerAdminCommands(program);
 registerDeviceCommands(program);
 registerEvidenceCommands(program);
+registerCaCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`chokepoint: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -11,6 +11,7 @@ import { agentLogger } from '../agent/logger.js';
 import { parseLoopbackListen } from '../agent/loopback.js';
 import { enroll } from '../agent/enroll.js';
 import { renewDaemon, renewOnce } from '../agent/renew.js';
+import { formatReport, runVerify, type VerifyOptions } from '../agent/verify.js';
 import { readFile } from 'node:fs/promises';
 
 /** Prints a ChokepointError as `chokepoint: CODE: message` and sets the exit status. */
@@ -84,11 +85,30 @@ async function renewCommand(opts: { dir: string; server?: string; daemon?: boole
   else process.stdout.write(`not due: renewal at ${new Date(r.plan.dueAt).toISOString()}, expiry ${new Date(r.plan.notAfter).toISOString()}\n`);
 }
 
+async function verifyCommand(opts: VerifyOptions & { json?: boolean }): Promise<void> {
+  const checks = await runVerify(opts);
+  process.stdout.write(opts.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatReport(checks));
+  process.exitCode = checks.some((c) => c.status === 'fail') ? 1 : 0;
+}
+
 const wrap = <A extends unknown[]>(f: (...a: A) => Promise<void>) => async (...a: A): Promise<void> => {
   try { await f(...a); } catch (e) { reportError(e); }
 };
 
 export function registerAgentCommands(program: Command): void {
+  program
+    .command('verify')
+    .description('run the security test plan from this device; each check pass/fail/skipped with evidence; exit 1 if any fails')
+    .option('--dir <dir>', 'agent directory', defaultDir())
+    .option('--gateway <url>', 'gateway mTLS listener, https://HOST:PORT')
+    .option('--allowed <host:port>', 'a destination the policy allows (gateway path check)')
+    .option('--denied <host:port>', 'a destination outside the allowlist (must be refused with a reason)')
+    .option('--blocked <ip:port>', 'a target a direct connection must not reach (host egress rules)')
+    .option('--revoked-dir <dir>', 'an agent directory holding a certificate the operator revoked')
+    .option('--impostor <url>', 'an https endpoint whose certificate is not from the pinned CA (must be refused)')
+    .option('--renew', 'renew the certificate now as part of the check')
+    .option('--json', 'machine-readable output')
+    .action(wrap(verifyCommand));
   // `agent exec -- CMD -x …` must hand the command's own options to it untouched.
   program.enablePositionalOptions();
   const agent = program.command('agent').description('device side: enroll, renew, local forwarder, fenced commands');
