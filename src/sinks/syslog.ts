@@ -105,21 +105,24 @@ export class SyslogTransport implements Transport {
   #connect(): Promise<Socket> {
     const o = this.#o;
     return new Promise<Socket>((resolve, reject) => {
-      const onFail = (err: Error) => { s.destroy(); reject(err); };
+      let s: Socket | undefined;
+      const onFail = (err: Error) => { clearTimeout(t); s?.destroy(); reject(err); };
       const t = setTimeout(() => onFail(Object.assign(new Error('syslog connect timed out'), { code: 'ETIMEDOUT' })), o.timeoutMs);
       const ready = () => {
+        const sock = s;
+        if (sock === undefined) return;
         clearTimeout(t);
-        s.off('error', onFail);
-        s.on('error', () => {});
+        sock.off('error', onFail);
+        sock.on('error', () => {});
         // The receiver closing its side means our next write could vanish: drop the socket now.
-        const forget = () => { if (this.#sock === s) this.#sock = null; s.destroy(); };
-        s.on('end', forget);
-        s.on('close', forget);
-        s.on('data', () => {}); // RFC 6587: the receiver sends nothing; read to notice FIN
-        this.#sock = s;
-        resolve(s);
+        const forget = () => { if (this.#sock === sock) this.#sock = null; sock.destroy(); };
+        sock.on('end', forget);
+        sock.on('close', forget);
+        sock.on('data', () => {}); // RFC 6587: the receiver sends nothing; read to notice FIN
+        this.#sock = sock;
+        resolve(sock);
       };
-      const s: Socket = o.transport === 'tls'
+      s = o.transport === 'tls'
         ? tlsConnect({
           host: o.host, port: o.port, minVersion: 'TLSv1.2',
           servername: o.tls?.serverName ?? (/^[0-9.]+$|:/.test(o.host) ? undefined : o.host),

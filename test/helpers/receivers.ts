@@ -121,10 +121,6 @@ ruleset(name="capture") {
 input(type="imudp" address="127.0.0.1" port="${ports.udp}" ruleset="capture")
 input(type="imtcp" address="127.0.0.1" port="${ports.tcp}" ruleset="capture")
 `;
-  const tlsConf = `
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon" maxSessions="100")
-`;
-  void tlsConf;
   // rsyslog loads a module once per process, so the TLS listener is a second rsyslogd.
   const tlsFile = join(dir, 'tls.conf');
   writeFileSync(join(dir, 'plain.conf'), conf);

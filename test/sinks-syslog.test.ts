@@ -1,0 +1,134 @@
+/**
+ * Syslog sink against a real rsyslog (Debian `rsyslog` + `rsyslog-gnutls`) started by the test
+ * on loopback ports with its own configuration: RFC 5424 over UDP, TCP with octet counting
+ * (RFC 6587) and TLS (RFC 5425); rsyslog parses each message and writes its fields to a file.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../src/config/load.js';
+import type { SinkConfig } from '../src/config/evidence.js';
+import type { ChokepointEvent } from '../src/events/catalogue.js';
+import type { EvidenceEvent } from '../src/events/evidence.js';
+import { createSink } from '../src/sinks/factory.js';
+import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
+import type { Sink } from '../src/sinks/types.js';
+import { makePki, type TestPki } from './helpers/origins.js';
+import { rsyslogAvailable, startRsyslog, type Rsyslog } from './helpers/receivers.js';
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+function ev(i: number, extra = ''): ChokepointEvent {
+  return { v: 1, type: 'sink.recovered', time: '2025-03-01T12:00:00.123Z', sink: `synthetic${extra}`, down_ms: i, pending_events: 0 };
+}
+
+const alert: ChokepointEvent = {
+  v: 1, type: 'alert', time: '2025-03-01T12:00:00.000Z', id: 'a1', detector: 'data_volume', severity: 'critical',
+  device_id: 'dev-1', group: 'servers', summary: 'unicode ✓ and "quotes"', evidence: { line: 'a\nb' }, suggested_action: 'check',
+};
+
+describe('syslog format', () => {
+  it('is RFC 5424 with the event type as MSGID and the JSON as MSG; octet counting counts bytes', () => {
+    const m = formatSyslog(alert, { facility: 16, appName: 'chokepoint', hostname: 'gw 1', procId: '42' });
+    assert.equal(m, `<130>1 2025-03-01T12:00:00.000Z gw1 chokepoint 42 alert - ${JSON.stringify(alert)}`);
+    assert.ok(!m.includes('\n'), 'a newline in a field is escaped by JSON');
+    const f = frameOctetCounted('é');
+    assert.equal(f.toString('latin1'), '2 \xc3\xa9');
+  });
+});
+
+describe('syslog sink to a real rsyslog', { skip: rsyslogAvailable() ? false : 'rsyslog not installed (.ci/run installs it)' }, () => {
+  let pki: TestPki;
+  let rs: Rsyslog;
+  const dirs: string[] = [];
+  const sinks: Sink[] = [];
+  before(async () => {
+    pki = makePki(['127.0.0.1']);
+    rs = await startRsyslog({ udp: await freePort(), tcp: await freePort(), tls: await freePort() }, pki);
+  });
+  after(async () => {
+    for (const s of sinks) await s.close();
+    await rs?.close();
+    pki?.cleanup();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  function sink(transport: string, port: number, emitted: EvidenceEvent[] = [], extra: Record<string, unknown> = {}): Sink {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-syslog-'));
+    dirs.push(dataDir);
+    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: `s-${transport}`, transport, host: '127.0.0.1', port, hostname: 'gw-test', tls: { ca: pki.caPath }, retry: { min_delay: '50ms', max_delay: '300ms' }, ...extra }] }));
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const s = createSink(c.config.sinks[0] as SinkConfig, { dataDir, emit: (e) => emitted.push(e), onError: () => {} });
+    sinks.push(s);
+    return s;
+  }
+
+  /** Lines rsyslog wrote for sink name `tag`, split into the template's fields. */
+  async function received(tag: string, n: number): Promise<string[][]> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const mine = rs.lines().map((l) => l.split('|')).filter((f) => f.slice(8).join('|').includes(`"sink":"${tag}`) || f.slice(8).join('|').includes(`"id":"${tag}"`));
+      if (mine.length >= n || Date.now() > deadline) return mine;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  for (const transport of ['tcp', 'tls', 'udp'] as const) {
+    it(`${transport}: rsyslog parses every RFC 5424 field; events arrive whole and in order`, async () => {
+      const port = transport === 'udp' ? rs.udpPort : transport === 'tcp' ? rs.tcpPort : rs.tlsPort;
+      const s = sink(transport, port);
+      const n = 200;
+      // A long event too: octet counting must carry it whole (rsyslog maxMessageSize is 64k here).
+      for (let i = 0; i < n; i++) s.write(ev(i, `-${transport}${i === 7 ? 'x'.repeat(5000) : ''}`));
+      const tag = `synthetic-${transport}`;
+      const got = await received(tag, n);
+      assert.equal(got.length, n, `${transport}: ${got.length} of ${n} received`);
+      const [pri, version, ts, host, app, procid, msgid, sd] = got[0] as string[];
+      assert.equal(pri, String(16 * 8 + 6));
+      assert.equal(version, '1');
+      assert.match(ts as string, /^2025-03-01T12:00:00\.123(Z|\+00:00)$/);
+      assert.equal(host, 'gw-test');
+      assert.equal(app, 'chokepoint');
+      assert.equal(procid, String(process.pid));
+      assert.equal(msgid, 'sink.recovered');
+      assert.equal(sd, '-');
+      const events = got.map((f) => JSON.parse(f.slice(8).join('|').trim()) as { down_ms: number; sink: string });
+      if (transport !== 'udp') assert.deepEqual(events.map((e) => e.down_ms), Array.from({ length: n }, (_, i) => i));
+      assert.equal(events.find((e) => e.down_ms === 7)?.sink.length, tag.length + 5000);
+    });
+  }
+
+  it('tcp: an alert keeps its severity in PRI and its unicode intact', async () => {
+    const s = sink('tcp', rs.tcpPort);
+    s.write({ ...alert, id: 'alert-unicode' } as ChokepointEvent);
+    const [f] = await received('alert-unicode', 1);
+    assert.ok(f);
+    assert.equal(f[0], String(16 * 8 + 2));
+    assert.equal((JSON.parse(f.slice(8).join('|')) as { summary: string }).summary, 'unicode ✓ and "quotes"');
+  });
+
+  it('tls: a receiver whose certificate the CA did not sign is refused; nothing is sent and the backlog is reported', async () => {
+    const other = makePki(['127.0.0.1']);
+    try {
+      const emitted: EvidenceEvent[] = [];
+      const s = sink('tls', rs.tlsPort, emitted, { name: 's-badca', tls: { ca: other.caPath } });
+      s.write(ev(1, '-badca'));
+      const deadline = Date.now() + 10_000;
+      while (!emitted.some((e) => e.type === 'sink.backlog') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const b = emitted.find((e) => e.type === 'sink.backlog');
+      assert.ok(b && b.type === 'sink.backlog' && b.pending_events === 1, JSON.stringify(emitted));
+      assert.equal((await received('synthetic-badca', 0)).length, 0);
+    } finally {
+      other.cleanup();
+    }
+  });
+});
