@@ -158,7 +158,8 @@ describe('approval', () => {
     assert.equal(p.status, 'pending');
     if (p.status !== 'pending') return;
     h.store.decideRequest(p.requestId, 'denied', 'bob');
-    await assert.rejects(h.id.enroller.enroll({ token, csrDer: await makeCsr(key) }), (e) => code('ENROLLMENT_DENIED')(e) || code('DEVICE_REVOKED')(e));
+    await assert.rejects(h.id.enroller.enroll({ token, csrDer: await makeCsr(key) }), code('ENROLLMENT_DENIED'));
+    assert.equal(h.ofType('identity.enrollment.denied').at(-1)?.decided_by, 'bob');
     assert.equal([...h.store.certificates.values()].filter((c) => c.device_id === p.deviceId).length, 0);
   });
 

@@ -149,13 +149,15 @@ export class Enroller {
     const fresh = (await this.#d.store.findRequestsByToken(req.token_id)).find((r) => r.id === req.id) ?? req;
     const device = await this.#d.store.getDevice(fresh.device_id);
     if (!device) throw new ChokepointError('DEVICE_UNKNOWN', 'the device of this enrollment request no longer exists');
+    const decided = { v: 1 as const, time: iso(this.#now()), request_id: fresh.id, device_id: device.id, group: device.group_name, spki_sha256: fresh.spki_sha256, decided_by: fresh.decided_by };
+    // A denial is reported as such even when the management plane also revoked the device.
+    if (fresh.state === 'denied') {
+      this.#d.bus.publish({ ...decided, type: 'identity.enrollment.denied' });
+      throw new ChokepointError('ENROLLMENT_DENIED', 'an administrator denied this enrollment request');
+    }
     if (device.state === 'revoked') throw new ChokepointError('DEVICE_REVOKED', 'the device was revoked');
     if (device.state === 'disabled') throw new ChokepointError('DEVICE_DISABLED', 'the device is disabled');
-    const decided = { v: 1 as const, time: iso(this.#now()), request_id: fresh.id, device_id: device.id, group: device.group_name, spki_sha256: fresh.spki_sha256, decided_by: fresh.decided_by };
     switch (fresh.state) {
-      case 'denied':
-        this.#d.bus.publish({ ...decided, type: 'identity.enrollment.denied' });
-        throw new ChokepointError('ENROLLMENT_DENIED', 'an administrator denied this enrollment request');
       case 'pending':
         if (this.#d.settings.group(device.group_name).requireApproval) return this.#pending(fresh, device.group_name);
         return this.#issue(fresh, device, csr); // approval not required (any more): finish what a failed attempt left
