@@ -149,8 +149,10 @@ export class IdentityDirectory implements DeviceDirectory {
   #diff(id: string, before: DeviceEntry | undefined, after: DeviceEntry | undefined, certsBefore: Map<string, CertEntry>, certsAfter: Iterable<[string, CertEntry]>): void {
     if (after && before && (after.state === 'revoked' || after.state === 'disabled') && before.state !== after.state) {
       this.#fire(id, null, after.state);
+      return; // the whole device is cut: its serials revoked in the same change need no second signal
     } else if (!after && before && before.state === 'active') {
       this.#fire(id, null, 'revoked'); // a device deleted from the store is as good as revoked
+      return;
     }
     for (const [serial, c] of certsAfter) {
       const old = certsBefore.get(serial);
