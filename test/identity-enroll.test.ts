@@ -70,9 +70,9 @@ describe('enrollment', () => {
     const rev = addToken(h.store, { now: h.clock });
     h.store.tokens.set(rev.row.id, { ...rev.row, revoked_at: h.clock });
     await assert.rejects(h.id.enroller.enroll({ token: rev.token, csrDer: csr }), code('TOKEN_REVOKED'));
-    const refused = h.ofType('identity.token.refused').map((e) => e.code);
+    const refused = h.ofType('identity.enrollment.refused').map((e) => e.code);
     for (const c of ['TOKEN_MISSING', 'TOKEN_UNKNOWN', 'TOKEN_USED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED']) assert.ok(refused.includes(c), c);
-    assert.equal(h.ofType('identity.token.refused').find((e) => e.code === 'TOKEN_REVOKED')?.token_id, rev.row.id);
+    assert.equal(h.ofType('identity.enrollment.refused').find((e) => e.code === 'TOKEN_REVOKED')?.token_id, rev.row.id);
   });
 
   it('a multi-use token enrolls that many devices, then refuses', async () => {

@@ -25,11 +25,11 @@ export interface TokenConsumedEvent extends Base {
 }
 
 /**
- * An enrollment with a token (`identity.token.refused`: bad token, scope, CSR…) or a renewal was
+ * An enrollment with a token (`identity.enrollment.refused`: bad token, scope, CSR…) or a renewal was
  * refused; `code` is the error code sent to the client.
  */
 export interface EnrollmentRefusedEvent extends Base {
-  readonly type: 'identity.token.refused' | 'identity.renewal.refused';
+  readonly type: 'identity.enrollment.refused' | 'identity.renewal.refused';
   readonly code: string;
   /** The token's id when the token was known (never the token itself). */
   readonly token_id: string | null;
@@ -105,7 +105,7 @@ export type IdentityEvent =
 export const IDENTITY_EVENT_TYPES: readonly IdentityEvent['type'][] = [
   'identity.device.enrolled',
   'identity.token.consumed',
-  'identity.token.refused',
+  'identity.enrollment.refused',
   'identity.renewal.refused',
   'identity.enrollment.pending',
   'identity.enrollment.approved',

@@ -2,7 +2,7 @@
  * Enrollment with a one-time token (DESIGN §4): validate the CSR, check the token, consume it
  * atomically together with creating the device, then issue — or park the request for approval,
  * bound to the CSR's key. A poll (the same token and the same key, RFC 7030 §4.2.3) picks up the
- * decision. Every refusal is an error with its own code and an `identity.token.refused` event.
+ * decision. Every refusal is an error with its own code and an `identity.enrollment.refused` event.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { ChokepointError, type ErrorCode } from '../core/errors.js';
@@ -65,12 +65,12 @@ export class Enroller {
       deviceId = r.deviceId;
       return r;
     } catch (err) {
-      if (err instanceof ChokepointError) this.#refused('identity.token.refused', err.code, tokenId, deviceId, null, input.clientIp ?? null);
+      if (err instanceof ChokepointError) this.#refused('identity.enrollment.refused', err.code, tokenId, deviceId, null, input.clientIp ?? null);
       throw err;
     }
   }
 
-  #refused(type: 'identity.token.refused' | 'identity.renewal.refused', code: ErrorCode, tokenId: string | null, deviceId: string | null, serial: string | null, ip: string | null): void {
+  #refused(type: 'identity.enrollment.refused' | 'identity.renewal.refused', code: ErrorCode, tokenId: string | null, deviceId: string | null, serial: string | null, ip: string | null): void {
     this.#d.bus.publish({ v: 1, type, time: iso(this.#now()), code, token_id: tokenId, device_id: deviceId, serial, client_ip: ip });
   }
 
