@@ -206,4 +206,6 @@ export const detectSchema = z.strictObject({
 export type SinkConfig = z.output<typeof sinksSchema>[number];
 export type MetricsConfig = z.output<typeof metricsSchema>;
 export type DetectConfig = z.output<typeof detectSchema>;
-export type Thresholds = z.output<typeof defaultsSchema>;
+type RawThresholds = z.output<typeof defaultsSchema>;
+/** Every threshold has a value after defaults; only `hours` may be absent. */
+export type Thresholds = { readonly [K in Exclude<keyof RawThresholds, 'hours'>]-?: Exclude<RawThresholds[K], undefined> } & { readonly hours?: Exclude<RawThresholds['hours'], undefined> };

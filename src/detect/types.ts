@@ -1,0 +1,51 @@
+/**
+ * What every detector gets: an injectable clock (tests drive synthetic streams
+ * deterministically), per-group thresholds, and a way to raise an alert.
+ */
+import type { Thresholds } from '../config/evidence.js';
+import type { ChokepointEvent } from '../events/catalogue.js';
+import type { AlertSeverity } from '../events/evidence.js';
+
+export interface Clock { now(): number }
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface AlertInput {
+  readonly detector: string;
+  readonly severity: AlertSeverity;
+  readonly device_id: string | null;
+  readonly group: string | null;
+  readonly summary: string;
+  readonly evidence: Record<string, unknown>;
+  readonly suggested_action: string;
+}
+
+export interface DetectorContext {
+  readonly clock: Clock;
+  /** The group's thresholds (its overrides over the defaults); `null` group: the defaults. */
+  thresholds(group: string | null): Thresholds;
+  raise(a: AlertInput): void;
+}
+
+export interface Detector {
+  readonly name: string;
+  observe(e: ChokepointEvent): void;
+  /** Time-driven checks and pruning; called every `tick_interval`. */
+  tick(): void;
+  /** Baseline state to persist (plain JSON), or undefined for none. */
+  save?(): unknown;
+  load?(state: unknown): void;
+}
+
+/** The device an event concerns: its device id (mTLS) or, on the plain listener, its address. */
+export function deviceOf(e: { device_id?: string | null; client_ip?: string | null }): string | null {
+  return e.device_id ?? e.client_ip ?? null;
+}
+
+/** Keeps a bounded map: past `max` entries the oldest inserted is evicted (memory DoS guard). */
+export function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number): void {
+  m.delete(k);
+  m.set(k, v);
+  if (m.size > max) m.delete(m.keys().next().value as K);
+}
+
+export const MAX_TRACKED = 100_000;

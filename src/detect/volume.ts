@@ -1,0 +1,78 @@
+/**
+ * Data volume: bytes a device sent (bytes_up) in a window, against its own EWMA baseline of
+ * earlier windows. Fires when the window passes max(floor, baseline × factor) and the device
+ * has at least `volume_min_windows` windows of history — the floor keeps small devices from
+ * alarming on noise, the history requirement keeps new devices quiet until they have a
+ * baseline. This is the exfiltration signal: a backup agent that suddenly uploads 20× its
+ * usual is worth a look. Bytes count when a tunnel closes (the tunnel.closed event carries them).
+ */
+import type { ChokepointEvent } from '../events/catalogue.js';
+import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
+
+interface Dev { ewma: number; windows: number; start: number; bytes: number; alerted: boolean; group: string | null }
+
+/** Idle windows folded into the baseline at most (a device back from a month offline). */
+const MAX_GAP_WINDOWS = 48;
+
+export class VolumeDetector implements Detector {
+  readonly name = 'data_volume';
+  readonly #ctx: DetectorContext;
+  readonly #devs = new Map<string, Dev>();
+
+  constructor(ctx: DetectorContext) { this.#ctx = ctx; }
+
+  observe(e: ChokepointEvent): void {
+    if (e.type !== 'gateway.tunnel.closed') return;
+    const device = deviceOf(e);
+    if (device === null) return;
+    const now = this.#ctx.clock.now();
+    const th = this.#ctx.thresholds(e.group);
+    let d = this.#devs.get(device);
+    if (!d) {
+      d = { ewma: 0, windows: 0, start: now, bytes: 0, alerted: false, group: e.group };
+      boundedSet(this.#devs, device, d, MAX_TRACKED);
+    }
+    this.#roll(d, now, th.volume_window, th.volume_alpha);
+    d.bytes += e.bytes_up;
+    d.group = e.group;
+    const limit = Math.max(th.volume_floor_bytes, d.ewma * th.volume_factor);
+    if (d.alerted || d.windows < th.volume_min_windows || d.bytes <= limit) return;
+    d.alerted = true;
+    this.#ctx.raise({
+      detector: 'data_volume', severity: 'high', device_id: device, group: e.group,
+      summary: `${device} sent ${d.bytes} bytes in this window, ${d.ewma > 0 ? `${(d.bytes / d.ewma).toFixed(1)}× its baseline` : 'with a zero baseline'}`,
+      evidence: { bytes_up: d.bytes, baseline_bytes: Math.round(d.ewma), factor: th.volume_factor, floor_bytes: th.volume_floor_bytes, window_ms: th.volume_window, window_start: new Date(d.start).toISOString(), windows_of_history: d.windows, last_destination: e.host },
+      suggested_action: 'Look at where the device sent the data (tunnel.closed events for this device); if unexpected, revoke or isolate it.',
+    });
+  }
+
+  /** Closes finished windows into the baseline (idle windows count as zero bytes). */
+  #roll(d: Dev, now: number, window: number, alpha: number): void {
+    const elapsed = Math.floor((now - d.start) / window);
+    if (elapsed <= 0) return;
+    const folds = Math.min(elapsed, MAX_GAP_WINDOWS);
+    for (let i = 0; i < folds; i++) {
+      const bytes = i === 0 ? d.bytes : 0;
+      d.ewma = d.windows === 0 ? bytes : alpha * bytes + (1 - alpha) * d.ewma;
+      d.windows++;
+    }
+    d.start += elapsed * window;
+    d.bytes = 0;
+    d.alerted = false;
+  }
+
+  tick(): void {}
+
+  save(): Record<string, { ewma: number; windows: number }> {
+    return Object.fromEntries([...this.#devs].map(([k, d]) => [k, { ewma: Math.round(d.ewma), windows: d.windows }]));
+  }
+
+  load(s: unknown): void {
+    const now = this.#ctx.clock.now();
+    for (const [k, v] of Object.entries((s ?? {}) as Record<string, { ewma?: unknown; windows?: unknown }>)) {
+      if (typeof v?.ewma === 'number' && typeof v.windows === 'number' && v.ewma >= 0) {
+        boundedSet(this.#devs, k, { ewma: v.ewma, windows: v.windows, start: now, bytes: 0, alerted: false, group: null }, MAX_TRACKED);
+      }
+    }
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * Each detector on synthetic streams with a driven clock: it fires when it should, once, and
+ * stays quiet on normal traffic (false positives matter as much as misses). Baselines survive
+ * a restart through the data directory.
+ */
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../src/config/load.js';
+import { BASELINES_FILE, DetectEngine } from '../src/detect/engine.js';
+import { withinHours } from '../src/detect/schedule.js';
+import type { ChokepointEvent, DecisionEvent } from '../src/events/catalogue.js';
+import type { AlertEvent } from '../src/events/evidence.js';
+import { validateEvent } from '../src/events/schemas.js';
+
+const WED = Date.UTC(2025, 0, 1, 10, 0); // Wednesday 1 January 2025, 10:00 UTC
+const MIN = 60_000;
+const HOUR = 3_600_000;
+const dirs: string[] = [];
+after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+function setup(detect: Record<string, unknown> = {}, dataDir: string | null = null, start = WED) {
+  const c = parseConfig(JSON.stringify({ detect }));
+  if (!c.ok) throw new Error(JSON.stringify(c.problems));
+  const clock = { t: start, now() { return this.t; } };
+  const alerts: AlertEvent[] = [];
+  const errors: Error[] = [];
+  const engine = new DetectEngine({ config: c.config.detect, publish: (a) => alerts.push(a), dataDir, clock, timers: false, onError: (e) => errors.push(e) });
+  const of = (detector: string) => alerts.filter((a) => a.detector === detector);
+  return { engine, clock, alerts, errors, of, feed: (e: ChokepointEvent) => engine.observe(e) };
+}
+
+function decision(o: Partial<DecisionEvent> = {}): ChokepointEvent {
+  return {
+    v: 1, type: 'gateway.decision', time: new Date(WED).toISOString(), id: 'd', listener: 'proxy', client_ip: '10.0.0.1', client_port: 1, group: 'servers',
+    device_id: 'dev-1', asset_id: null, serial: null, method: 'CONNECT', host: 'api.vendor.example', port: 443, address: '192.0.2.1',
+    verdict: 'allow', reason: 'allowed', rule: 'groups.servers.allow[0]', mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: null, status: null, ...o,
+  } as ChokepointEvent;
+}
+const deny = (host: string, o: Partial<DecisionEvent> = {}) => decision({ verdict: 'deny', reason: 'no_rule_matched', rule: null, host, ...o });
+function closed(device: string, bytesUp: number, group = 'servers'): ChokepointEvent {
+  return {
+    v: 1, type: 'gateway.tunnel.closed', time: new Date(WED).toISOString(), id: 'c', listener: 'proxy', client_ip: '10.0.0.1', client_port: 1, group, device_id: device,
+    asset_id: null, serial: null, method: 'CONNECT', host: 'backup.vendor.example', port: 443, address: '192.0.2.1', protocol: 'connect', bytes_up: bytesUp, bytes_down: 100, duration_ms: 10, close_reason: 'completed', status: null,
+  } as ChokepointEvent;
+}
+
+describe('destination drift', () => {
+  it('reports a denied destination once per device and destination per window, and stays quiet on allowed traffic', () => {
+    const s = setup({ defaults: { drift_window: '1h' } });
+    for (let i = 0; i < 100; i++) s.feed(decision());
+    assert.equal(s.alerts.length, 0, 'allowed traffic raises nothing');
+    s.feed(decision({ verdict: 'deny', reason: 'connect_failed', host: 'down.example' }));
+    s.feed(decision({ verdict: 'deny', reason: 'bad_request', host: 'x.example' }));
+    assert.equal(s.alerts.length, 0, 'upstream and client errors are not drift');
+    for (let i = 0; i < 20; i++) s.feed(deny('c2.evil.example'));
+    assert.equal(s.of('destination_drift').length, 1, 'deduplicated');
+    const a = s.of('destination_drift')[0] as AlertEvent;
+    assert.equal(a.device_id, 'dev-1');
+    assert.equal(a.group, 'servers');
+    assert.equal(a.severity, 'medium');
+    assert.equal(a.evidence.destination, 'c2.evil.example:443');
+    s.feed(deny('c2.evil.example', { device_id: 'dev-2' }));
+    s.feed(deny('other.evil.example'));
+    assert.equal(s.of('destination_drift').length, 3, 'another device, another destination');
+    s.clock.t += 59 * MIN;
+    s.feed(deny('c2.evil.example'));
+    assert.equal(s.of('destination_drift').length, 3);
+    s.clock.t += 2 * MIN;
+    s.feed(deny('c2.evil.example'));
+    assert.equal(s.of('destination_drift').length, 4, 'again after the window');
+    s.feed(deny('blocked.example', { reason: 'denied_by_rule' }));
+    assert.equal(s.of('destination_drift').at(-1)?.severity, 'high', 'an explicit deny rule hit is high');
+    for (const al of s.alerts) assert.deepEqual(validateEvent(al), []);
+  });
+
+  it('reports a group\'s first use of an allowed destination only after its learning period', () => {
+    const s = setup({ defaults: { drift_learning: '1d' } });
+    s.feed(decision({ host: 'a.vendor.example' }));
+    s.feed(decision({ host: 'b.vendor.example' }));
+    assert.equal(s.of('new_destination').length, 0, 'learning');
+    s.clock.t += 25 * HOUR;
+    for (let i = 0; i < 10; i++) s.feed(decision({ host: 'a.vendor.example' }));
+    assert.equal(s.of('new_destination').length, 0, 'known destinations stay quiet');
+    s.feed(decision({ host: 'new.vendor.example', device_id: 'dev-9' }));
+    s.feed(decision({ host: 'new.vendor.example' }));
+    assert.equal(s.of('new_destination').length, 1);
+    assert.equal(s.of('new_destination')[0]?.device_id, 'dev-9');
+    s.feed(decision({ host: 'new.vendor.example', group: 'laptops' }));
+    assert.equal(s.of('new_destination').length, 1, 'laptops is still learning (first seen now)');
+  });
+});
+
+describe('data volume', () => {
+  const cfg = { defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', volume_factor: 5, volume_min_windows: 3 } };
+
+  it('stays quiet on steady or noisy-but-normal volume and fires once on a spike over the baseline', () => {
+    const s = setup(cfg);
+    const sizes = [10e6, 12e6, 8e6, 11e6, 25e6, 9e6]; // 25 MB is noise (2.5x), not a spike
+    for (const n of sizes) {
+      s.feed(closed('dev-1', n / 2));
+      s.feed(closed('dev-1', n / 2));
+      s.clock.t += HOUR;
+    }
+    assert.equal(s.of('data_volume').length, 0);
+    s.feed(closed('dev-1', 40e6));
+    assert.equal(s.of('data_volume').length, 0, '40 MB is under 5x the baseline');
+    s.feed(closed('dev-1', 80e6));
+    assert.equal(s.of('data_volume').length, 1, '120 MB in the window');
+    s.feed(closed('dev-1', 80e6));
+    assert.equal(s.of('data_volume').length, 1, 'once per window');
+    const a = s.of('data_volume')[0] as AlertEvent;
+    assert.equal(a.device_id, 'dev-1');
+    assert.equal(a.evidence.bytes_up, 120e6);
+    assert.ok((a.evidence.baseline_bytes as number) > 8e6 && (a.evidence.baseline_bytes as number) < 20e6);
+  });
+
+  it('the floor keeps a small device quiet; a new device without history never fires', () => {
+    const s = setup(cfg);
+    for (let w = 0; w < 5; w++) { s.feed(closed('tiny', 1000)); s.clock.t += HOUR; }
+    s.feed(closed('tiny', 500_000)); // 500x its baseline but under the 1 MiB floor
+    assert.equal(s.of('data_volume').length, 0);
+    s.feed(closed('fresh', 5e9));
+    assert.equal(s.of('data_volume').length, 0, 'no baseline yet');
+    s.feed(closed('tiny', 2_000_000));
+    assert.equal(s.of('data_volume').length, 1, 'past the floor and the factor');
+  });
+
+  it('per-group thresholds override the defaults', () => {
+    const s = setup({ ...cfg, groups: { backup: { volume_factor: 100 } } });
+    for (let w = 0; w < 4; w++) { s.feed(closed('b1', 10e6, 'backup')); s.feed(closed('s1', 10e6)); s.clock.t += HOUR; }
+    s.feed(closed('b1', 200e6, 'backup'));
+    s.feed(closed('s1', 200e6));
+    assert.deepEqual(s.of('data_volume').map((a) => a.device_id), ['s1']);
+  });
+});
+
+describe('surges', () => {
+  const tlsFail = (device: string) => deny('api.vendor.example', { reason: 'sni_mismatch', device_id: device });
+
+  it('TLS failures: fires when many distinct devices fail within the window, not for one noisy device or a slow trickle', () => {
+    const s = setup({ defaults: { tls_window: '5m', tls_min_devices: 10 } });
+    for (let i = 0; i < 200; i++) s.feed(tlsFail('noisy'));
+    for (let i = 0; i < 8; i++) s.feed(tlsFail(`d${i}`));
+    assert.equal(s.of('tls_failure_surge').length, 0, '9 devices');
+    s.clock.t += 6 * MIN;
+    for (let i = 0; i < 9; i++) s.feed(tlsFail(`e${i}`));
+    assert.equal(s.of('tls_failure_surge').length, 0, 'the earlier ones aged out');
+    s.feed(tlsFail('e9'));
+    assert.equal(s.of('tls_failure_surge').length, 1);
+    const a = s.of('tls_failure_surge')[0] as AlertEvent;
+    assert.equal(a.evidence.devices, 10);
+    assert.deepEqual(a.evidence.reasons, { sni_mismatch: 10 });
+    for (let i = 0; i < 20; i++) s.feed(tlsFail(`f${i}`));
+    assert.equal(s.of('tls_failure_surge').length, 1, 'one alert per window');
+  });
+
+  it('enrollment: more new devices than expected, and repeated bad tokens', () => {
+    const s = setup({ defaults: { enroll_window: '1h', enroll_max_new: 5, enroll_max_bad_tokens: 3 }, groups: { lab: { enroll_max_new: 50 } } });
+    const enrolled = (i: number, group = 'servers'): ChokepointEvent => ({ v: 1, type: 'identity.device.enrolled', time: new Date(WED).toISOString(), device_id: `n${group}${i}`, group, asset_id: null, serial: null });
+    for (let i = 0; i < 5; i++) s.feed(enrolled(i));
+    for (let i = 0; i < 5; i++) s.feed(enrolled(0)); // the same device again is not new
+    for (let i = 0; i < 40; i++) s.feed(enrolled(i, 'lab'));
+    assert.equal(s.of('enrollment_surge').length, 0);
+    s.feed(enrolled(5));
+    assert.equal(s.of('enrollment_surge').length, 1);
+    assert.equal(s.of('enrollment_surge')[0]?.group, 'servers');
+    const refused = { v: 1, type: 'identity.enrollment.refused', time: new Date(WED).toISOString(), code: 'TOKEN_INVALID', token_id: null, device_id: null, serial: null, client_ip: '203.0.113.9' } as unknown as ChokepointEvent;
+    s.feed(refused);
+    s.feed(refused);
+    s.feed({ ...refused, type: 'identity.renewal.refused' } as ChokepointEvent);
+    assert.equal(s.of('bad_enrollment_tokens').length, 0, 'renewal refusals are not token guessing');
+    s.feed(refused);
+    assert.equal(s.of('bad_enrollment_tokens').length, 1);
+    assert.deepEqual(s.of('bad_enrollment_tokens')[0]?.evidence.sources, ['203.0.113.9']);
+  });
+
+  it('admin actions: weighted towards high privilege, per actor; routine work stays quiet', () => {
+    const s = setup({ defaults: { admin_window: '10m', admin_max_weight: 30 } });
+    const audit = (actor: string, action: string, result: 'ok' | 'denied' = 'ok', seq = 1): ChokepointEvent => ({ v: 1, type: 'audit.entry', time: new Date(WED).toISOString(), seq, actor, role: 'admin', action, target: null, result, source_ip: '10.9.9.9', hash: 'h' });
+    for (let i = 0; i < 30; i++) { s.feed(audit('alice', 'device.list')); s.clock.t += 30_000; }
+    assert.equal(s.of('admin_surge').length, 0, 'thirty reads spread over 15 minutes');
+    for (let i = 0; i < 6; i++) s.feed(audit('mallory', 'token.create'));
+    assert.equal(s.of('admin_surge').length, 0, 'weight 30 is the limit');
+    s.feed(audit('bob', 'admin.create'));
+    s.feed(audit('mallory', 'policy.apply', 'denied', 77));
+    assert.equal(s.of('admin_surge').length, 1);
+    const a = s.of('admin_surge')[0] as AlertEvent;
+    assert.equal(a.evidence.actor, 'mallory');
+    assert.equal(a.evidence.weight, 37);
+    assert.equal(a.evidence.last_audit_seq, 77);
+  });
+});
+
+describe('schedule', () => {
+  const hours = { from: '08:00', to: '18:00', days: ['mon', 'tue', 'wed', 'thu', 'fri'] as ('mon' | 'tue' | 'wed' | 'thu' | 'fri')[] };
+
+  it('withinHours handles days, the end boundary, offsets and overnight shifts', () => {
+    assert.equal(withinHours(WED, { ...hours, utc_offset_minutes: 0 }), true);
+    assert.equal(withinHours(WED + 8 * HOUR, { ...hours, utc_offset_minutes: 0 }), false, '18:00 is outside');
+    assert.equal(withinHours(WED + 8 * HOUR, { ...hours, utc_offset_minutes: -120 }), true, '16:00 local');
+    assert.equal(withinHours(WED + 3 * 24 * HOUR, { ...hours, utc_offset_minutes: 0 }), false, 'Saturday');
+    const night = { from: '22:00', to: '06:00', days: ['fri' as const], utc_offset_minutes: 0 };
+    assert.equal(withinHours(Date.UTC(2025, 0, 3, 23), night), true, 'Friday 23:00');
+    assert.equal(withinHours(Date.UTC(2025, 0, 4, 3), night), true, 'Saturday 03:00 belongs to Friday night');
+    assert.equal(withinHours(Date.UTC(2025, 0, 5, 3), night), false, 'Sunday 03:00');
+  });
+
+  it('off hours: quiet in hours and for groups without hours; reports a connection after hours once per device per window', () => {
+    const s = setup({ groups: { servers: { hours } } });
+    for (let i = 0; i < 50; i++) s.feed(decision());
+    s.clock.t = WED + 11 * HOUR; // 21:00
+    s.feed(decision({ group: 'laptops' }));
+    s.feed(deny('x.example'));
+    assert.equal(s.of('off_hours').length, 0, 'no hours for laptops; denies are drift, not off-hours');
+    s.feed(decision());
+    s.feed(decision());
+    assert.equal(s.of('off_hours').length, 1);
+    assert.equal(s.of('off_hours')[0]?.device_id, 'dev-1');
+  });
+
+  it('offline: a device silent past its expected interval is reported once, and its return is noted', () => {
+    const s = setup({ defaults: { offline_after: '24h' }, groups: { lab: { offline_after: 0 } } });
+    s.feed(decision());
+    s.feed(decision({ device_id: 'lab-1', group: 'lab' }));
+    s.feed(deny('x.example', { device_id: null, client_ip: '198.51.100.7', group: null }));
+    s.clock.t += 23 * HOUR;
+    s.engine.tick();
+    assert.equal(s.of('device_offline').length, 0);
+    s.clock.t += 2 * HOUR;
+    s.engine.tick();
+    s.engine.tick();
+    assert.deepEqual(s.of('device_offline').map((a) => [a.device_id, a.severity]), [['dev-1', 'medium']], 'lab has no expectation; unauthenticated clients are not devices');
+    s.feed(decision());
+    assert.deepEqual(s.of('device_offline').map((a) => a.severity), ['medium', 'low']);
+  });
+});
+
+describe('baselines', () => {
+  it('persist to the data directory and reload at start: a restart does not reset learning', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
+    dirs.push(dataDir);
+    const cfg = { defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', drift_learning: '1h' } };
+    const a = setup(cfg, dataDir);
+    for (let w = 0; w < 4; w++) { a.feed(closed('dev-1', 10e6)); a.clock.t += HOUR; }
+    a.feed(decision({ host: 'known.example' }));
+    a.engine.close();
+    assert.ok(existsSync(join(dataDir, BASELINES_FILE)));
+    const b = setup(cfg, dataDir, a.clock.t + 2 * HOUR);
+    b.feed(decision({ host: 'known.example' }));
+    assert.equal(b.of('new_destination').length, 0, 'known destinations are remembered');
+    b.feed(decision({ host: 'unknown.example' }));
+    assert.equal(b.of('new_destination').length, 1, 'the learning period is remembered');
+    b.feed(closed('dev-1', 200e6));
+    assert.equal(b.of('data_volume').length, 1, 'the volume baseline is remembered');
+    assert.deepEqual(b.errors, []);
+  });
+
+  it('an unreadable baselines file is set aside and the detectors start fresh', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
+    dirs.push(dataDir);
+    writeFileSync(join(dataDir, BASELINES_FILE), '{not json');
+    const s = setup({}, dataDir);
+    assert.equal(s.errors.length, 1);
+    assert.match(s.errors[0]?.message as string, /starting fresh/);
+    assert.ok(existsSync(join(dataDir, `${BASELINES_FILE}.corrupt`)));
+    s.feed(deny('x.example'));
+    assert.equal(s.alerts.length, 1);
+  });
+});
