@@ -1,7 +1,7 @@
 /**
  * JSON lines to a local file with rotation and retention (or to stdout when the path is `-`).
  * Events are serialized on write and appended in one batch per event-loop turn. The file is
- * rotated (renamed to `<stem>-<UTC time>.jsonl`) when the next batch would pass `maxBytes` or
+ * rotated (renamed to `<stem>-<UTC time it was opened>.jsonl`) when the next batch would pass `maxBytes` or
  * when it has been open for `intervalMs`; rotated files beyond `keep` or older than `maxAgeMs`
  * are deleted. If the disk is slower than the event rate, lines wait in memory up to
  * `maxQueueBytes`; beyond that the oldest are dropped and reported (`sink.dropped`) — never
@@ -127,9 +127,18 @@ export class FileSink implements Sink {
     this.#fh = null;
     const ext = extname(this.#o.path) || '.jsonl';
     const stem = basename(this.#o.path, extname(this.#o.path));
-    const stamp = new Date(this.#now()).toISOString().replace(/[-:]/g, '').replace('.', '');
-    let target = join(dirname(this.#o.path), `${stem}-${stamp}${ext}`);
-    for (let i = 1; await stat(target).then(() => true, () => false); i++) target = join(dirname(this.#o.path), `${stem}-${stamp}-${i}${ext}`);
+    // Named after when the file was opened: its first event is no older than that.
+    const stamp = new Date(this.#openedAt).toISOString().replace(/[-:]/g, '').replace('.', '');
+    // Same stamp twice (fast size rotation): a suffix above every existing one, so that the
+    // newest always sorts last even after retention deleted older ones.
+    const prefix = `${stem}-${stamp}`;
+    let n = -1;
+    for (const f of await readdir(dirname(this.#o.path))) {
+      if (f === `${prefix}${ext}`) n = Math.max(n, 0);
+      const m = f.startsWith(`${prefix}-`) && f.endsWith(ext) ? /^(\d+)$/.exec(f.slice(prefix.length + 1, f.length - ext.length)) : null;
+      if (m) n = Math.max(n, Number(m[1]));
+    }
+    const target = join(dirname(this.#o.path), n < 0 ? `${prefix}${ext}` : `${prefix}-${n + 1}${ext}`);
     await rename(this.#o.path, target);
     await this.#open();
     await this.#retain(stem, ext);
@@ -139,7 +148,13 @@ export class FileSink implements Sink {
   async #retain(stem: string, ext: string): Promise<void> {
     const dir = dirname(this.#o.path);
     const re = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{8}T\\d{9}Z(-\\d+)?${ext.replace('.', '\\.')}$`);
-    const rotated = (await readdir(dir)).filter((f) => re.test(f)).sort();
+    // Oldest first: by time stamp, then by the numeric suffix that disambiguates equal stamps.
+    const key = (f: string) => { const m = /-(\d{8}T\d{9}Z)(?:-(\d+))?\.[^.]*$/.exec(f); return [m?.[1] ?? '', Number(m?.[2] ?? 0)] as const; };
+    const rotated = (await readdir(dir)).filter((f) => re.test(f)).sort((a, b) => {
+      const [sa, na] = key(a);
+      const [sb, nb] = key(b);
+      return sa < sb ? -1 : sa > sb ? 1 : na - nb;
+    });
     const excess = rotated.length - this.#o.rotate.keep;
     for (const [i, f] of rotated.entries()) {
       const p = join(dir, f);

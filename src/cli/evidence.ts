@@ -1,0 +1,114 @@
+/**
+ * The evidence pipeline inside `chokepoint serve` (issue #5): every configured sink (plus the
+ * simple `events:` / `--events` target), Prometheus metrics and the anomaly detectors, all fed
+ * from the bus. Subscription order matters: sinks first, then metrics, then detectors, so an
+ * alert a detector raises reaches the sinks after the event that caused it.
+ *
+ * Sink health (`sink.dropped`, `sink.backlog`, `sink.recovered`) is published on the bus one
+ * turn later (never inside the publisher's call), so every sink and the metrics see it; a drop
+ * also raises an `alert` (detector `sink_drop`), at most once a minute per sink.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { DetectEngine } from '../detect/engine.js';
+import type { EventBus } from '../events/bus.js';
+import type { EvidenceEvent } from '../events/evidence.js';
+import { metricsPlugin as plugin } from '../metrics/plugin.js';
+import { EvidenceMetrics, type MetricsHandle } from '../metrics/registry.js';
+import { createSink } from '../sinks/factory.js';
+import { FileSink } from '../sinks/file.js';
+import type { Sink } from '../sinks/types.js';
+
+export interface EvidenceOptions {
+  readonly config: Config;
+  readonly bus: EventBus;
+  /** Sink buffers go to `<dataDir>/spool/<name>/`, detector baselines to `<dataDir>/detect-baselines.json`. */
+  readonly dataDir: string;
+  readonly logger: Logger;
+}
+
+export interface Evidence {
+  /** Register on the control server: `GET /metrics`, role from `metrics.access`. */
+  readonly metricsPlugin: FastifyPluginAsync;
+  /** Gauges and counters other parts set (certificate expiry, policy version, resolver latency, TLS failures). */
+  readonly metrics: MetricsHandle;
+  readonly sinks: readonly Sink[];
+  readonly detect: DetectEngine | null;
+  /** Stops detectors (baselines saved) and sinks (buffers flushed to disk). Idempotent. */
+  close(): Promise<void>;
+  destroy(): void;
+}
+
+const DROP_ALERT_EVERY_MS = 60_000;
+
+export function createEvidence(o: EvidenceOptions): Evidence {
+  const { config, bus, logger } = o;
+  const unsubscribe: (() => void)[] = [];
+  const lastDropAlert = new Map<string, number>();
+  const emit = (e: EvidenceEvent): void => {
+    setImmediate(() => {
+      bus.publish(e);
+      if (e.type !== 'sink.dropped') {
+        if (e.type === 'sink.backlog') logger.warn({ sink: e.sink, pending_events: e.pending_events, error: e.error }, 'sink delivery failing; buffering');
+        if (e.type === 'sink.recovered') logger.info({ sink: e.sink, down_ms: e.down_ms }, 'sink delivering again');
+        return;
+      }
+      logger.error({ sink: e.sink, dropped: e.dropped, reason: e.reason }, 'sink bound reached: oldest events dropped');
+      const now = Date.now();
+      if (now - (lastDropAlert.get(e.sink) ?? 0) < DROP_ALERT_EVERY_MS) return;
+      lastDropAlert.set(e.sink, now);
+      bus.publish({
+        v: 1, type: 'alert', time: new Date(now).toISOString(), id: randomUUID(), detector: 'sink_drop', severity: 'high', device_id: null, group: null,
+        summary: `sink ${e.sink} dropped ${e.dropped} events (${e.reason})`,
+        evidence: { sink: e.sink, dropped: e.dropped, reason: e.reason },
+        suggested_action: 'Bring the destination back or raise buffer.max_bytes; the dropped events are gone from this sink (other sinks still have them).',
+      });
+    });
+  };
+  const onError = (sink: string, err: Error) => logger.error({ sink, err }, 'sink error');
+
+  const sinks: Sink[] = [];
+  if (config.events !== 'none') {
+    sinks.push(new FileSink({
+      name: config.events === '-' ? 'stdout' : 'events', path: config.events, maxQueueBytes: 256 * 1024 * 1024, emit, onError: (err) => onError('events', err),
+      // The simple target keeps its old behaviour: one file, appended, never rotated.
+      rotate: { maxBytes: Number.MAX_SAFE_INTEGER, intervalMs: 0, keep: 0, maxAgeMs: 0 },
+    }));
+  }
+  for (const c of config.sinks) sinks.push(createSink(c, { dataDir: o.dataDir, emit, onError, hostname: hostname() }));
+  for (const s of sinks) unsubscribe.push(bus.subscribe(s.write));
+
+  const metrics = new EvidenceMetrics(config.metrics, () => sinks);
+  unsubscribe.push(bus.subscribe(metrics.observe));
+
+  const detect = config.detect.enabled
+    ? new DetectEngine({ config: config.detect, dataDir: o.dataDir, publish: (a) => bus.publish(a), onError: (err) => logger.error({ err }, 'detector error') })
+    : null;
+  if (detect) unsubscribe.push(bus.subscribe(detect.observe));
+
+  const access = config.metrics.access;
+  const metricsPlugin: FastifyPluginAsync = async (app) => plugin(app, { metrics, access });
+
+  let closing: Promise<void> | null = null;
+  return {
+    metricsPlugin, metrics, sinks, detect,
+    close() {
+      closing ??= (async () => {
+        detect?.close();
+        // Let health events queued for the next turn reach the sinks before they close.
+        await new Promise((r) => setImmediate(r));
+        for (const u of unsubscribe) u();
+        await Promise.all(sinks.map((s) => s.close().catch((err: Error) => onError(s.name, err))));
+      })();
+      return closing;
+    },
+    destroy() {
+      detect?.close();
+      for (const u of unsubscribe) u();
+      for (const s of sinks) s.destroy();
+    },
+  };
+}
