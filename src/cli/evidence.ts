@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyPluginAsync } from 'fastify';
-import type { Logger } from 'pino';
+import type { Logger } from '../gateway/logger.js';
 import type { Config } from '../config/schema.js';
 import { DetectEngine } from '../detect/engine.js';
 import type { EventBus } from '../events/bus.js';

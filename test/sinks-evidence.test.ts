@@ -1,0 +1,135 @@
+/**
+ * createEvidence() end to end: a real gateway publishes, and the same events reach a webhook
+ * receiver (HTTPS), a rotating file and /metrics; a detector's alert follows the event that
+ * caused it into every sink; a sink at its bound reports the drop on the bus with an alert.
+ */
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import { createEvidence } from '../src/cli/evidence.js';
+import { parseConfig } from '../src/config/load.js';
+import { EventBus } from '../src/events/bus.js';
+import type { ChokepointEvent } from '../src/events/catalogue.js';
+import { validateEvent } from '../src/events/schemas.js';
+import { silentLogger } from '../src/gateway/logger.js';
+import { Gateway } from '../src/gateway/server.js';
+import { compile } from './helpers/gateway.js';
+import { startEchoOrigin } from './helpers/origins.js';
+import { startWebhookReceiver } from './helpers/receivers.js';
+import { openTunnel } from './helpers/tunnel.js';
+
+const SECRET = 'evidence-secret-0123456789';
+const cleanup: (() => Promise<void> | void)[] = [];
+after(async () => { for (const c of cleanup.reverse()) await c(); });
+
+function config(obj: Record<string, unknown>) {
+  const r = parseConfig(JSON.stringify(obj));
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.config;
+}
+
+async function until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('createEvidence', () => {
+  it('a real gateway\'s events reach the webhook, the file and /metrics; a drift alert follows into every sink', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-evidence-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const rx = await startWebhookReceiver(SECRET);
+    cleanup.push(() => rx.close());
+    const origin = await startEchoOrigin();
+    cleanup.push(() => origin.close());
+    const cfg = config({
+      events: 'none',
+      sinks: [
+        { type: 'webhook', name: 'siem', url: rx.url, secret: SECRET, tls: { ca: rx.pki.caPath }, retry: { min_delay: '20ms', max_delay: '100ms' } },
+        { type: 'file', name: 'audit-file', path: join(dataDir, 'out', 'events.jsonl') },
+      ],
+      metrics: { access: 'viewer' },
+      detect: { defaults: { drift_window: '1h' } },
+    });
+    const bus = new EventBus({ onSubscriberError: (err) => { throw err; } });
+    const ev = createEvidence({ config: cfg, bus, dataDir, logger: silentLogger });
+    cleanup.push(() => ev.close());
+    const policy = `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: local\n    sources: [127.0.0.0/8]\n    allow:\n      - address: 127.0.0.1/32\n        ports: [${origin.port}]\n        tls: none\n`;
+    const gw = new Gateway({ config: cfg, bus, logger: silentLogger, policy: compile(policy) });
+    const { port } = await gw.listen('127.0.0.1', 0);
+    cleanup.push(async () => { gw.destroy(); await gw.close(0); });
+
+    const t = await openTunnel(port, `127.0.0.1:${origin.port}`);
+    assert.equal(t.status, 200);
+    t.socket.resume();
+    t.socket.end('x');
+    for (let i = 0; i < 3; i++) {
+      const d = await openTunnel(port, 'exfil.evil.example:443');
+      assert.equal(d.status, 403);
+      d.socket.destroy();
+    }
+    const types = () => rx.events().map((e) => `${e.type}${e.type === 'alert' ? `:${String(e.detector)}` : ''}`);
+    await until(() => types().includes('gateway.tunnel.closed') && types().filter((x) => x === 'alert:destination_drift').length === 1 && types().filter((x) => x === 'gateway.decision').length === 4, 'events at the webhook');
+    const seen = types();
+    assert.equal(seen.filter((x) => x === 'alert:destination_drift').length, 1, 'three attempts, one alert');
+    assert.ok(seen.indexOf('alert:destination_drift') > seen.indexOf('gateway.decision'), 'the alert follows its cause');
+    for (const e of rx.events()) assert.deepEqual(validateEvent(e), [], JSON.stringify(e));
+    const alert = rx.events().find((e) => e.type === 'alert') as Record<string, unknown>;
+    assert.equal(alert.device_id, '127.0.0.1');
+    assert.equal(alert.group, 'local');
+
+    const file = join(dataDir, 'out', 'events.jsonl');
+    await until(() => existsSync(file) && readFileSync(file, 'utf8').includes('destination_drift'), 'the file sink');
+
+    const app = Fastify();
+    await app.register(ev.metricsPlugin);
+    const res = await app.inject({ method: 'GET', url: '/metrics' });
+    await app.close();
+    assert.equal(res.statusCode, 200);
+    assert.match(res.body, /chokepoint_decisions_total\{verdict="deny",reason="no_rule_matched",group="local"\} 3/);
+    assert.match(res.body, /chokepoint_alerts_total\{detector="destination_drift",severity="medium"\} 1/);
+    assert.match(res.body, /chokepoint_sink_backlog_events\{sink="siem"\} 0/);
+    assert.match(res.body, /chokepoint_sink_up\{sink="siem"\} 1/);
+    ev.metrics.setCertificateExpiry('ca', new Date(Date.now() + 86_400_000));
+
+    await ev.close();
+    assert.ok(existsSync(join(dataDir, 'detect-baselines.json')), 'baselines saved at close');
+  });
+
+  it('a sink at its bound publishes sink.dropped and a sink_drop alert on the bus, which the other sinks record', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-evidence-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const rx = await startWebhookReceiver(SECRET, { down: true });
+    cleanup.push(() => rx.close());
+    const cfg = config({
+      events: 'none',
+      sinks: [
+        { type: 'webhook', name: 'down', url: rx.url, secret: SECRET, tls: { ca: rx.pki.caPath }, buffer: { max_bytes: '64KiB', segment_bytes: '4KiB' }, retry: { min_delay: '1s', max_delay: '1s' } },
+        { type: 'file', name: 'local', path: join(dataDir, 'local.jsonl'), types: ['sink.*', 'alert'] },
+      ],
+      detect: { enabled: false },
+    });
+    const bus = new EventBus();
+    const onBus: ChokepointEvent[] = [];
+    bus.subscribe((e) => { if (e.type.startsWith('sink.') || e.type === 'alert') onBus.push(e); });
+    const ev = createEvidence({ config: cfg, bus, dataDir, logger: silentLogger });
+    cleanup.push(() => ev.close());
+    for (let i = 0; i < 3000; i++) {
+      bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners: [`proxy 127.0.0.1:${i}`], version: '0' });
+      if (i % 300 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => onBus.some((e) => e.type === 'sink.dropped') && onBus.some((e) => e.type === 'alert'), 'drop events');
+    const alert = onBus.find((e) => e.type === 'alert');
+    assert.ok(alert?.type === 'alert' && alert.detector === 'sink_drop' && alert.severity === 'high');
+    assert.ok(onBus.some((e) => e.type === 'sink.backlog' && e.sink === 'down'));
+    await until(() => readFileSync(join(dataDir, 'local.jsonl'), 'utf8').includes('"sink_drop"'), 'the local file records the drop');
+    const dropped = onBus.filter((e) => e.type === 'sink.dropped').reduce((n, e) => n + (e.type === 'sink.dropped' ? e.dropped : 0), 0);
+    assert.equal(dropped, ev.sinks.find((s) => s.name === 'down')?.stats().dropped);
+    await ev.close();
+  });
+});
