@@ -175,6 +175,12 @@ describe('EST with curl and openssl', () => {
     assert.match(pem.body.toString(), /^-----BEGIN X509 CRL-----/);
     const viaAccept = await curl(['-H', 'Accept: application/x-pem-file', `${base}/crl`]);
     assert.match(viaAccept.body.toString(), /^-----BEGIN X509 CRL-----/);
+    // an unknown CA id is a 404, and does not make the server build any CRL
+    const published = h.ofType('identity.crl.published').length;
+    const unknown = await curl([`${base}/crl?ca=not-a-ca`]);
+    assert.equal(unknown.status, 404);
+    assert.equal(JSON.parse(unknown.body.toString()).code, 'CA_MISSING');
+    assert.equal(h.ofType('identity.crl.published').length, published);
     writeFileSync(f('crl.pem'), pem.body);
     assert.match((await ok('openssl', ['verify', '-crl_check', '-CAfile', f('ca.pem'), '-CRLfile', f('crl.pem'), f('renew.pem')])).toString(), /OK/);
   });

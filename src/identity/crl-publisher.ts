@@ -52,7 +52,9 @@ export class CrlPublisher {
   /** The current CRL of a CA (the active one by default); generated on first use. */
   current(caId?: string): PublishedCrl | null {
     const id = caId ?? this.#cas().active.id;
-    if (!this.#crls.has(id)) this.regenerate();
+    // Only a trusted CA's missing CRL triggers a rebuild: `/crl?ca=<anything>` must not let an
+    // anonymous caller make us sign 100k-entry CRLs in a loop.
+    if (!this.#crls.has(id) && this.#cas().trusted.some((c) => c.id === id)) this.regenerate();
     return this.#crls.get(id) ?? null;
   }
 

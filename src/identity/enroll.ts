@@ -99,7 +99,10 @@ export class Enroller {
     const problem = this.#tokenProblem(tok, now);
     if (problem) {
       // A pending request already holds this token: the poll came with another key.
-      if (problem.code === 'TOKEN_USED' && requests.some((r) => r.state === 'pending' || r.state === 'approved')) {
+      // (A request is only "held" while it waits for an admin or was approved: in a group without
+      // approval a pending request is just one being issued right now, by a racing enrollment.)
+      const awaitingDecision = this.#d.settings.group(tok.group_name).requireApproval;
+      if (problem.code === 'TOKEN_USED' && requests.some((r) => r.state === 'approved' || (r.state === 'pending' && awaitingDecision))) {
         throw new ChokepointError('ENROLLMENT_KEY_MISMATCH', 'this token\'s pending request is bound to another key: poll with the key of the original request');
       }
       throw problem;

@@ -119,7 +119,7 @@ export class Renewer {
       return { deviceId: device.id, oldSerial: serial, cert, inGrace };
     } catch (err) {
       if (err instanceof ChokepointError) {
-        this.#d.bus.publish({ v: 1, type: 'identity.renewal.refused', time: iso(Date.now()), code: err.code as ErrorCode, token_id: null, device_id: deviceId, serial, client_ip: input.clientIp ?? null });
+        this.#d.bus.publish({ v: 1, type: 'identity.renewal.refused', time: iso((this.#d.now ?? Date.now)()), code: err.code as ErrorCode, token_id: null, device_id: deviceId, serial, client_ip: input.clientIp ?? null });
       }
       throw err;
     }
