@@ -157,6 +157,18 @@ describe('surges', () => {
     assert.equal(s.of('tls_failure_surge').length, 1, 'one alert per window');
   });
 
+  it('TLS failures: handshakes that fail on the mTLS listener count, by client address', () => {
+    const s = setup({ defaults: { tls_window: '5m', tls_min_devices: 3 } });
+    const hs = (ip: string): ChokepointEvent => ({ v: 1, type: 'gateway.tls.handshake_failed', time: new Date(WED).toISOString(), listener: 'mtls', client_ip: ip, client_port: 1, error: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA' });
+    s.feed(hs('10.0.0.1'));
+    s.feed(hs('10.0.0.1'));
+    s.feed(tlsFail('dev-7'));
+    assert.equal(s.of('tls_failure_surge').length, 0);
+    s.feed(hs('10.0.0.2'));
+    assert.equal(s.of('tls_failure_surge').length, 1);
+    assert.deepEqual(s.of('tls_failure_surge')[0]?.evidence.reasons, { 'handshake:ERR_SSL_TLSV1_ALERT_UNKNOWN_CA': 3, sni_mismatch: 1 });
+  });
+
   it('enrollment: more new devices than expected, and repeated bad tokens', () => {
     const s = setup({ defaults: { enroll_window: '1h', enroll_max_new: 5, enroll_max_bad_tokens: 3 }, groups: { lab: { enroll_max_new: 50 } } });
     const enrolled = (i: number, group = 'servers'): ChokepointEvent => ({ v: 1, type: 'identity.device.enrolled', time: new Date(WED).toISOString(), device_id: `n${group}${i}`, group, asset_id: null, serial: null });

@@ -38,11 +38,22 @@ export class TlsSurgeDetector implements Detector {
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
   observe(e: ChokepointEvent): void {
-    if (e.type !== 'gateway.decision' || e.verdict !== 'deny' || !TLS_REASONS.has(e.reason)) return;
+    let device: string;
+    let reason: string;
+    if (e.type === 'gateway.decision' && e.verdict === 'deny' && TLS_REASONS.has(e.reason)) {
+      device = deviceOf(e) ?? 'unknown';
+      reason = e.reason;
+    } else if (e.type === 'gateway.tls.handshake_failed') {
+      // No device is known before the handshake completes: the client address stands for it.
+      device = e.client_ip;
+      reason = `handshake:${e.error}`;
+    } else {
+      return;
+    }
     const now = this.#ctx.clock.now();
     const th = this.#ctx.thresholds(null);
     this.#w.prune(now, th.tls_window);
-    this.#w.add(now, deviceOf(e) ?? 'unknown', 1, e.reason);
+    this.#w.add(now, device, 1, reason);
     if (now < this.#quietUntil) return;
     const devices = new Set(this.#w.items.map((i) => i.key));
     if (devices.size < th.tls_min_devices) return;

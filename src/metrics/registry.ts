@@ -120,6 +120,9 @@ export class EvidenceMetrics implements MetricsHandle {
         this.#policyInfo.set({ digest: this.#cap.value('digest', e.digest.slice(0, 16)) }, 1);
         this.#policyLoaded.set(Date.parse(e.time) / 1000);
         break;
+      case 'gateway.tls.handshake_failed':
+        this.#tls.inc({ reason: this.#cap.value('tls_reason', e.error) });
+        break;
       case 'gateway.policy.rejected':
         this.#policyRejected.inc();
         break;
