@@ -204,6 +204,12 @@ describe('renewal', () => {
     await assert.rejects(h.id.renewer.reenroll({ peerCertDer: first.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '' }) }), code('CERTIFICATE_REVOKED'));
   });
 
+  it('stops renewing after three unused renewals (no minting without end)', async () => {
+    const a = await enrollOk(h, await deviceKey(), { group: 'strict' });
+    for (let i = 0; i < 3; i++) await h.id.renewer.reenroll({ peerCertDer: a.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '' }) });
+    await assert.rejects(h.id.renewer.reenroll({ peerCertDer: a.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '' }) }), code('RENEWAL_LIMIT'));
+  });
+
   it('refuses renewal after expiry, and allows it within the group\'s grace', async () => {
     const strict = await enrollOk(h, await deviceKey(), { group: 'strict' });
     const graceful = await enrollOk(h, await deviceKey(), { group: 'graceful' });

@@ -80,6 +80,7 @@ export const ERROR_CODES = {
   DEVICE_REVOKED: 'The device was revoked.',
   DEVICE_DISABLED: 'The device is disabled.',
   DEVICE_PENDING: 'The device is waiting for approval.',
+  RENEWAL_LIMIT: 'The device already holds several renewed certificates it has not used: use the newest one.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -17,6 +17,8 @@ import { signDeviceCertificate, type IssuedCertificate } from './sign.js';
 import { x509 } from './x509.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
+/** Renewed certificates a device may hold without having used any of them. */
+export const MAX_UNUSED_RENEWALS = 3;
 
 /** Node prints serials in uppercase hex, possibly with a leading 00 sign byte; the store wants neither. */
 export function normalizeSerial(hex: string): string {
@@ -98,6 +100,12 @@ export class Renewer {
       const inGrace = now > row.not_after;
       if (inGrace && now > row.not_after + s.renewalGraceMs) {
         throw new ChokepointError('CERTIFICATE_EXPIRED', `the certificate expired at ${iso(row.not_after)}: enroll again with a new token`);
+      }
+      // A valid certificate must not be a way to mint certificates without end (store and CRL
+      // growth): a few retries are allowed (a lost answer), then the device must use a new one.
+      const unused = (await this.#d.store.certificatesOf(device.id)).filter((c) => c.serial !== row.serial && c.revoked_at === null && c.first_used_at === null && c.issued_at >= row.issued_at);
+      if (unused.length >= MAX_UNUSED_RENEWALS) {
+        throw new ChokepointError('RENEWAL_LIMIT', `${unused.length} newer certificates of this device are unused: connect with the newest one before renewing again`);
       }
       const csr = validateCsr(input.csrDer);
       constrainReenroll(csr, { subjectDer: subjectDerOf(Buffer.from(peer.raw)), deviceId: device.id, assetId: device.asset_id });
