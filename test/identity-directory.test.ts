@@ -83,6 +83,29 @@ describe('IdentityDirectory.identify', () => {
   });
 });
 
+describe('periodic reload', () => {
+  it('picks up a revocation made by someone else (another gateway, a restore) and fires onRevoke', async () => {
+    const h = await harness({}, { refreshIntervalMs: 50 });
+    try {
+      const r = await enroll(h);
+      const fired = new Promise<string>((resolve) => h.id.directory.onRevoke((d) => resolve(d)));
+      h.store.setDeviceState(r.deviceId, 'revoked'); // straight in the store: nobody calls deviceChanged
+      // The reload timer is unref'd (it must not keep a process alive): hold the loop open here,
+      // and give up after 10 s rather than hang.
+      let giveUp: NodeJS.Timeout | undefined;
+      const timeout = new Promise<string>((_, reject) => { giveUp = setTimeout(() => reject(new Error('no reload within 10 s')), 10_000); });
+      try {
+        assert.equal(await Promise.race([fired, timeout]), r.deviceId);
+      } finally {
+        clearTimeout(giveUp);
+      }
+      assert.equal((h.id.directory.identify({ serial: r.cert.serial, deviceId: r.deviceId, notBefore: 0, notAfter: 0, chainVerified: true }, h.clock) as { reason: string }).reason, 'device_revoked');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('CRL', () => {
   let h: Harness;
   before(async () => {

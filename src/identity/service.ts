@@ -23,6 +23,12 @@ export interface IdentityServiceOptions {
   /** Decrypts the CA key files when they are passphrase-protected. */
   readonly passphrase?: string;
   readonly now?: () => number;
+  /**
+   * Full reload of the device table this often (default 60 s; 0 = never). Changes made through
+   * this process's API arrive at once through deviceChanged(); this catches the rest (another
+   * gateway on the same PostgreSQL, a restore). A failed reload keeps the last table.
+   */
+  readonly refreshIntervalMs?: number;
 }
 
 export interface IdentityService {
@@ -58,6 +64,11 @@ export async function createIdentityService(o: IdentityServiceOptions): Promise<
   crls.regenerate();
   const deps = { store: o.store, cas: () => cas, settings, bus: o.bus, now: o.now, onIssued: (id: string) => directory.refreshDevice(id) };
   let closed = false;
+  const every = o.refreshIntervalMs ?? 60_000;
+  const timer = every > 0 ? setInterval(() => {
+    directory.refresh().catch((err: unknown) => o.logger?.error({ err }, 'device table reload failed; keeping the last one'));
+  }, every) : null;
+  timer?.unref();
   return {
     directory,
     enroller: new Enroller(deps),
@@ -76,6 +87,7 @@ export async function createIdentityService(o: IdentityServiceOptions): Promise<
     close: async () => {
       if (closed) return;
       closed = true;
+      if (timer) clearInterval(timer);
       crls.close();
       await directory.close();
     },

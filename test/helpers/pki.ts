@@ -95,7 +95,7 @@ export interface Harness {
 }
 
 /** An identity service on a fresh CA and the in-memory store. `h.clock` is the service's clock. */
-export async function harness(config: unknown = {}, opts: { passphrase?: string } = {}): Promise<Harness> {
+export async function harness(config: unknown = {}, opts: { passphrase?: string; refreshIntervalMs?: number } = {}): Promise<Harness> {
   const dir = tempDir();
   await initCa({ dataDir: dir.path, passphrase: opts.passphrase });
   const store = new MemoryIdentityStore();
@@ -115,6 +115,7 @@ export async function harness(config: unknown = {}, opts: { passphrase?: string 
   };
   h.id = await createIdentityService({
     store, dataDir: dir.path, config: identitySchema.parse(config), bus, passphrase: opts.passphrase, now: () => h.clock,
+    refreshIntervalMs: opts.refreshIntervalMs ?? 0,
   });
   return h;
 }
