@@ -6,9 +6,11 @@ import { runPolicyBench } from './policy.js';
 import { runProxyBench } from './proxy.js';
 import { runIdentityBench } from './identity.js';
 import { runMtlsBench } from './mtls.js';
+import { runSinksBench } from './sinks.js';
 
 const only = process.argv[2];
 if (!only || only === 'policy') await runPolicyBench();
 if (!only || only === 'proxy') await runProxyBench();
 if (!only || only === 'identity') await runIdentityBench();
 if (!only || only === 'mtls') await runMtlsBench();
+if (!only || only === 'sinks') await runSinksBench();

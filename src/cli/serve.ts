@@ -1,10 +1,11 @@
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { ChokepointError, formatProblem } from '../core/errors.js';
 import { loadConfig } from '../config/load.js';
 import { EventBus } from '../events/bus.js';
 import { Gateway } from '../gateway/server.js';
-import { JsonlSink } from '../sinks/jsonl.js';
 import { startControlPlane } from './control-plane.js';
+import { createEvidence } from './evidence.js';
 import { VERSION } from './version.js';
 
 interface ServeFlags {
@@ -34,16 +35,13 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   }
   const logger = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
   const bus = new EventBus({ onSubscriberError: (err) => logger.error({ err }, 'event subscriber failed') });
-  const sink = config.events === 'none' ? null : new JsonlSink({
-    target: config.events,
-    onDrop: (n) => logger.error({ dropped: n }, 'event sink backed up: oldest events dropped'),
-    onError: (err) => logger.error({ err }, 'event sink write failed'),
-  });
-  if (sink) bus.subscribe(sink.write);
+  // Sinks (events: / --events and sinks:), /metrics and the anomaly detectors (issue #5).
+  const evidence = createEvidence({ config, bus, dataDir: resolve(config.data_dir ?? './data'), logger });
 
   const gw = new Gateway({ config, bus, logger });
+  evidence.metrics.setActiveTunnelsSource(() => gw.activeTunnels);
   // Store, first admin, policy from the store (or --policy FILE through it), control API.
-  const control = await startControlPlane({ config, gw, bus, logger });
+  const control = await startControlPlane({ config, gw, bus, logger, plugins: [evidence.metricsPlugin] });
 
   const { host, port } = config.proxy_listen;
   let bound;
@@ -70,7 +68,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     await gw.close();
     await control.close();
     bus.publish({ v: 1, type: 'gateway.stopped', time: new Date().toISOString(), listeners, version: VERSION });
-    await sink?.close();
+    await evidence.close();
     logger.flush();
     process.exit(0);
   };
