@@ -99,6 +99,11 @@ describe('periodic reload', () => {
       } finally {
         clearTimeout(giveUp);
       }
+      // reloads that find nothing new do not republish the CRL
+      await new Promise((r) => setTimeout(r, 200)); // let the revocation's CRL go out
+      const published = h.ofType('identity.crl.published').length;
+      await new Promise((r) => setTimeout(r, 400)); // several 50 ms reloads
+      assert.equal(h.ofType('identity.crl.published').length, published);
       assert.equal((h.id.directory.identify({ serial: r.cert.serial, deviceId: r.deviceId, notBefore: 0, notAfter: 0, chainVerified: true }, h.clock) as { reason: string }).reason, 'device_revoked');
     } finally {
       await h.close();

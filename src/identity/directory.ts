@@ -173,10 +173,29 @@ export class IdentityDirectory implements DeviceDirectory {
     this.#certs = nc;
     if (!first) {
       const byDevice = new Map<string, [string, CertEntry][]>();
-      for (const [s, c] of nc) byDevice.set(c.deviceId, [...(byDevice.get(c.deviceId) ?? []), [s, c]]);
+      for (const [s, c] of nc) {
+        const list = byDevice.get(c.deviceId);
+        if (list) list.push([s, c]);
+        else byDevice.set(c.deviceId, [[s, c]]);
+      }
       for (const id of new Set([...od.keys(), ...nd.keys()])) this.#diff(id, od.get(id), nd.get(id), oc, byDevice.get(id) ?? []);
     }
-    this.#changed();
+    // The periodic reload usually finds nothing new: only a real change republishes the CRLs.
+    if (first || IdentityDirectory.#differs(od, nd, oc, nc)) this.#changed();
+  }
+
+  /** Whether anything a CRL or a decision depends on differs between two loads. */
+  static #differs(od: Map<string, DeviceEntry>, nd: Map<string, DeviceEntry>, oc: Map<string, CertEntry>, nc: Map<string, CertEntry>): boolean {
+    if (od.size !== nd.size || oc.size !== nc.size) return true;
+    for (const [id, d] of nd) {
+      const o = od.get(id);
+      if (!o || o.state !== d.state || o.updatedAt !== d.updatedAt || o.group !== d.group || o.assetId !== d.assetId) return true;
+    }
+    for (const [s, c] of nc) {
+      const o = oc.get(s);
+      if (!o || o.revokedAt !== c.revokedAt || o.reason !== c.reason) return true;
+    }
+    return false;
   }
 
   async refreshDevice(id: string): Promise<void> {
@@ -184,10 +203,14 @@ export class IdentityDirectory implements DeviceDirectory {
     if (this.#closed) return;
     const before = this.#devices.get(id);
     const after = d ? IdentityDirectory.#deviceEntry(d) : undefined;
-    const oldCerts = new Map(this.#certs);
     if (after) this.#devices.set(id, after);
     else this.#devices.delete(id);
     const fresh: [string, CertEntry][] = certs.map((c) => [c.serial, IdentityDirectory.#certEntry(c)]);
+    const oldCerts = new Map<string, CertEntry>();
+    for (const [s] of fresh) {
+      const o = this.#certs.get(s);
+      if (o) oldCerts.set(s, { ...o });
+    }
     for (const [s, c] of fresh) {
       if (c.firstUsedAt === null) c.firstUsedAt = this.#certs.get(s)?.firstUsedAt ?? null;
       this.#certs.set(s, c);
