@@ -86,5 +86,24 @@ describe('identity behind the control server', () => {
     const reuse = await app.inject({ method: 'POST', url: '/.well-known/est/simpleenroll', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/pkcs10' }, payload: (await makeCsr(await deviceKey())).toString('base64') });
     assert.equal(reuse.statusCode, 403);
     assert.equal((reuse.json() as { code: string }).code, 'TOKEN_USED');
+
+    // hostile requests: a specific 4xx and code each, never a 500
+    const url = '/.well-known/est/simpleenroll';
+    const cases: [Record<string, string>, string | Buffer, number, string][] = [
+      [{ authorization: 'Basic !!!!', 'content-type': 'application/pkcs10' }, csr, 401, 'TOKEN_MISSING'],
+      [{ authorization: 'Bearer', 'content-type': 'application/pkcs10' }, csr, 401, 'TOKEN_MISSING'],
+      [{ authorization: `Bearer cpe_${'A'.repeat(4000)}`, 'content-type': 'application/pkcs10' }, csr, 401, 'TOKEN_UNKNOWN'],
+      [{ authorization: `Bearer ${token}`, 'content-type': 'application/json' }, '{"csr":1}', 400, 'CSR_INVALID'],
+      [{ authorization: `Bearer ${token}`, 'content-type': 'application/pkcs10' }, Buffer.from([0xff, 0xfe, 0x00, 0x41]), 400, 'CSR_INVALID'],
+      [{ authorization: `Bearer ${token}`, 'content-type': 'application/pkcs10' }, Buffer.alloc(100_000, 0x41), 413, 'CSR_TOO_LARGE'],
+    ];
+    for (const [headers, payload, status, c] of cases) {
+      const r = await app.inject({ method: 'POST', url, headers, payload });
+      assert.equal(r.statusCode, status, `${JSON.stringify(headers).slice(0, 80)} → ${r.body}`);
+      assert.equal((r.json() as { code: string }).code, c);
+    }
+    const noCert = await app.inject({ method: 'POST', url: '/.well-known/est/simplereenroll', headers: { 'content-type': 'application/pkcs10' }, payload: csr });
+    assert.equal(noCert.statusCode, 401);
+    assert.equal((noCert.json() as { code: string }).code, 'CLIENT_CERT_REQUIRED');
   });
 });
