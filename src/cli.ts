@@ -26,7 +26,8 @@ program
   .option('--proxy-listen <host:port>', 'plain proxy listener (default 127.0.0.1:3128)')
   .option('--events <file|->', 'where gateway events go as JSON lines: a file, - for stdout, none (default -)')
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .option('--control-listen <host:port>', 'control API listener (default 127.0.0.1:8080; TLS required off loopback)')
+  .option('--mtls-listen <host:port|off>', 'mTLS proxy listener for enrolled devices (default 127.0.0.1:3129)')
+  .option('--control-listen <host:port>', 'control API and EST listener (default 127.0.0.1:8080): TLS from the built-in CA; plain HTTP too on loopback')
   .option('--data-dir <dir>', 'state directory: the SQLite store (default ./data)')
   .option('--database <url>', 'PostgreSQL store (postgres://…) instead of SQLite')
   .action(serveCommand);

@@ -58,7 +58,7 @@ interface Served {
 }
 
 async function serve(args: string[]): Promise<Served> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--events', '-', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: Record<string, unknown>[] = [];
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
@@ -271,11 +271,30 @@ for (const backend of ['sqlite', 'postgres'] as const) {
   });
 }
 
-describe('serve refuses unsafe control settings', () => {
-  it('a non-loopback control listener without TLS is refused', async () => {
+describe('the control listener off loopback', () => {
+  it('serves TLS from the built-in CA and refuses plain HTTP (bearer tokens never cross a network in clear)', async () => {
     const d = mkdtempSync(join(dir, 'tls-'));
-    const r = await cli(['serve', '--policy', fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url)), '--proxy-listen', '127.0.0.1:0', '--control-listen', '0.0.0.0:0', '--data-dir', d]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /\[CONTROL_TLS_REQUIRED\]/);
+    const s = await serve(['--policy', fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url)), '--control-listen', '0.0.0.0:0', '--data-dir', d]);
+    try {
+      const port = Number(/:(\d+)$/.exec(s.server)?.[1]);
+      const plain = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.equal(plain.status, 400);
+      assert.equal(((await plain.json()) as { code: string }).code, 'CONTROL_TLS_REQUIRED');
+      // Over TLS, trusting only the CA the first start created in the data directory.
+      const { readdirSync, readFileSync } = await import('node:fs');
+      const caId = readdirSync(join(d, 'ca')).find((f) => !f.endsWith('.json'))!;
+      const ca = readFileSync(join(d, 'ca', caId, 'cert.pem'), 'utf8');
+      const { Agent, fetch: ufetch } = await import('undici');
+      const agent = new Agent({ connect: { ca, servername: 'localhost' } });
+      try {
+        const ok = await ufetch(`https://127.0.0.1:${port}/healthz`, { dispatcher: agent });
+        assert.equal(ok.status, 200);
+      } finally {
+        await agent.close();
+      }
+      assert.match(s.stderr(), /created the device CA/);
+    } finally {
+      await stop(s);
+    }
   });
 });

@@ -54,10 +54,12 @@ interface Served {
   exit: Promise<number | null>;
 }
 
+let serveCount = 0;
+
 async function serve(policyFile: string): Promise<Served> {
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n`);
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: Record<string, unknown>[] = [];
   const waiters: (() => void)[] = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {

@@ -19,7 +19,10 @@ import type { EventBus } from '../events/bus.js';
 import type { Gateway } from '../gateway/server.js';
 import type { CompiledPolicy } from '../policy/index.js';
 import { bootstrapAdmin, openStore, type Store } from '../store/index.js';
+import type { Identity } from '../control/identity-routes.js';
 import { FilePolicySync } from './control-plane-file.js';
+import { startControlListener, type ControlListener } from './control-listener.js';
+import { startIdentityPlane, type IdentityPlane } from './identity-plane.js';
 
 export interface ControlPlaneOptions {
   readonly config: Config;
@@ -37,6 +40,9 @@ export interface ControlPlane {
   readonly app: FastifyInstance;
   /** `control HOST:PORT` for the gateway.started listeners. */
   readonly listener: string;
+  /** `mtls HOST:PORT`, or null when the mTLS listener is off. */
+  readonly mtlsListener: string | null;
+  readonly identity: Identity;
   /** Re-reads the policy file (SIGHUP); a no-op without --policy. */
   reload(why: string): Promise<void>;
   close(): Promise<void>;
@@ -59,17 +65,17 @@ function refuse(code: string, message: string): never {
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   const { config, gw, bus, logger } = o;
   const { host, port } = config.control_listen;
-  let https: { cert: Buffer; key: Buffer } | undefined;
+  // TLS on the control listener: the operator's certificate (control_tls) or, by default, one
+  // from the built-in CA. Plain HTTP is accepted only on loopback and only without control_tls.
+  let ownTls: { cert: Buffer; key: Buffer } | undefined;
   if (config.control_tls) {
     try {
-      https = { cert: readFileSync(config.control_tls.cert), key: readFileSync(config.control_tls.key) };
+      ownTls = { cert: readFileSync(config.control_tls.cert), key: readFileSync(config.control_tls.key) };
     } catch (err) {
       refuse('CONFIG_INVALID', `control_tls: cannot read the certificate or key: ${(err as Error).message}`);
     }
-  } else if (!isLoopback(host)) {
-    // Bearer tokens in clear text over a network are as good as published.
-    refuse('CONTROL_TLS_REQUIRED', `control_listen ${host}:${port} is not loopback: set control_tls {cert, key} or listen on 127.0.0.1`);
   }
+  const allowPlain = ownTls === undefined && isLoopback(host);
 
   const explicitStore = config.data_dir !== undefined || config.database !== undefined;
   if (config.policy === undefined && !explicitStore) {
@@ -92,6 +98,16 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     logger.warn({ admin: 'admin' }, 'first security-admin created; its API token was printed once on stderr');
   }
 
+  let identity: IdentityPlane;
+  try {
+    identity = await startIdentityPlane({ config, gw, bus, logger, store, dataDir });
+  } catch (err) {
+    const e = err instanceof ChokepointError ? err : new ChokepointError('INTERNAL', 'device identity failed to start', { cause: err });
+    logger.error({ err: e.cause ?? e }, e.message);
+    await store.close().catch(() => {});
+    refuse(e.code, e.message);
+  }
+
   let policyFileSource: string | null = null;
   const onPolicyApplied = (compiled: CompiledPolicy, meta: PolicyMeta) => {
     gw.setPolicy(compiled);
@@ -100,9 +116,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     bus.publish({ v: 1, type: 'gateway.policy.loaded', time: new Date().toISOString(), source, digest: compiled.digest, groups: compiled.groups.length, warnings: [] });
   };
 
+  const onDeviceChanged = async (deviceId: string): Promise<void> => {
+    await identity.identity.deviceChanged(deviceId);
+    await o.onDeviceChanged?.(deviceId);
+  };
   const app = await buildControlServer({
-    store, bus, https, logger: logger as unknown as FastifyBaseLogger, plugins: o.plugins, twoPerson: config.policy_change.two_person,
-    onPolicyApplied, onDeviceChanged: o.onDeviceChanged,
+    store, bus, logger: logger as unknown as FastifyBaseLogger, plugins: [...(o.plugins ?? []), identity.identity.estPlugin], twoPerson: config.policy_change.two_person,
+    onPolicyApplied, onDeviceChanged,
     policyLoaded: () => gw.policy !== null,
   });
   const recorder = new EventRecorder({ store, bus, logger });
@@ -136,26 +156,31 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   }, HEALTH_INTERVAL_MS);
   health.unref();
 
-  let address: string;
+  let front: ControlListener;
+  const tlsFor = () => (ownTls ? { ...ownTls, ca: identity.credentials().ca } : identity.credentials());
   try {
-    address = await app.listen({ host, port });
+    await app.ready();
+    front = await startControlListener({ host, port, http: app.server, tls: tlsFor(), allowPlain });
   } catch (err) {
     refuse('LISTEN_FAILED', `cannot listen on ${host}:${port} (control API): ${(err as Error).message}`);
   }
-  const a = app.server.address();
-  const bound = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : address;
-  logger.info({ control: address, store: store.location }, 'control API listening');
+  identity.onCredentials(() => front.setTls(tlsFor()));
+  const a = front.address;
+  const bound = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  logger.info({ control: bound, plain_http: allowPlain, store: store.location, mtls: identity.listener }, 'control API listening');
 
   let closed = false;
   return {
-    store, app, listener: `control ${bound}`,
+    store, app, listener: `control ${bound}`, mtlsListener: identity.listener, identity: identity.identity,
     reload: (why) => file?.reload(why) ?? Promise.resolve(),
     close: async () => {
       if (closed) return;
       closed = true;
       clearInterval(health);
       file?.close();
+      await front.close().catch(() => {});
       await app.close().catch(() => {});
+      await identity.close().catch(() => {});
       await recorder.close().catch(() => {});
       await store.close().catch(() => {});
     },

@@ -15,6 +15,7 @@ interface ServeFlags {
   events?: string;
   logLevel?: string;
   controlListen?: string;
+  mtlsListen?: string;
   dataDir?: string;
   database?: string;
 }
@@ -22,7 +23,7 @@ interface ServeFlags {
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   let config;
   try {
-    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, data_dir: flags.dataDir, database: flags.database };
+    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
     config = loadConfig(flags.config, overrides);
   } catch (err) {
     if (err instanceof ChokepointError) {
@@ -51,7 +52,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.stderr.write(`chokepoint: cannot listen on ${host}:${port}: ${(err as Error).message} [LISTEN_FAILED]\n`);
     process.exit(2);
   }
-  const listeners = [`proxy ${bound.address}:${bound.port}`, control.listener];
+  const listeners = [`proxy ${bound.address}:${bound.port}`, ...(control.mtlsListener ? [control.mtlsListener] : []), control.listener];
   bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners, version: VERSION });
   logger.info({ listeners, policy: config.policy, version: VERSION }, 'chokepoint gateway started');
 

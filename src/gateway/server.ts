@@ -59,6 +59,7 @@ export class Gateway {
   readonly #perClient = new Map<string, number>();
   #sweeper: NodeJS.Timeout | null = null;
   #unsubscribe: (() => void)[] = [];
+  #mtlsServers: TlsServer[] = [];
   #draining = false;
   #closed: Promise<void> | null = null;
 
@@ -188,6 +189,7 @@ export class Gateway {
       handshakeTimeout: this.config.timeouts.header,
       allowHalfOpen: true,
     });
+    this.#mtlsServers.push(srv);
     srv.on('secureConnection', (socket: TLSSocket) => {
       if (this.#draining) {
         socket.destroy();
@@ -228,6 +230,16 @@ export class Gateway {
     this.refreshSelfAddresses();
     this.#startSweeper();
     return srv.address() as AddressInfo;
+  }
+
+  /**
+   * Swaps the mTLS listeners' certificate and trusted device CAs (server certificate renewal,
+   * CA rotation). Handshakes from now on use them; established connections are unaffected.
+   */
+  updateMtlsCredentials(c: { key: string | Buffer; cert: string | Buffer; ca: readonly (string | Buffer)[] }): void {
+    for (const srv of this.#mtlsServers) {
+      srv.setSecureContext({ key: c.key, cert: c.cert, ca: [...c.ca], minVersion: 'TLSv1.2', ciphers: MTLS_CIPHERS, honorCipherOrder: true });
+    }
   }
 
   /**
