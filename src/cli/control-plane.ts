@@ -43,7 +43,7 @@ export interface ControlPlane {
   /** `mtls HOST:PORT`, or null when the mTLS listener is off. */
   readonly mtlsListener: string | null;
   readonly identity: Identity;
-  /** Re-reads the policy file (SIGHUP); a no-op without --policy. */
+  /** Re-reads the policy file and (on SIGHUP) the device CA set. */
   reload(why: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -172,7 +172,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   let closed = false;
   return {
     store, app, listener: `control ${bound}`, mtlsListener: identity.listener, identity: identity.identity,
-    reload: (why) => file?.reload(why) ?? Promise.resolve(),
+    reload: async (why) => {
+      await file?.reload(why);
+      if (why === 'SIGHUP') await identity.reloadCas().catch((err: unknown) => logger.error({ err }, 'reloading the device CAs failed; the current set stays'));
+    },
     close: async () => {
       if (closed) return;
       closed = true;

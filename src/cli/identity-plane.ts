@@ -21,6 +21,11 @@ export interface IdentityPlane {
   credentials(): { key: string; cert: string; ca: string[] };
   /** Called when the credentials change (renewal, CA rotation). */
   onCredentials(fn: () => void): void;
+  /**
+   * Re-reads the CA set from the data directory (after `chokepoint ca rotate`, on SIGHUP):
+   * the listeners then trust the new set and present a certificate from the active CA.
+   */
+  reloadCas(): Promise<void>;
   /** `mtls HOST:PORT`, or null when `mtls_listen: off`. */
   readonly listener: string | null;
   close(): Promise<void>;
@@ -73,6 +78,12 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
     identity,
     credentials,
     onCredentials: (fn) => { listeners.push(fn); },
+    reloadCas: async () => {
+      await identity.reloadCas();
+      server = await identity.issueServerCertificate({ names });
+      changed();
+      logger.info({ cas: identity.cas().trusted.map((c) => ({ id: c.id, state: c.state })) }, 'device CAs reloaded');
+    },
     listener,
     close: async () => {
       clearInterval(timer);
