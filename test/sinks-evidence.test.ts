@@ -123,7 +123,7 @@ describe('createEvidence', () => {
       bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners: [`proxy 127.0.0.1:${i}`], version: '0' });
       if (i % 300 === 0) await new Promise((r) => setImmediate(r));
     }
-    await until(() => onBus.some((e) => e.type === 'sink.dropped') && onBus.some((e) => e.type === 'alert'), 'drop events');
+    await until(() => onBus.some((e) => e.type === 'sink.dropped') && onBus.some((e) => e.type === 'alert') && onBus.some((e) => e.type === 'sink.backlog'), 'drop and backlog events');
     const alert = onBus.find((e) => e.type === 'alert');
     assert.ok(alert?.type === 'alert' && alert.detector === 'sink_drop' && alert.severity === 'high');
     assert.ok(onBus.some((e) => e.type === 'sink.backlog' && e.sink === 'down'));

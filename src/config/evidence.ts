@@ -112,6 +112,8 @@ const syslogSink = z.strictObject({
   tls: tlsClient,
   timeout: duration('10s', 100),
   batch_max: z.number().int().min(1).max(100_000).default(1000),
+  /** How long a small batch waits for more events before it is sent. */
+  batch_wait: duration('200ms', 0),
   buffer,
   retry,
 });
@@ -127,6 +129,7 @@ const webhookSink = z.strictObject({
   tls: tlsClient,
   timeout: duration('10s', 100),
   batch_max: z.number().int().min(1).max(100_000).default(500),
+  batch_wait: duration('200ms', 0),
   batch_max_bytes: size('4MiB', 1024),
   buffer,
   retry,

@@ -8,7 +8,7 @@
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { Spool, type DropReason, type SpoolOptions } from './spool.js';
-import { typeMatcher, type Sink, type SinkStats } from './types.js';
+import { jsonOf, typeMatcher, type Sink, type SinkStats } from './types.js';
 
 export interface Transport {
   /** Delivers the records (JSON texts, no newline) or throws; `batchId` is stable across retries. */
@@ -23,6 +23,8 @@ export interface BufferedSinkOptions {
   readonly transport: Transport;
   readonly batchMax: number;
   readonly batchMaxBytes: number;
+  /** When fewer than `batchMax` records are waiting, wait this long for more (fewer, larger requests). */
+  readonly batchWaitMs?: number;
   readonly retry: { readonly minDelayMs: number; readonly maxDelayMs: number };
   /** Publishes health events (the caller defers them off the publisher's stack). */
   readonly emit: (e: EvidenceEvent) => void;
@@ -74,7 +76,7 @@ export class BufferedSink implements Sink {
 
   readonly write = (e: ChokepointEvent): void => {
     if (this.#stopped || !this.#accepts(e.type)) return;
-    this.#spool.append(`${this.#o.format ? this.#o.format(e) : JSON.stringify(e)}\n`);
+    this.#spool.append(`${this.#o.format ? this.#o.format(e) : jsonOf(e)}\n`);
   };
 
   stats(): SinkStats {
@@ -88,6 +90,7 @@ export class BufferedSink implements Sink {
 
   async #run(): Promise<void> {
     await this.#spool.ready;
+    let lingered = false;
     while (!this.#stopped) {
       let batch;
       try {
@@ -101,6 +104,12 @@ export class BufferedSink implements Sink {
         await this.#spool.waitForData();
         continue;
       }
+      if (!lingered && batch.lines.length < this.#o.batchMax && (this.#o.batchWaitMs ?? 0) > 0) {
+        lingered = true; // a small batch: let more gather once, then send whatever is there
+        await this.#sleep(this.#o.batchWaitMs as number);
+        continue;
+      }
+      lingered = false;
       const batchId = `${batch.seq}-${batch.end - batch.bytes}`;
       for (let attempt = 0; !this.#stopped && !this.#spool.isStale(batch); attempt++) {
         try {

@@ -34,7 +34,7 @@ export function createSink(c: SinkConfig, ctx: SinkContext): Sink {
     const fmt = { facility: c.facility, appName: c.app_name, hostname, procId: String(process.pid) };
     return new BufferedSink({
       name: c.name, types: c.types, spool, retry, emit: ctx.emit, onError,
-      batchMax: c.batch_max, batchMaxBytes: 1024 * 1024,
+      batchMax: c.batch_max, batchMaxBytes: 1024 * 1024, batchWaitMs: c.batch_wait,
       format: (e) => formatSyslog(e, fmt),
       transport: new SyslogTransport({ transport: c.transport, host: c.host, port: c.port ?? (c.transport === 'tls' ? 6514 : 514), timeoutMs: c.timeout, tls }),
     });
@@ -47,7 +47,7 @@ export function createSink(c: SinkConfig, ctx: SinkContext): Sink {
   }
   return new BufferedSink({
     name: c.name, types: c.types, spool, retry, emit: ctx.emit, onError,
-    batchMax: c.batch_max, batchMaxBytes: c.batch_max_bytes,
+    batchMax: c.batch_max, batchMaxBytes: c.batch_max_bytes, batchWaitMs: c.batch_wait,
     transport: new WebhookTransport({ url: c.url, secret, timeoutMs: c.timeout, tls }),
   });
 }

@@ -13,7 +13,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { JsonlSink } from './jsonl.js';
-import { typeMatcher, type Sink, type SinkStats } from './types.js';
+import { jsonOf, typeMatcher, type Sink, type SinkStats } from './types.js';
 
 export interface FileSinkOptions {
   readonly name: string;
@@ -59,7 +59,7 @@ export class FileSink implements Sink {
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closed || !this.#accepts(e.type)) return;
     if (this.#stdout) return this.#stdout.write(e);
-    const line = `${JSON.stringify(e)}\n`;
+    const line = `${jsonOf(e)}\n`;
     this.#queue.push(line);
     this.#queued += line.length;
     let n = 0;
@@ -83,7 +83,8 @@ export class FileSink implements Sink {
   #schedule(): void {
     if (this.#scheduled || this.#writing) return;
     this.#scheduled = true;
-    setImmediate(() => { this.#scheduled = false; void this.#flush(); });
+    // A short delay coalesces the lines of many event-loop turns into one write.
+    setTimeout(() => { this.#scheduled = false; void this.#flush(); }, 10);
   }
 
   async #flush(): Promise<void> {

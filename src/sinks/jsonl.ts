@@ -9,6 +9,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { SinkDroppedEvent } from '../events/evidence.js';
+import { jsonOf } from './types.js';
 
 export interface JsonlSinkOptions {
   /** `-` for stdout, otherwise a file path (appended). */
@@ -52,7 +53,7 @@ export class JsonlSink {
 
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closed) return;
-    const line = `${JSON.stringify(e)}\n`;
+    const line = `${jsonOf(e)}\n`;
     this.#queue.push(line);
     this.#queuedBytes += line.length;
     while (this.#queuedBytes > this.#max && this.#queue.length > 1) {

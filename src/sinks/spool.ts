@@ -40,6 +40,8 @@ export interface SpoolOptions {
 interface Segment { seq: number; size: number; records: number }
 export interface Batch { readonly lines: string[]; readonly bytes: number; readonly seq: number; readonly end: number }
 
+const TAIL_MAX = 8 * 1024 * 1024;
+const WRITE_DELAY_MS = 10;
 const name = (seq: number) => `${String(seq).padStart(16, '0')}.log`;
 const SEG_RE = /^(\d{16})\.log$/;
 
@@ -51,7 +53,15 @@ export class Spool {
   /** Acknowledged position: segment seq and byte offset, and records before it in that segment. */
   #cur = { seq: 0, offset: 0, consumed: 0 };
   #mem: string[] = [];
+  /** UTF-8 byte length of each #mem line, computed once. */
+  #memSizes: number[] = [];
   #memBytes = 0;
+  /**
+   * The records written to the newest segment since the acknowledged position, kept in memory
+   * while the reader keeps up, so steady-state delivery never reads its own writes back from
+   * disk. Dropped (the reader falls back to the file) when it grows past TAIL_MAX or breaks.
+   */
+  #tail: { seq: number; start: number; lines: string[]; sizes: number[]; bytes: number } | null = null;
   #fh: FileHandle | null = null;
   #writing = false;
   #scheduled = false;
@@ -87,12 +97,15 @@ export class Spool {
   /** Queues one newline-terminated record. Synchronous and cheap: no I/O here. */
   append(line: string): void {
     if (this.#closed) return;
+    const size = Buffer.byteLength(line);
     this.#mem.push(line);
-    this.#memBytes += Buffer.byteLength(line);
+    this.#memSizes.push(size);
+    this.#memBytes += size;
     if (this.#memBytes > this.#maxMem) {
       let n = 0;
       while (this.#memBytes > this.#maxMem && this.#mem.length > 1) {
-        this.#memBytes -= Buffer.byteLength(this.#mem.shift() as string);
+        this.#mem.shift();
+        this.#memBytes -= this.#memSizes.shift() as number;
         n++;
       }
       if (n > 0) this.#o.onDrop(n, this.#writeFailed ? 'unwritable' : 'queue_full');
@@ -103,7 +116,8 @@ export class Spool {
   #schedule(): void {
     if (this.#scheduled || this.#writing) return;
     this.#scheduled = true;
-    setImmediate(() => { this.#scheduled = false; void this.#write(); });
+    // A short delay coalesces the records of many event-loop turns into one write.
+    setTimeout(() => { this.#scheduled = false; void this.#write(); }, WRITE_DELAY_MS);
   }
 
   async #init(): Promise<void> {
@@ -163,15 +177,19 @@ export class Spool {
         let n = 0;
         const room = this.#segBytes - seg.size;
         while (n < this.#mem.length) {
-          const b = Buffer.byteLength(this.#mem[n] as string);
+          const b = this.#memSizes[n] as number;
           if (n > 0 && bytes + b > room) break;
           bytes += b;
           n++;
         }
-        const chunk = Buffer.from(this.#mem.slice(0, n).join(''));
+        const taken = this.#mem.slice(0, n);
+        const sizes = this.#memSizes.slice(0, n);
+        const chunk = Buffer.from(taken.join(''));
         await this.#fh.write(chunk);
         this.#mem.splice(0, n);
+        this.#memSizes.splice(0, n);
         this.#memBytes -= bytes;
+        this.#remember(seg.seq, seg.size, taken, sizes, chunk.length);
         seg.size += chunk.length;
         seg.records += n;
         this.#writeFailed = false;
@@ -187,6 +205,18 @@ export class Spool {
     } finally {
       this.#writing = false;
       if (this.#mem.length > 0 && !this.#writeFailed) this.#schedule();
+    }
+  }
+
+  #remember(seq: number, offset: number, lines: string[], sizes: number[], bytes: number): void {
+    const t = this.#tail;
+    if (t !== null && t.seq === seq && t.start + t.bytes === offset && t.bytes + bytes <= TAIL_MAX) {
+      for (let i = 0; i < lines.length; i++) { t.lines.push((lines[i] as string).slice(0, -1)); t.sizes.push(sizes[i] as number); }
+      t.bytes += bytes;
+    } else if (this.#cur.seq === seq && this.#cur.offset === offset && bytes <= TAIL_MAX) {
+      this.#tail = { seq, start: offset, lines: lines.map((l) => l.slice(0, -1)), sizes, bytes };
+    } else {
+      this.#tail = null;
     }
   }
 
@@ -213,6 +243,13 @@ export class Spool {
     for (;;) {
       const seg = this.#segs.find((s) => s.seq === this.#cur.seq);
       if (!seg) return null;
+      const t = this.#tail;
+      if (t !== null && t.seq === seg.seq && t.start === this.#cur.offset && t.lines.length > 0) {
+        let n = 0;
+        let bytes = 0;
+        while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
+        return { lines: t.lines.slice(0, n), bytes, seq: seg.seq, end: t.start + bytes };
+      }
       if (this.#cur.offset < seg.size) return this.#readFrom(seg, maxRecords, maxBytes);
       if (seg === this.#segs.at(-1)) return null;
       await this.#retireFirst();
@@ -253,6 +290,15 @@ export class Spool {
   async ack(b: Batch): Promise<void> {
     if (b.seq !== this.#cur.seq || b.end <= this.#cur.offset) return;
     this.#cur = { seq: b.seq, offset: b.end, consumed: this.#cur.consumed + b.lines.length };
+    const t = this.#tail;
+    if (t !== null && t.seq === b.seq && t.start === b.end - b.bytes) {
+      t.lines.splice(0, b.lines.length);
+      t.sizes.splice(0, b.lines.length);
+      t.start = b.end;
+      t.bytes -= b.bytes;
+    } else if (t !== null) {
+      this.#tail = null;
+    }
     const seg = this.#segs[0] as Segment;
     if (this.#cur.offset >= seg.size && this.#segs.length > 1) await this.#retireFirst();
     else await this.#saveCursor();

@@ -16,6 +16,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { Transport } from './buffered.js';
+import { jsonOf } from './types.js';
 
 export interface SyslogFormat {
   /** RFC 5424 §6.2.1 facility (16 = local0). */
@@ -48,7 +49,7 @@ function field(s: string, max: number): string {
  */
 export function formatSyslog(e: ChokepointEvent, f: SyslogFormat): string {
   const pri = f.facility * 8 + severityOf(e);
-  return `<${pri}>1 ${e.time} ${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)} ${field(e.type, 32)} - ${JSON.stringify(e)}`;
+  return `<${pri}>1 ${e.time} ${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)} ${field(e.type, 32)} - ${jsonOf(e)}`;
 }
 
 /** RFC 6587 §3.4.1 octet counting: the length is of the message's bytes, not its characters. */
@@ -79,10 +80,12 @@ export class SyslogTransport implements Transport {
     if (this.#closed) throw Object.assign(new Error('closed'), { code: 'ECLOSED' });
     if (this.#o.transport === 'udp') return this.#sendUdp(lines);
     const sock = this.#sock ?? (await this.#connect());
-    const frames = Buffer.concat(lines.map(frameOctetCounted));
+    // One string, one write: `LEN SP MSG` per record, LEN counted in UTF-8 bytes.
+    let frames = '';
+    for (const l of lines) frames += `${Buffer.byteLength(l)} ${l}`;
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => { sock.destroy(); reject(Object.assign(new Error('syslog write timed out'), { code: 'ETIMEDOUT' })); }, this.#o.timeoutMs);
-      sock.write(frames, (err) => {
+      sock.write(frames, 'utf8', (err) => {
         clearTimeout(t);
         if (err) reject(err);
         else resolve();
