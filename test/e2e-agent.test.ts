@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +144,25 @@ function hello(s: TLSSocket, host: string): Promise<{ requests_on_connection: nu
   });
 }
 
+/** CONNECT on the mTLS listener with the key and certificate in `agentDir`; the answer head, or the TLS error. */
+function mtlsConnect(mtls: string, agentDir: string, target: string): Promise<{ status: number; reason: string | null; error: string | null }> {
+  const [host, port] = [mtls.slice(0, mtls.lastIndexOf(':')), Number(mtls.slice(mtls.lastIndexOf(':') + 1))];
+  const f = (n: string) => readFileSync(join(agentDir, n), 'utf8');
+  return new Promise((resolve) => {
+    const s = tlsConnect({ host, port, servername: 'localhost', ca: f('ca.pem'), key: f('key.pem'), cert: f('cert.pem') }, () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+    let buf = '';
+    const done = (r: { status: number; reason: string | null; error: string | null }): void => { clearTimeout(t); s.destroy(); resolve(r); };
+    const t = setTimeout(() => done({ status: 0, reason: null, error: 'timed out' }), 10_000);
+    s.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end >= 0) done({ status: Number(/^HTTP\/1\.1 ([0-9]{3})/.exec(buf)?.[1] ?? 0), reason: header(buf.slice(0, end), 'x-chokepoint-reason'), error: null });
+    });
+    s.on('error', (e: Error & { code?: string }) => done({ status: 0, reason: null, error: e.code ?? e.message }));
+    s.on('close', () => done({ status: 0, reason: null, error: `closed after ${JSON.stringify(buf)}` }));
+  });
+}
+
 /** `agent forward` as a child process; resolves once it accepts connections. */
 async function forward(port: number, gateway: string, dir: string): Promise<ChildProcess> {
   const p = spawn(process.execPath, [CLI, 'agent', 'forward', '--listen', `127.0.0.1:${port}`, '--gateway', gateway, '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -228,13 +247,19 @@ groups:
   assert.equal(tok.code, 0, tok.stderr);
   const enrollToken = JSON.parse(tok.stdout).token as string;
   const agentDir = join(dir, 'agent-a');
+  // A wrong pin (an impostor control plane, or a typo) stops before the token is sent: the
+  // same one-time token still enrolls afterwards.
+  const wrongPin = await cli(['agent', 'enroll', '--server', `https://${s.control}`, '--token', enrollToken, '--ca-fingerprint', 'ab'.repeat(32), '--dir', agentDir]);
+  assert.equal(wrongPin.code, 1, wrongPin.stderr);
+  assert.match(wrongPin.stderr, /AGENT_CA_MISMATCH/);
   const en = await cli(['agent', 'enroll', '--server', `https://${s.control}`, '--token', enrollToken, '--ca-fingerprint', s.fingerprint!, '--dir', agentDir]);
   assert.equal(en.code, 0, en.stderr);
   const serial1 = /serial ([0-9a-f]+)/i.exec(en.stdout)?.[1];
   assert.ok(serial1, en.stdout);
   assert.equal(statSync(agentDir).mode & 0o777, 0o700);
   const reused = await cli(['agent', 'enroll', '--server', `https://${s.control}`, '--token', enrollToken, '--ca-fingerprint', s.fingerprint!, '--dir', join(dir, 'agent-x')]);
-  assert.notEqual(reused.code, 0, 'a one-time token enrolls once');
+  assert.equal(reused.code, 1, 'a one-time token enrolls once');
+  assert.match(reused.stderr, /TOKEN_USED/);
   const list = await cli(['device', 'list', '--json'], admin);
   assert.equal(list.code, 0, list.stderr);
   const devices = JSON.parse(list.stdout).items as { id: string; group_name: string; state: string }[];
@@ -272,6 +297,8 @@ groups:
   tunnel = await openTunnel(fwdPort, 'web.test', web.port, pki.caCert);
   assert.equal((await hello(tunnel, 'web.test')).requests_on_connection, 1);
   const tunnelDecision = await waitEvent(s.events, (e) => e.type === 'gateway.decision' && e.host === 'web.test' && e.id !== d1.id, 'tunnel decision');
+  const oldDir = join(dir, 'agent-a-old');
+  cpSync(agentDir, oldDir, { recursive: true });
   const rn = await cli(['agent', 'renew', '--dir', agentDir, '--force']);
   assert.equal(rn.code, 0, rn.stderr);
   const serial2 = /serial ([0-9a-f]+)/i.exec(rn.stdout)?.[1];
@@ -283,6 +310,9 @@ groups:
   const d2 = await waitEvent(s.events, (e) => e.type === 'gateway.decision' && e.host === 'web.test' && e.serial === serial2!.toLowerCase(), 'decision with the new serial');
   assert.equal(d2.device_id, deviceId);
   assert.equal((await hello(tunnel, 'web.test')).requests_on_connection, 3, 'still open after the new serial is first used');
+  // Once the new serial has been used the old one is superseded (DESIGN §4): a copy of the old
+  // key and certificate (a backup, a stolen disk image) no longer opens anything.
+  assert.deepEqual(await mtlsConnect(s.mtls, oldDir, `web.test:${web.port}`), { status: 403, reason: 'device_revoked', error: null });
 
   // 6. Revocation cuts the open tunnel, refuses the next connection, reaches the CRL.
   const cut = new Promise<number>((r) => tunnel!.once('close', () => r(Date.now())));
@@ -297,9 +327,13 @@ groups:
   const refused = await curl(proxy, `https://web.test:${web.port}/hello`, pki.caPath);
   assert.equal(refused.status, 403, `${refused.headers}\n${refused.raw.stderr}`);
   assert.equal(header(refused.headers, 'x-chokepoint-reason'), 'device_revoked');
-  const dr = await waitEvent(s.events, (e) => e.type === 'gateway.decision' && e.reason === 'device_revoked', 'device_revoked decision');
+  const dr = await waitEvent(s.events, (e) => e.type === 'gateway.decision' && e.reason === 'device_revoked' && e.serial === serial2!.toLowerCase(), 'device_revoked decision');
   assert.deepEqual([dr.verdict, dr.device_id, dr.serial], ['deny', deviceId, serial2!.toLowerCase()]);
 
+  // A revoked certificate cannot mint its successor.
+  const rr = await cli(['agent', 'renew', '--dir', agentDir, '--force']);
+  assert.equal(rr.code, 1, rr.stdout);
+  assert.match(rr.stderr, /DEVICE_REVOKED/);
   const crlFile = join(dir, 'crl.der');
   const crl = await fetch(`http://${s.control}/crl`);
   assert.equal(crl.status, 200);
@@ -312,6 +346,10 @@ groups:
 
   // 7. Restart on the same data directory: the device and its revocation are still there.
   await stop(s);
+  // While the gateway is down the forwarder answers a readable 502, it does not hang or go direct.
+  const down = await curl(proxy, `https://web.test:${web.port}/hello`, pki.caPath);
+  assert.equal(down.status, 502, down.headers);
+  assert.equal(header(down.headers, 'x-chokepoint-agent-error'), 'gateway_unreachable');
   const s2 = await serve(storeArgs);
   assert.equal(s2.token, null, 'no second first admin');
   assert.equal(s2.fingerprint, null, 'the CA is not created again');
@@ -321,6 +359,10 @@ groups:
   const shown = JSON.parse(show.stdout) as { state: string; certificates: { serial: string; revoked_at: unknown }[] };
   assert.equal(shown.state, 'revoked');
   assert.ok(shown.certificates.every((c) => c.revoked_at !== null), show.stdout);
+  writeFileSync(crlFile, Buffer.from(await (await fetch(`http://${s2.control}/crl`)).arrayBuffer()));
+  const text2 = await run('openssl', ['crl', '-inform', 'DER', '-noout', '-text', '-in', crlFile]);
+  const listed2 = [...text2.stdout.matchAll(/Serial Number: *([0-9A-Fa-f]+)/g)].map((m) => serialHex(m[1]!));
+  assert.ok(listed2.includes(serialHex(serial2!)) && listed2.includes(serialHex(serial1!)), `CRL after restart lists ${listed2.join(', ')}`);
 
   // verify from a second, good device against the restarted deployment, with the revoked
   // device's directory as the operator's revoked sample and the web origin as the impostor
