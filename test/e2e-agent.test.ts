@@ -312,7 +312,7 @@ groups:
   assert.equal((await hello(tunnel, 'web.test')).requests_on_connection, 3, 'still open after the new serial is first used');
   // Once the new serial has been used the old one is superseded (DESIGN §4): a copy of the old
   // key and certificate (a backup, a stolen disk image) no longer opens anything.
-  assert.deepEqual(await mtlsConnect(s.mtls, oldDir, `web.test:${web.port}`), { status: 403, reason: 'device_revoked', error: null });
+  assert.deepEqual(await mtlsConnect(s.mtls, oldDir, `web.test:${web.port}`), { status: 403, reason: 'certificate_superseded', error: null });
 
   // 6. Revocation cuts the open tunnel, refuses the next connection, reaches the CRL.
   const cut = new Promise<number>((r) => tunnel!.once('close', () => r(Date.now())));

@@ -197,7 +197,7 @@ describe('renewal', () => {
     assert.equal(h.id.directory.identify(info(r.cert.serial), h.clock).ok, true, 'new valid');
     await h.id.directory.settled();
     const old = h.id.directory.identify(info(first.cert.serial), h.clock);
-    assert.deepEqual(old, { ok: false, reason: 'device_revoked', deviceId: first.deviceId }, 'old superseded once the new one is used');
+    assert.deepEqual(old, { ok: false, reason: 'certificate_superseded', deviceId: first.deviceId }, 'old superseded once the new one is used');
     assert.equal(h.store.certificates.get(first.cert.serial)?.revocation_reason, 'superseded');
     assert.deepEqual(h.ofType('identity.certificate.superseded').at(-1)?.superseded, [first.cert.serial]);
     // the superseded certificate can no longer renew

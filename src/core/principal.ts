@@ -23,6 +23,7 @@ export type DeviceDenyReason =
   | 'certificate_invalid'
   | 'certificate_expired'
   | 'certificate_not_yet_valid'
+  | 'certificate_superseded'
   | 'device_unknown'
   | 'device_revoked'
   | 'device_disabled'

@@ -44,9 +44,13 @@ const table = {
     verdict: 'deny', status: 403,
     hint: 'The device certificate is not valid yet; check the device clock.',
   },
+  certificate_superseded: {
+    verdict: 'deny', status: 403,
+    hint: 'This certificate was replaced by a renewal the device has already used; present the current certificate.',
+  },
   device_unknown: {
     verdict: 'deny', status: 403,
-    hint: 'The certificate serial is not known to this gateway (superseded, or from another deployment); re-enroll the device.',
+    hint: 'The certificate serial is not known to this gateway (from another deployment, or its device was deleted); re-enroll the device.',
   },
   device_revoked: {
     verdict: 'deny', status: 403,

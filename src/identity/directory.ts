@@ -67,7 +67,8 @@ export class IdentityDirectory implements DeviceDirectory {
     if (d.state === 'revoked') return deny('device_revoked', c.deviceId);
     if (d.state === 'disabled') return deny('device_disabled', c.deviceId);
     if (d.state === 'pending') return deny('device_pending', c.deviceId);
-    if (c.revokedAt !== null) return deny('device_revoked', c.deviceId); // this serial: revoked or superseded
+    // A renewed device's older serial: say so, rather than alarm an operator with "revoked".
+    if (c.revokedAt !== null) return deny(c.reason === 'superseded' ? 'certificate_superseded' : 'device_revoked', c.deviceId);
     if (now < c.notBefore) return deny('certificate_not_yet_valid', c.deviceId);
     if (now > c.notAfter) return deny('certificate_expired', c.deviceId);
     if (c.firstUsedAt === null) this.#firstUse(cert.serial, c, now);
