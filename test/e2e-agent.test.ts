@@ -334,7 +334,7 @@ groups:
   // A revoked certificate cannot mint its successor.
   const rr = await cli(['agent', 'renew', '--dir', agentDir, '--force']);
   assert.equal(rr.code, 1, rr.stdout);
-  assert.match(rr.stderr, /DEVICE_REVOKED/);
+  assert.match(rr.stderr, /AGENT_RENEW_DENIED.*DEVICE_REVOKED/);
   const crlFile = join(dir, 'crl.der');
   const crl = await fetch(`http://${s.control}/crl`);
   assert.equal(crl.status, 200);

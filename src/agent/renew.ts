@@ -51,7 +51,7 @@ export async function renewOnce(opts: { dir: string; server?: string; force?: bo
     method: 'POST', tls: { ca: id.ca, cert: id.cert, key: id.key },
     headers: { 'content-type': 'application/pkcs10' }, body: csr.toString('base64'),
   });
-  if (a.status === 401 || a.status === 403) throw new ChokepointError('AGENT_ENROLL_DENIED', `the server refused the renewal (${a.status}): ${excerpt(a.body)}`);
+  if (a.status === 401 || a.status === 403) throw new ChokepointError('AGENT_RENEW_DENIED', `the server refused the renewal (${a.status}): ${excerpt(a.body)}`);
   if (a.status !== 200) throw new ChokepointError('AGENT_SERVER_ERROR', `POST /simplereenroll answered ${a.status}: ${excerpt(a.body)}`);
   let leaf = null;
   for (const c of parseCertsOnly(a.body).map((d) => certOf(d))) if (await certMatchesKey(c, key)) leaf = c;
@@ -95,7 +95,7 @@ export async function renewDaemon(o: DaemonOptions): Promise<void> {
     } catch (e) {
       const code = e instanceof ChokepointError ? e.code : 'INTERNAL';
       // Permanent: no retry can fix an expired certificate, a refusal or a bad directory.
-      if (code === 'AGENT_CERT_EXPIRED' || code === 'AGENT_ENROLL_DENIED' || code === 'AGENT_DIR_INSECURE' || code === 'AGENT_NOT_ENROLLED') throw e;
+      if (code === 'AGENT_CERT_EXPIRED' || code === 'AGENT_RENEW_DENIED' || code === 'AGENT_DIR_INSECURE' || code === 'AGENT_NOT_ENROLLED') throw e;
       const jittered = Math.round(backoff * (0.5 + randomInt(0, 1000) / 2000));
       o.say(`renewal failed (${code}: ${e instanceof Error ? e.message : String(e)}); retrying in ${Math.round(jittered / 1000)}s`);
       await sleep(jittered, o.signal);
