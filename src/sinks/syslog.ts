@@ -71,6 +71,8 @@ export class SyslogTransport implements Transport {
   #sock: Socket | null = null;
   #udp: UdpSocket | null = null;
   #closed = false;
+  /** A connection attempt in progress, so close() can abort it (and its timer) at once. */
+  #abortConnect: (() => void) | null = null;
 
   constructor(o: SyslogTransportOptions) {
     this.#o = o;
@@ -109,12 +111,14 @@ export class SyslogTransport implements Transport {
     const o = this.#o;
     return new Promise<Socket>((resolve, reject) => {
       let s: Socket | undefined;
-      const onFail = (err: Error) => { clearTimeout(t); s?.destroy(); reject(err); };
+      const onFail = (err: Error) => { clearTimeout(t); this.#abortConnect = null; s?.destroy(); reject(err); };
+      this.#abortConnect = () => onFail(Object.assign(new Error('closed'), { code: 'ECLOSED' }));
       const t = setTimeout(() => onFail(Object.assign(new Error('syslog connect timed out'), { code: 'ETIMEDOUT' })), o.timeoutMs);
       const ready = () => {
         const sock = s;
         if (sock === undefined) return;
         clearTimeout(t);
+        this.#abortConnect = null;
         sock.off('error', onFail);
         sock.on('error', () => {});
         // The receiver closing its side means our next write could vanish: drop the socket now.
@@ -140,6 +144,7 @@ export class SyslogTransport implements Transport {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#abortConnect?.();
     this.#sock?.end();
     this.#sock?.destroy();
     this.#sock = null;
