@@ -73,6 +73,24 @@ describe('webhook signature', () => {
   });
 });
 
+describe('webhook config', () => {
+  it('refuses bad settings with their path: plain http off loopback, no secret, short secret, bad sizes', () => {
+    const problems = (sink: Record<string, unknown>) => {
+      const r = parseConfig(JSON.stringify({ sinks: [{ type: 'webhook', name: 'w', ...sink }] }));
+      return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    assert.deepEqual(problems({ url: 'http://siem.example/x', secret: SECRET }), ['sinks[0].url: plain http is allowed only to a loopback address; use https']);
+    assert.deepEqual(problems({ url: 'http://127.0.0.1:9/x', secret: SECRET }), []);
+    assert.deepEqual(problems({ url: 'https://siem.example/x' }), ['sinks[0]: give exactly one of secret and secret_file']);
+    assert.match(problems({ url: 'https://siem.example/x', secret: 'short' })[0] as string, /^sinks\[0\]\.secret: secret must be at least 16/);
+    assert.match(problems({ url: 'ftp://x/', secret: SECRET })[0] as string, /^sinks\[0\]\.url:/);
+    assert.match(problems({ url: 'https://x/', secret: SECRET, buffer: { max_bytes: '12 parsecs' } })[0] as string, /^sinks\[0\]\.buffer\.max_bytes: "12 parsecs" is not a size/);
+    assert.match(problems({ url: 'https://x/', secret: SECRET, typo: 1 })[0] as string, /^sinks\[0\]: unknown key "typo"/);
+    const dup = parseConfig(JSON.stringify({ sinks: [{ type: 'file', name: 'a', path: '/tmp/x' }, { type: 'file', name: 'a', path: '/tmp/y' }] }));
+    assert.ok(!dup.ok && dup.problems.some((p) => p.path === 'sinks[1].name' && /duplicate sink name/.test(p.message)));
+  });
+});
+
 describe('webhook sink', () => {
   it('delivers signed, schema-valid batches in order over HTTPS', async () => {
     const rx = await startWebhookReceiver(SECRET);

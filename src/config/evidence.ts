@@ -133,7 +133,9 @@ const webhookSink = z.strictObject({
   batch_max_bytes: size('4MiB', 1024),
   buffer,
   retry,
-}).refine((w) => (w.secret === undefined) !== (w.secret_file === undefined), { message: 'give exactly one of secret and secret_file' });
+}).refine((w) => (w.secret === undefined) !== (w.secret_file === undefined), { message: 'give exactly one of secret and secret_file' })
+  // Plain http would hand every event (and the replayable signature) to anyone on the path.
+  .refine((w) => !w.url.startsWith('http:') || /^http:\/\/(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d+)?\//i.test(w.url), { path: ['url'], message: 'plain http is allowed only to a loopback address; use https' });
 
 export const sinksSchema = z.array(z.discriminatedUnion('type', [fileSink, syslogSink, webhookSink]))
   .default([])
