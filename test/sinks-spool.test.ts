@@ -96,5 +96,13 @@ describe('spool', () => {
     assert.ok(drops.length > 0 && drops.every(([, r]) => r === 'unwritable'), JSON.stringify(drops));
     assert.ok(s.pendingBytes <= 1000, `bounded: ${s.pendingBytes}`);
     assert.equal(s.pendingEvents + drops.reduce((n, [k]) => n + k, 0), 100, 'every record is either pending or counted as dropped');
+    // The operator fixes the directory: what is still in memory is written and readable.
+    rmSync(file);
+    const kept = s.pendingEvents;
+    assert.ok(kept > 0);
+    const got = await drain(s);
+    assert.equal(got.length, kept);
+    assert.deepEqual(got.at(-1), `{"n":99,"pad":"${'x'.repeat(50)}"}`);
+    await s.close();
   });
 });

@@ -121,6 +121,7 @@ export class Spool {
   }
 
   async #init(): Promise<void> {
+    this.#segs = [];
     mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
     const seqs = (await readdir(this.#o.dir)).map((f) => SEG_RE.exec(f)?.[1]).filter((s): s is string => s !== undefined).map(Number).sort((a, b) => a - b);
     let cursor = { seq: 0, offset: 0 };
@@ -166,6 +167,7 @@ export class Spool {
     this.#writing = true;
     try {
       await this.ready;
+      if (this.#fh === null) await this.#init(); // the directory failed at start: try again (it may be fixed)
       while (this.#mem.length > 0 && this.#fh !== null) {
         let seg = this.#segs.at(-1) as Segment;
         if (seg.size >= this.#segBytes) {
