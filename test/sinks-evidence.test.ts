@@ -31,7 +31,7 @@ function config(obj: Record<string, unknown>) {
   return r.config;
 }
 
-async function until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
+async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
