@@ -83,6 +83,19 @@ describe('spool', () => {
     await b.close();
   });
 
+  it('a cursor pointing into the middle of a record falls back to the record\'s start (never half a record)', async () => {
+    const dir = tmp();
+    const a = spool(dir);
+    a.append('{"n":0}\n');
+    a.append('{"n":1}\n');
+    await a.close();
+    const seg = Number(readdirSync(dir).find((f) => f.endsWith('.log'))?.slice(0, 16));
+    writeFileSync(join(dir, 'cursor.json'), JSON.stringify({ seq: seg, offset: 11 })); // inside {"n":1}
+    const b = spool(dir);
+    assert.deepEqual(await drain(b), ['{"n":1}']);
+    await b.close();
+  });
+
   it('an unwritable buffer directory reports drops as unwritable and stays bounded in memory', async () => {
     const base = tmp();
     const file = join(base, 'not-a-dir');

@@ -21,8 +21,11 @@
  * a process crash loses nothing the kernel accepted); `never` — left to the kernel.
  */
 import { mkdirSync } from 'node:fs';
-import { open, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { scanSpool, SEGMENT_RE, segmentName as name, SpoolTail, type Batch, type Position, type Segment } from './spool-parts.js';
+
+export type { Batch } from './spool-parts.js';
 
 export type DropReason = 'buffer_full' | 'queue_full' | 'unwritable';
 
@@ -37,13 +40,8 @@ export interface SpoolOptions {
   readonly onError: (err: Error) => void;
 }
 
-interface Segment { seq: number; size: number; records: number }
-export interface Batch { readonly lines: string[]; readonly bytes: number; readonly seq: number; readonly end: number }
 
-const TAIL_MAX = 8 * 1024 * 1024;
 const WRITE_DELAY_MS = 10;
-const name = (seq: number) => `${String(seq).padStart(16, '0')}.log`;
-const SEG_RE = /^(\d{16})\.log$/;
 
 export class Spool {
   readonly #o: SpoolOptions;
@@ -51,17 +49,12 @@ export class Spool {
   readonly #maxMem: number;
   #segs: Segment[] = [];
   /** Acknowledged position: segment seq and byte offset, and records before it in that segment. */
-  #cur = { seq: 0, offset: 0, consumed: 0 };
+  #cur: Position = { seq: 0, offset: 0, consumed: 0 };
   #mem: string[] = [];
   /** UTF-8 byte length of each #mem line, computed once. */
   #memSizes: number[] = [];
   #memBytes = 0;
-  /**
-   * The records written to the newest segment since the acknowledged position, kept in memory
-   * while the reader keeps up, so steady-state delivery never reads its own writes back from
-   * disk. Dropped (the reader falls back to the file) when it grows past TAIL_MAX or breaks.
-   */
-  #tail: { seq: number; start: number; lines: string[]; sizes: number[]; bytes: number } | null = null;
+  readonly #tail = new SpoolTail();
   #fh: FileHandle | null = null;
   #writing = false;
   #scheduled = false;
@@ -121,38 +114,11 @@ export class Spool {
   }
 
   async #init(): Promise<void> {
-    this.#segs = [];
     mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
-    const seqs = (await readdir(this.#o.dir)).map((f) => SEG_RE.exec(f)?.[1]).filter((s): s is string => s !== undefined).map(Number).sort((a, b) => a - b);
-    let cursor = { seq: 0, offset: 0 };
-    try {
-      const c = JSON.parse(await readFile(join(this.#o.dir, 'cursor.json'), 'utf8')) as { seq?: unknown; offset?: unknown };
-      if (Number.isSafeInteger(c.seq) && Number.isSafeInteger(c.offset)) cursor = { seq: c.seq as number, offset: c.offset as number };
-    } catch { /* no cursor yet: start at the oldest segment */ }
-    for (const seq of seqs) {
-      const path = join(this.#o.dir, name(seq));
-      let buf = await readFile(path);
-      const last = buf.lastIndexOf(0x0a) + 1;
-      if (last < buf.length) {
-        // A torn record from a crash mid-write: it was never complete, so it never counted.
-        await truncate(path, last);
-        buf = buf.subarray(0, last);
-      }
-      if (seq < cursor.seq || buf.length === 0 || (seq === cursor.seq && cursor.offset >= buf.length)) {
-        await rm(path, { force: true });
-        continue;
-      }
-      let records = 0;
-      for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) records++;
-      if (this.#segs.length === 0) {
-        const offset = seq === cursor.seq ? cursor.offset : 0;
-        let consumed = 0;
-        for (let i = buf.indexOf(0x0a); i >= 0 && i < offset; i = buf.indexOf(0x0a, i + 1)) consumed++;
-        this.#cur = { seq, offset, consumed };
-      }
-      this.#segs.push({ seq, size: buf.length, records });
-    }
-    await this.#openSegment((seqs.at(-1) ?? 0) + 1);
+    const { segs, cur, lastSeq } = await scanSpool(this.#o.dir);
+    this.#segs = segs;
+    if (cur !== null) this.#cur = cur;
+    await this.#openSegment(lastSeq + 1);
   }
 
   async #openSegment(seq: number): Promise<void> {
@@ -191,7 +157,7 @@ export class Spool {
         this.#mem.splice(0, n);
         this.#memSizes.splice(0, n);
         this.#memBytes -= bytes;
-        this.#remember(seg.seq, seg.size, taken, sizes, chunk.length);
+        this.#tail.remember(this.#cur, seg.seq, seg.size, taken, sizes, chunk.length);
         seg.size += chunk.length;
         seg.records += n;
         this.#writeFailed = false;
@@ -207,18 +173,6 @@ export class Spool {
     } finally {
       this.#writing = false;
       if (this.#mem.length > 0 && !this.#writeFailed) this.#schedule();
-    }
-  }
-
-  #remember(seq: number, offset: number, lines: string[], sizes: number[], bytes: number): void {
-    const t = this.#tail;
-    if (t !== null && t.seq === seq && t.start + t.bytes === offset && t.bytes + bytes <= TAIL_MAX) {
-      for (let i = 0; i < lines.length; i++) { t.lines.push((lines[i] as string).slice(0, -1)); t.sizes.push(sizes[i] as number); }
-      t.bytes += bytes;
-    } else if (this.#cur.seq === seq && this.#cur.offset === offset && bytes <= TAIL_MAX) {
-      this.#tail = { seq, start: offset, lines: lines.map((l) => l.slice(0, -1)), sizes, bytes };
-    } else {
-      this.#tail = null;
     }
   }
 
@@ -245,13 +199,8 @@ export class Spool {
     for (;;) {
       const seg = this.#segs.find((s) => s.seq === this.#cur.seq);
       if (!seg) return null;
-      const t = this.#tail;
-      if (t !== null && t.seq === seg.seq && t.start === this.#cur.offset && t.lines.length > 0) {
-        let n = 0;
-        let bytes = 0;
-        while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
-        return { lines: t.lines.slice(0, n), bytes, seq: seg.seq, end: t.start + bytes };
-      }
+      const fromMemory = this.#tail.take(this.#cur, maxRecords, maxBytes);
+      if (fromMemory) return fromMemory;
       if (this.#cur.offset < seg.size) return this.#readFrom(seg, maxRecords, maxBytes);
       if (seg === this.#segs.at(-1)) return null;
       await this.#retireFirst();
@@ -292,15 +241,7 @@ export class Spool {
   async ack(b: Batch): Promise<void> {
     if (b.seq !== this.#cur.seq || b.end <= this.#cur.offset) return;
     this.#cur = { seq: b.seq, offset: b.end, consumed: this.#cur.consumed + b.lines.length };
-    const t = this.#tail;
-    if (t !== null && t.seq === b.seq && t.start === b.end - b.bytes) {
-      t.lines.splice(0, b.lines.length);
-      t.sizes.splice(0, b.lines.length);
-      t.start = b.end;
-      t.bytes -= b.bytes;
-    } else if (t !== null) {
-      this.#tail = null;
-    }
+    this.#tail.ack(b);
     const seg = this.#segs[0] as Segment;
     if (this.#cur.offset >= seg.size && this.#segs.length > 1) await this.#retireFirst();
     else await this.#saveCursor();
@@ -373,6 +314,6 @@ export class Spool {
 /** Size of a spool directory's segments, for diagnostics. */
 export async function spoolBytes(dir: string): Promise<number> {
   let n = 0;
-  for (const f of await readdir(dir).catch(() => [] as string[])) if (SEG_RE.test(f)) n += (await stat(join(dir, f))).size;
+  for (const f of await readdir(dir).catch(() => [] as string[])) if (SEGMENT_RE.test(f)) n += (await stat(join(dir, f))).size;
   return n;
 }
