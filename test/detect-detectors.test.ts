@@ -76,6 +76,20 @@ describe('destination drift', () => {
     for (const al of s.alerts) assert.deepEqual(validateEvent(al), []);
   });
 
+  it('a device scanning many destinations raises at most a few alerts per window, the last one saying so', () => {
+    const s = setup({ defaults: { drift_window: '1h' } });
+    for (let i = 0; i < 500; i++) s.feed(deny(`h${i}.scan.example`));
+    const drift = s.of('destination_drift');
+    assert.equal(drift.length, 10);
+    assert.ok(typeof drift[9]?.evidence.further_alerts_suppressed_until === 'string');
+    assert.equal(drift[0]?.evidence.further_alerts_suppressed_until, undefined);
+    s.feed(deny('h0.scan.example', { device_id: 'dev-2' }));
+    assert.equal(s.of('destination_drift').length, 11, 'other devices are not silenced');
+    s.clock.t += 61 * MIN;
+    s.feed(deny('h600.scan.example'));
+    assert.equal(s.of('destination_drift').length, 12, 'a new window, a new budget');
+  });
+
   it('reports a group\'s first use of an allowed destination only after its learning period', () => {
     const s = setup({ defaults: { drift_learning: '1d' } });
     s.feed(decision({ host: 'a.vendor.example' }));
