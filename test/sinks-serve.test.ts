@@ -5,7 +5,7 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,19 @@ async function denied(proxy: number, n: number): Promise<void> {
 }
 
 describe('serve with sinks', () => {
+  it('refuses to start (exit 2, code and path) when a sink\'s secret or CA file cannot be read', () => {
+    const config = join(dir, 'bad.yaml');
+    for (const [sink, want] of [
+      ['{ type: webhook, name: hook, url: "https://127.0.0.1:9/h", secret_file: /nonexistent/key }', /sink "hook": cannot read secret_file \/nonexistent\/key \[CONFIG_INVALID\]/],
+      ['{ type: syslog, name: s, transport: tls, host: 127.0.0.1, tls: { ca: /nonexistent/ca.pem } }', /sink "s": cannot read tls.ca \/nonexistent\/ca.pem \[CONFIG_INVALID\]/],
+    ] as const) {
+      writeFileSync(config, `proxy_listen: 127.0.0.1:0\ncontrol_listen: 127.0.0.1:0\nmtls_listen: "off"\ndata_dir: ${join(dir, 'bad')}\nsinks:\n  - ${sink}\n`);
+      const r = spawnSync(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, want);
+    }
+  });
+
   it('delivers to the webhook, serves /metrics to curl, and a restart delivers what an outage buffered', async () => {
     const rx = await startWebhookReceiver(SECRET);
     try {

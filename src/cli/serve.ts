@@ -37,7 +37,15 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const logger = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
   const bus = new EventBus({ onSubscriberError: (err) => logger.error({ err }, 'event subscriber failed') });
   // Sinks (events: / --events and sinks:), /metrics and the anomaly detectors (issue #5).
-  const evidence = createEvidence({ config, bus, dataDir: resolve(config.data_dir ?? './data'), logger });
+  let evidence;
+  try {
+    evidence = createEvidence({ config, bus, dataDir: resolve(config.data_dir ?? './data'), logger });
+  } catch (err) {
+    // A sink whose secret or TLS file cannot be read: refuse to start rather than run without it.
+    if (!(err instanceof ChokepointError)) throw err;
+    process.stderr.write(`chokepoint: ${err.message} [${err.code}]\n`);
+    process.exit(2);
+  }
 
   const gw = new Gateway({ config, bus, logger });
   evidence.metrics.setActiveTunnelsSource(() => gw.activeTunnels);

@@ -28,7 +28,15 @@ export function createSink(c: SinkConfig, ctx: SinkContext): Sink {
   }
   const spool = { dir: join(ctx.dataDir, 'spool', c.name), maxBytes: c.buffer.max_bytes, segmentBytes: c.buffer.segment_bytes, fsync: c.buffer.fsync, fsyncIntervalMs: c.buffer.fsync_interval };
   const retry = { minDelayMs: c.retry.min_delay, maxDelayMs: c.retry.max_delay };
-  const tls = { ca: c.tls.ca, cert: c.tls.cert, key: c.tls.key, serverName: c.tls.server_name };
+  const read = (key: string, path: string | undefined): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (cause) {
+      throw new ChokepointError('CONFIG_INVALID', `sink "${c.name}": cannot read tls.${key} ${path}`, { cause });
+    }
+  };
+  const tls = { ca: read('ca', c.tls.ca), cert: read('cert', c.tls.cert), key: read('key', c.tls.key), serverName: c.tls.server_name };
   if (c.type === 'syslog') {
     const hostname = c.hostname ?? ctx.hostname ?? '-';
     const fmt = { facility: c.facility, appName: c.app_name, hostname, procId: String(process.pid) };
@@ -43,8 +51,9 @@ export function createSink(c: SinkConfig, ctx: SinkContext): Sink {
   try {
     secret = c.secret ?? readFileSync(c.secret_file as string, 'utf8').trim();
   } catch (cause) {
-    throw new ChokepointError('CONFIG_INVALID', `sinks: cannot read secret_file of sink "${c.name}"`, { cause });
+    throw new ChokepointError('CONFIG_INVALID', `sink "${c.name}": cannot read secret_file ${String(c.secret_file)}`, { cause });
   }
+  if (secret.length < 16) throw new ChokepointError('CONFIG_INVALID', `sink "${c.name}": the secret in ${String(c.secret_file)} is shorter than 16 characters`);
   return new BufferedSink({
     name: c.name, types: c.types, spool, retry, emit: ctx.emit, onError,
     batchMax: c.batch_max, batchMaxBytes: c.batch_max_bytes, batchWaitMs: c.batch_wait,

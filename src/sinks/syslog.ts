@@ -11,7 +11,6 @@
  * next batch, which then goes out on a fresh connection.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ChokepointEvent } from '../events/catalogue.js';
@@ -63,7 +62,8 @@ export interface SyslogTransportOptions {
   readonly host: string;
   readonly port: number;
   readonly timeoutMs: number;
-  readonly tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
+  /** PEM contents (read at start-up by the factory, so a missing file fails fast). */
+  readonly tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
 }
 
 export class SyslogTransport implements Transport {
@@ -133,9 +133,7 @@ export class SyslogTransport implements Transport {
         ? tlsConnect({
           host: o.host, port: o.port, minVersion: 'TLSv1.2',
           servername: o.tls?.serverName ?? (/^[0-9.]+$|:/.test(o.host) ? undefined : o.host),
-          ca: o.tls?.ca ? readFileSync(o.tls.ca) : undefined,
-          cert: o.tls?.cert ? readFileSync(o.tls.cert) : undefined,
-          key: o.tls?.key ? readFileSync(o.tls.key) : undefined,
+          ca: o.tls?.ca, cert: o.tls?.cert, key: o.tls?.key,
         }, ready)
         : tcpConnect({ host: o.host, port: o.port }, ready);
       s.once('error', onFail);

@@ -10,7 +10,6 @@
  * Any 2xx is success; anything else (or a network error or timeout) is retried.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { Transport } from './buffered.js';
@@ -19,7 +18,8 @@ export interface WebhookOptions {
   readonly url: string;
   readonly secret: string;
   readonly timeoutMs: number;
-  readonly tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
+  /** PEM contents (read at start-up by the factory, so a missing file fails fast). */
+  readonly tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
 }
 
 export function signWebhook(secret: string, timestamp: number, body: string | Buffer): string {
@@ -43,18 +43,12 @@ export class WebhookTransport implements Transport {
   readonly #o: WebhookOptions;
   readonly #url: URL;
   readonly #agent: HttpAgent;
-  readonly #ca: Buffer | undefined;
-  readonly #cert: Buffer | undefined;
-  readonly #key: Buffer | undefined;
 
   constructor(o: WebhookOptions) {
     this.#o = o;
     this.#url = new URL(o.url);
-    this.#ca = o.tls?.ca ? readFileSync(o.tls.ca) : undefined;
-    this.#cert = o.tls?.cert ? readFileSync(o.tls.cert) : undefined;
-    this.#key = o.tls?.key ? readFileSync(o.tls.key) : undefined;
     this.#agent = this.#url.protocol === 'https:'
-      ? new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: this.#ca, cert: this.#cert, key: this.#key, servername: o.tls?.serverName, minVersion: 'TLSv1.2' })
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: o.tls?.ca, cert: o.tls?.cert, key: o.tls?.key, servername: o.tls?.serverName, minVersion: 'TLSv1.2' })
       : new HttpAgent({ keepAlive: true, maxSockets: 1 });
   }
 
