@@ -51,7 +51,7 @@ export class FileSink implements Sink {
     this.#accepts = typeMatcher(o.types ?? []);
     this.#now = o.now ?? Date.now;
     this.#stdout = o.path === '-'
-      ? new JsonlSink({ target: '-', name: o.name, maxQueueBytes: o.maxQueueBytes, onError: o.onError, onDrop: (n) => this.#reportDrop(n) })
+      ? new JsonlSink({ target: '-', name: o.name, maxQueueBytes: o.maxQueueBytes, onError: o.onError, onDrop: (n) => this.#reportDrop(n), inband: false })
       : null;
     if (!this.#stdout) mkdirSync(dirname(o.path), { recursive: true });
   }

@@ -18,6 +18,8 @@ export interface JsonlSinkOptions {
   readonly name?: string;
   readonly maxQueueBytes?: number;
   readonly onDrop?: (dropped: number) => void;
+  /** Write a `sink.dropped` line in-band (default); off when onDrop publishes the event itself. */
+  readonly inband?: boolean;
   readonly onError?: (err: Error) => void;
 }
 
@@ -81,7 +83,7 @@ export class JsonlSink {
       const n = this.#dropped;
       this.#dropped = 0;
       this.#opts.onDrop?.(n);
-      this.#queue.unshift(`${JSON.stringify({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.#opts.name ?? this.#opts.target, dropped: n, reason: 'queue_full' } satisfies SinkDroppedEvent)}\n`);
+      if (this.#opts.inband !== false) this.#queue.unshift(`${JSON.stringify({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.#opts.name ?? this.#opts.target, dropped: n, reason: 'queue_full' } satisfies SinkDroppedEvent)}\n`);
     }
     const chunk = this.#queue.join('');
     this.#queue = [];
