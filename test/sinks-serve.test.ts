@@ -27,11 +27,11 @@ after(() => {
 const policy = join(dir, 'policy.yaml');
 writeFileSync(policy, 'version: 1\ngroups:\n  - name: local\n    sources: [127.0.0.0/8]\n    allow:\n      - host: allowed.example\n');
 
-async function serve(url: string, ca: string): Promise<{ proc: ChildProcess; proxy: number; control: number; exit: Promise<number | null> }> {
+async function serve(url: string, ca: string, access: 'public' | 'viewer' | null = 'public'): Promise<{ proc: ChildProcess; proxy: number; control: number; exit: Promise<number | null> }> {
   const config = join(dir, 'config.yaml');
   writeFileSync(config, [
     'proxy_listen: 127.0.0.1:0', 'control_listen: 127.0.0.1:0', 'mtls_listen: "off"', `data_dir: ${join(dir, 'data')}`, 'events: "-"', 'log_level: warn',
-    'metrics: { access: public }',
+    access === null ? '' : `metrics: { access: ${access} }`,
     'sinks:',
     `  - { type: webhook, name: hook, url: "${url}", secret: ${SECRET}, tls: { ca: ${ca} }, retry: { min_delay: 50ms, max_delay: 200ms } }`,
     '',
@@ -62,6 +62,19 @@ async function denied(proxy: number, n: number): Promise<void> {
 }
 
 describe('serve with sinks', () => {
+  it('by default /metrics needs a viewer token: curl without one is refused', async () => {
+    const rx = await startWebhookReceiver(SECRET);
+    try {
+      const a = await serve(rx.url, rx.pki.caPath, null);
+      const r = spawnSync('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${a.control}/metrics`], { encoding: 'utf8' });
+      assert.equal(r.stdout, '401');
+      a.proc.kill('SIGTERM');
+      assert.equal(await a.exit, 0);
+    } finally {
+      await rx.close();
+    }
+  });
+
   it('refuses to start (exit 2, code and path) when a sink\'s secret or CA file cannot be read', () => {
     const config = join(dir, 'bad.yaml');
     for (const [sink, want] of [
