@@ -77,7 +77,7 @@ for (const make of BACKENDS) {
         assert.deepEqual(identify(renewed.cert.serial, keep.deviceId), {
           ok: true, principal: { kind: 'device', deviceId: keep.deviceId, assetId: 'A-1', group: 'servers', serial: renewed.cert.serial, notAfter: renewed.cert.notAfter },
         });
-        assert.deepEqual(identify(keep.cert.serial, keep.deviceId), { ok: false, reason: 'device_revoked', deviceId: keep.deviceId });
+        assert.deepEqual(identify(keep.cert.serial, keep.deviceId), { ok: false, reason: 'certificate_superseded', deviceId: keep.deviceId });
         assert.deepEqual(identify(revokedDevice.cert.serial, revokedDevice.deviceId), { ok: false, reason: 'device_revoked', deviceId: revokedDevice.deviceId });
         assert.deepEqual(identify(revokedCert.cert.serial, revokedCert.deviceId), { ok: false, reason: 'device_revoked', deviceId: revokedCert.deviceId });
         const crl = id.crl();

@@ -88,7 +88,12 @@ describe('createEvidence', () => {
 
     const app = Fastify();
     await app.register(ev.metricsPlugin);
-    const res = await app.inject({ method: 'GET', url: '/metrics' });
+    // The receiver has every event; the sink learns its last batch was accepted a moment later.
+    let res = await app.inject({ method: 'GET', url: '/metrics' });
+    for (let i = 0; i < 100 && !/chokepoint_sink_backlog_events\{sink="siem"\} 0/.test(res.body); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      res = await app.inject({ method: 'GET', url: '/metrics' });
+    }
     await app.close();
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /chokepoint_decisions_total\{verdict="deny",reason="no_rule_matched",group="local"\} 3/);

@@ -31,6 +31,8 @@ export interface ControlPlaneOptions {
   readonly logger: PinoLogger;
   /** Extra control API plugins (EST, /metrics). */
   readonly plugins?: readonly FastifyPluginAsync[];
+  /** Gauges the control side keeps current: applied policy version, CA expiry. */
+  readonly metrics?: { setPolicyVersion(v: number): void; setCertificateExpiry(kind: string, notAfter: Date): void };
   /** The identity side's reaction to a device change (directory refresh, CRL). */
   readonly onDeviceChanged?: (deviceId: string) => void | Promise<void>;
 }
@@ -108,9 +110,16 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     refuse(e.code, e.message);
   }
 
+  const caExpiry = (): void => {
+    for (const c of identity.identity.cas().trusted) o.metrics?.setCertificateExpiry(`ca_${c.state}`, new Date(c.notAfter));
+  };
+  caExpiry();
+  identity.onCredentials(caExpiry);
+
   let policyFileSource: string | null = null;
   const onPolicyApplied = (compiled: CompiledPolicy, meta: PolicyMeta) => {
     gw.setPolicy(compiled);
+    o.metrics?.setPolicyVersion(meta.version);
     const source = policyFileSource !== null && meta.pilotVersion === null ? `${policyFileSource} (${meta.source})` : meta.source;
     logger.info({ source, digest: compiled.digest, groups: compiled.groups.length }, 'policy applied');
     bus.publish({ v: 1, type: 'gateway.policy.loaded', time: new Date().toISOString(), source, digest: compiled.digest, groups: compiled.groups.length, warnings: [] });

@@ -47,10 +47,10 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
 
-  const gw = new Gateway({ config, bus, logger });
+  const gw = new Gateway({ config, bus, logger, observeResolver: (sec, result) => evidence.metrics.observeResolverLatency(sec, result) });
   evidence.metrics.setActiveTunnelsSource(() => gw.activeTunnels);
   // Store, first admin, policy from the store (or --policy FILE through it), control API.
-  const control = await startControlPlane({ config, gw, bus, logger, plugins: [evidence.metricsPlugin] });
+  const control = await startControlPlane({ config, gw, bus, logger, plugins: [evidence.metricsPlugin], metrics: evidence.metrics });
 
   const { host, port } = config.proxy_listen;
   let bound;

@@ -24,6 +24,8 @@ export interface ResolverOptions {
   readonly timeoutMs: number;
   readonly cacheSize: number;
   readonly now?: () => number;
+  /** Told the duration of every query that went to a resolver (not cache hits), for metrics. */
+  readonly observe?: (seconds: number, result: 'ok' | 'error') => void;
 }
 
 export type Resolution =
@@ -69,7 +71,9 @@ export class Resolver {
     if (hit) return Promise.resolve(hit);
     let p = this.#inflight.get(name);
     if (p) return p;
+    const started = performance.now();
     p = this.#query(name).then((r) => {
+      this.#opts.observe?.((performance.now() - started) / 1000, r.value.ok ? 'ok' : 'error');
       this.#inflight.delete(name);
       this.#store(name, r.value, r.ttlMs);
       return r.value;

@@ -25,6 +25,8 @@ export interface GatewayOptions {
   readonly policy?: CompiledPolicy | null;
   /** Overrides the resolver (tests); by default built from config.dns. */
   readonly resolver?: Resolver;
+  /** Told each resolver query's duration and outcome (metrics); the data plane never imports them. */
+  readonly observeResolver?: (seconds: number, result: 'ok' | 'error') => void;
 }
 
 export interface MtlsListenOptions {
@@ -77,6 +79,7 @@ export class Gateway {
       negativeTtlMs: dns.negative_ttl,
       timeoutMs: dns.timeout,
       cacheSize: dns.cache_size,
+      observe: opts.observeResolver,
     });
     this.minTlsVersion = TLS_VERSION[opts.config.tls.min_version];
     this.refreshSelfAddresses();
