@@ -55,6 +55,21 @@ describe('IdentityDirectory.identify', () => {
     assert.equal((h.id.directory.identify(peer(s, id), h.clock) as { reason: string }).reason, 'device_revoked');
   });
 
+  it('reports the soonest expiry among certificates active devices can still use', async () => {
+    const a = await enroll(h);
+    const b = await enroll(h);
+    const soonest = Math.min(a.cert.notAfter, b.cert.notAfter);
+    assert.ok((h.id.directory.soonestDeviceExpiry(h.clock) as number) <= soonest);
+    // A disabled device's certificate no longer counts; neither does one past its notAfter.
+    h.store.setDeviceState(a.deviceId, 'disabled');
+    await h.id.deviceChanged(a.deviceId);
+    const without = h.id.directory.soonestDeviceExpiry(h.clock) as number;
+    assert.notEqual(without, null);
+    assert.equal(h.id.directory.soonestDeviceExpiry(Math.max(a.cert.notAfter, b.cert.notAfter) + 1), null);
+    h.store.setDeviceState(a.deviceId, 'active');
+    await h.id.deviceChanged(a.deviceId);
+  });
+
   it('a pending device is device_pending', async () => {
     const r = await enroll(h);
     h.store.setDeviceState(r.deviceId, 'pending');

@@ -115,6 +115,14 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   };
   caExpiry();
   identity.onCredentials(caExpiry);
+  // The device certificate expiry horizon: recomputed from the in-memory table each minute.
+  const deviceExpiry = (): void => {
+    const t = identity.identity.directory.soonestDeviceExpiry(Date.now());
+    if (t !== null) o.metrics?.setCertificateExpiry('device_min', new Date(t));
+  };
+  deviceExpiry();
+  const expiryTimer = setInterval(deviceExpiry, 60_000);
+  expiryTimer.unref();
 
   let policyFileSource: string | null = null;
   const onPolicyApplied = (compiled: CompiledPolicy, meta: PolicyMeta) => {
@@ -189,6 +197,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       if (closed) return;
       closed = true;
       clearInterval(health);
+      clearInterval(expiryTimer);
       file?.close();
       await front.close().catch(() => {});
       await app.close().catch(() => {});

@@ -53,6 +53,21 @@ export class IdentityDirectory implements DeviceDirectory {
     return { devices: this.#devices.size, certificates: this.#certs.size };
   }
 
+  /**
+   * The nearest notAfter among the certificates active devices can still use (not revoked,
+   * not expired), or null when there is none: the "expiry horizon" an operator watches so that
+   * devices whose renewal is failing are noticed before they fall off the network.
+   */
+  soonestDeviceExpiry(now: number): number | null {
+    let min: number | null = null;
+    for (const c of this.#certs.values()) {
+      if (c.revokedAt !== null || c.notAfter < now) continue;
+      if (this.#devices.get(c.deviceId)?.state !== 'active') continue;
+      if (min === null || c.notAfter < min) min = c.notAfter;
+    }
+    return min;
+  }
+
   identify(cert: PeerCertificateInfo, now: number): IdentifyResult {
     const deny = (reason: Exclude<IdentifyResult, { ok: true }>['reason'], deviceId: string | null): IdentifyResult => ({ ok: false, reason, deviceId });
     // A certificate that does not chain to a device CA tells us nothing, not even a device id.
