@@ -36,6 +36,14 @@ class TestDirectory implements DeviceDirectory {
     if (state === 'revoked' || state === 'disabled') for (const l of this.#listeners) l(deviceId, null);
   }
 
+  /** One certificate revoked, the device still active (e.g. a key reported lost after renewal). */
+  revokeSerial(serial: string): void {
+    const d = this.devices.get(serial);
+    if (!d) return;
+    this.devices.delete(serial);
+    for (const l of this.#listeners) l(d.deviceId, serial);
+  }
+
   identify(cert: PeerCertificateInfo): IdentifyResult {
     const d = this.devices.get(cert.serial);
     if (d === undefined || d.deviceId !== cert.deviceId) return { ok: false, reason: 'device_unknown', deviceId: null };
@@ -211,6 +219,7 @@ groups:
       assert.equal(d.address, null, 'nothing was dialed');
       assert.equal(d.host, 'echo.test', 'the refusal still records where the client wanted to go');
       if (name === 'foreign' || name === 'nocert') assert.equal(d.device_id, null, 'a claim from an unverified certificate is not recorded as the device');
+      if (name === 'foreign') assert.match(d.detail ?? '', /^[A-Z_]+$/, 'OpenSSL\'s verification code says why');
       assert.equal(echo.sockets.size, before);
       r.socket.destroy();
     });
@@ -245,6 +254,26 @@ groups:
     await closed;
     const c = await tg.waitClosed((e) => e.device_id === 'dev-cut', 1000);
     assert.equal(c.close_reason, 'device_revoked');
+  });
+
+  it('a revoked serial cuts only what that certificate opened, not the device\'s other certificate', async () => {
+    const [oldCert, newCert] = await Promise.all([ca.issueDevice({ deviceId: 'dev-two' }), ca.issueDevice({ deviceId: 'dev-two' })]);
+    dir.add(oldCert, 'dev-two', 'laptops');
+    dir.add(newCert, 'dev-two', 'laptops');
+    const a = await mtlsConnect(mtlsPort, ca.certPem, oldCert, `echo.test:${echo.port}`);
+    const b = await mtlsConnect(mtlsPort, ca.certPem, newCert, `echo.test:${echo.port}`);
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    a.socket.on('error', () => {});
+    const aClosed = new Promise<void>((res) => a.socket.on('close', () => res()));
+    dir.revokeSerial(oldCert.serial);
+    await aClosed;
+    b.socket.write('still here');
+    const got = await new Promise<string>((res) => b.socket.once('data', (c: Buffer) => res(c.toString())));
+    assert.equal(got, 'still here');
+    const c = await tg.waitClosed((e) => e.serial === oldCert.serial, 1000);
+    assert.equal(c.close_reason, 'device_revoked');
+    b.socket.destroy();
   });
 
   it('does not let a resumed TLS session bring a revoked device back', async () => {

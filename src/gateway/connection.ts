@@ -166,8 +166,9 @@ export class ProxyConnection {
     }
   }
 
-  /** The device of the last identified request, for cutting it when it is revoked. */
+  /** The device (and its certificate serial) of the last identified request, for cutting it when it is revoked. */
   deviceId: string | null = null;
+  serial: string | null = null;
 
   /**
    * Identifies the client of an mTLS connection, on every request rather than once per
@@ -184,7 +185,12 @@ export class ProxyConnection {
     const now = Date.now();
     if (!(now <= cert.notAfter)) return 'certificate_expired';
     if (!(now >= cert.notBefore)) return 'certificate_not_yet_valid';
-    if (!cert.chainVerified || cert.deviceId === null) return 'certificate_invalid';
+    if (!cert.chainVerified || cert.deviceId === null) {
+      // OpenSSL's verification code (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE) tells an operator
+      // why without revealing anything about our CA.
+      a.detail = cert.chainVerified ? 'no urn:chokepoint:device URI in the certificate' : m.authError;
+      return 'certificate_invalid';
+    }
     const r = m.directory.identify(cert, now);
     if (!r.ok) {
       a.deviceId = r.deviceId ?? cert.deviceId;
@@ -195,6 +201,7 @@ export class ProxyConnection {
     a.assetId = p.assetId;
     a.deviceGroup = p.group;
     this.deviceId = p.deviceId;
+    this.serial = cert.serial;
     return null;
   }
 

@@ -229,7 +229,7 @@ export class Gateway {
     });
     srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
     this.#servers.push(srv);
-    this.#unsubscribe.push(opts.directory.onRevoke((deviceId) => this.revokeDevice(deviceId)));
+    this.#unsubscribe.push(opts.directory.onRevoke((deviceId, serial) => this.revokeDevice(deviceId, serial)));
     this.refreshSelfAddresses();
     this.#startSweeper();
     return srv.address() as AddressInfo;
@@ -249,15 +249,16 @@ export class Gateway {
    * Cuts every live connection and tunnel of a device now (revocation, disable). New
    * requests are refused by the directory; this handles those already admitted.
    */
-  revokeDevice(deviceId: string): number {
+  revokeDevice(deviceId: string, serial: string | null = null): number {
     let n = 0;
     for (const c of [...this.connections]) {
-      if (c.mtls !== null && c.deviceId === deviceId) {
+      // A revoked serial cuts only what that certificate opened; a revoked device, everything.
+      if (c.mtls !== null && c.deviceId === deviceId && (serial === null || c.serial === serial)) {
         c.revoke();
         n++;
       }
     }
-    if (n > 0) this.logger.info({ device_id: deviceId, connections: n }, 'device revoked: live connections cut');
+    if (n > 0) this.logger.info({ device_id: deviceId, serial, connections: n }, 'device revoked: live connections cut');
     return n;
   }
 
