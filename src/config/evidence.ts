@@ -4,23 +4,7 @@
  * Every value has a default, so `sinks: []` (the default) keeps the plain `events:` behaviour.
  */
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
-
-const durationOpt = (min = 0) =>
-  z.union([z.string(), z.number()])
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === null) {
-        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (use e.g. 500ms, 10s, 5m, 1h)` });
-        return z.NEVER;
-      }
-      if (ms < min) {
-        ctx.addIssue({ code: 'custom', message: `must be at least ${min}ms` });
-        return z.NEVER;
-      }
-      return ms;
-    });
-const duration = (def: string, min = 0) => z.union([z.string(), z.number()]).default(def).pipe(durationOpt(min));
+import { duration, durationMs } from './fields.js';
 
 /** Parses `512`, `64KiB`, `10MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are accepted as the same). */
 export function parseSize(v: unknown): number | null {
@@ -163,7 +147,7 @@ const weekday = z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']);
 
 /** Thresholds: with defaults (`defaults:`), or all optional (a group overrides only what it names). */
 function thresholdShape(d: boolean) {
-  const dur = (def: string, min: number) => (d ? duration(def, min) : durationOpt(min).optional());
+  const dur = (def: string, min: number) => (d ? duration(def, min) : durationMs(min).optional());
   const num = (t: z.ZodNumber, def: number) => (d ? t.default(def) : t.optional());
   return {
     drift_window: dur('1h', 1000),

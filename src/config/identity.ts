@@ -4,24 +4,10 @@
  * certificates without approval and refuses renewal after expiry.
  */
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { durationMs as dur } from './fields.js';
 
 const MIN_VALIDITY = 5 * 60_000;
 const MAX_GRACE = 7 * 86_400_000;
-
-const dur = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === null) {
-      ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (use e.g. 5m, 12h, 7d)` });
-      return z.NEVER;
-    }
-    if (ms < min || ms > max) {
-      ctx.addIssue({ code: 'custom', message: `must be between ${min}ms and ${max}ms` });
-      return z.NEVER;
-    }
-    return ms;
-  });
 
 export const identityGroupSchema = z.strictObject({
   /** New devices of this group wait (202 + Retry-After) until an admin approves them. */

@@ -3,26 +3,10 @@
  * Every field has a safe default, so an empty file (or none) is a valid configuration.
  */
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { duration } from './fields.js';
 import { parseListen } from './listen.js';
 import { identitySchema } from './identity.js';
 import { detectSchema, metricsSchema, sinksSchema } from './evidence.js';
-
-const duration = (def: string, min = 0) =>
-  z.union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === null) {
-        ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (use e.g. 500ms, 10s, 5m, 1h)` });
-        return z.NEVER;
-      }
-      if (ms < min) {
-        ctx.addIssue({ code: 'custom', message: `must be at least ${min}ms` });
-        return z.NEVER;
-      }
-      return ms;
-    });
 
 const listen = (def: string) => z.string().default(def).transform((v, ctx) => {
   const l = parseListen(v);
