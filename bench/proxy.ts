@@ -6,41 +6,10 @@
  * are bench/compare.sh's job; this one tracks our own figures between commits.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { CLI, cpbenchPath, root, waitPort } from './util.js';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(root, 'dist/src/cli.js');
-
-function cpbenchPath(): string | null {
-  if (process.env.CPBENCH && existsSync(process.env.CPBENCH)) return process.env.CPBENCH;
-  const target = join(tmpdir(), 'cpbench-target');
-  const bin = join(target, 'release/cpbench');
-  if (existsSync(bin)) return bin;
-  const manifest = join(root, '../shared/bench/cpbench/Cargo.toml');
-  if (!existsSync(manifest)) return null;
-  try {
-    execFileSync('cargo', ['build', '--release', '--offline', '-q', '--manifest-path', manifest], { env: { ...process.env, CARGO_TARGET_DIR: target }, stdio: 'inherit' });
-    return bin;
-  } catch {
-    return null;
-  }
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
 
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -8,44 +8,16 @@
  * The gateway's CPU time per CONNECT is reported too (see below).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createServer as createHttpsServer } from 'node:https';
 import { makePki } from '../test/helpers/origins.js';
+import { CLI, cpbenchPath, freePort, root, waitPort } from './util.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(root, 'dist/src/cli.js');
 const SECRET = 'bench-secret-0123456789abcdef';
 
-function cpbench(): string | null {
-  for (const p of [process.env.CPBENCH, join(tmpdir(), 'cpbench-target/release/cpbench')]) if (p && existsSync(p)) return p;
-  return null;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 150; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-/** Runs cpbench asynchronously: the webhook receiver lives in this process and must keep answering. */
 /** CPU time (user + system) a process has used, in microseconds (Linux /proc). */
 function cpuUs(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -64,7 +36,7 @@ async function rate(bin: string, proxyPort: number, originPort: number, secs: nu
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number; };
 
 export async function runSinksBench(opts: { secs?: number; rounds?: number } = {}): Promise<Record<string, number>> {
-  const bin = cpbench();
+  const bin = cpbenchPath();
   if (bin === null) {
     console.log(JSON.stringify({ bench: 'sinks', skipped: 'cpbench unavailable (run `npm run bench proxy` once to build it)' }));
     return {};

@@ -1,0 +1,48 @@
+/** Helpers shared by the benchmarks that drive a spawned gateway with cpbench. */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = join(root, 'dist/src/cli.js');
+
+/** cpbench from $CPBENCH, or built once from ../shared/bench/cpbench into the temp folder. */
+export function cpbenchPath(): string | null {
+  if (process.env.CPBENCH && existsSync(process.env.CPBENCH)) return process.env.CPBENCH;
+  const target = join(tmpdir(), 'cpbench-target');
+  const bin = join(target, 'release/cpbench');
+  if (existsSync(bin)) return bin;
+  const manifest = join(root, '../shared/bench/cpbench/Cargo.toml');
+  if (!existsSync(manifest)) return null;
+  try {
+    execFileSync('cargo', ['build', '--release', '--offline', '-q', '--manifest-path', manifest], { env: { ...process.env, CARGO_TARGET_DIR: target }, stdio: 'inherit' });
+    return bin;
+  } catch {
+    return null;
+  }
+}
+
+/** Resolves once something accepts connections on 127.0.0.1:port (15 s at most). */
+export async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+/** A loopback port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
