@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
-import type { DeviceDirectory } from '../src/core/principal.js';
 import { fileURLToPath } from 'node:url';
 
 interface Load { port: number; tls: null | { ca: string; cert: string; key: string }; target: string; seconds: number; concurrency: number }
@@ -73,13 +72,9 @@ groups:
         tls: none
 `;
   const g = await startGateway(policy, { dns: { resolvers: [dns.address] }, limits: { max_tunnels_per_client: 100_000 } });
-  const listeners: ((id: string, serial: string | null) => void)[] = [];
-  const directory: DeviceDirectory = {
-    identify: (c) => c.serial === dev.serial
-      ? { ok: true, principal: { kind: 'device', deviceId: 'bench-dev', assetId: null, group: 'g', serial: c.serial, notAfter: c.notAfter } }
-      : { ok: false, reason: 'device_unknown', deviceId: null },
-    onRevoke: (l) => { listeners.push(l); return () => {}; },
-  };
+  const { MemoryDirectory } = await import('../test/helpers/directory.js');
+  const directory = new MemoryDirectory();
+  directory.add(dev.serial, 'bench-dev', 'g');
   const m = await g.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: ca.certPem, directory });
   const target = `echo.test:${echo.port}`;
   const load = (port: number, tls: Load['tls']): Promise<{ ok: number; failed: number; perSecond: number }> => {
@@ -95,6 +90,7 @@ groups:
     // Revocation to cut: a live tunnel, then the directory says the device is revoked.
     const samples: number[] = [];
     for (let i = 0; i < 20; i++) {
+      directory.add(dev.serial, 'bench-dev', 'g'); // active again for this sample
       const s = tlsConnect({ host: '127.0.0.1', port: m.port, ca: ca.certPem, cert: dev.certPem, key: dev.keyPem, servername: 'localhost' });
       await once(s, 'secureConnect');
       s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
@@ -102,7 +98,7 @@ groups:
       s.on('error', () => {});
       const t0 = performance.now();
       const closed = once(s, 'close');
-      for (const l of listeners) l('bench-dev', null);
+      directory.revoke('bench-dev');
       await closed;
       samples.push(performance.now() - t0);
     }

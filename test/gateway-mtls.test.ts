@@ -11,51 +11,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type SecureContextOptions, type TLSSocket } from 'node:tls';
-import type { DeviceDirectory, IdentifyResult, PeerCertificateInfo } from '../src/core/principal.js';
-import { deviceIdFromSan, normalizeSerial } from '../src/gateway/peer.js';
+import { normalizeSerial } from '../src/core/principal.js';
+import { deviceIdFromSan } from '../src/gateway/peer.js';
 import { makeTestCa, type Issued, type TestCa } from './helpers/device-pki.js';
+import { MemoryDirectory, type DeviceState as State } from './helpers/directory.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { fetch, ProxyAgent } from 'undici';
 import { startEchoOrigin, startHttpOrigin, type Origin } from './helpers/origins.js';
 import { testDns } from './helpers/fixtures.js';
 import type { DnsServer } from './helpers/dns-server.js';
-
-type State = 'active' | 'disabled' | 'revoked' | 'pending';
-
-/** The directory contract, kept in memory: serial → device. */
-class TestDirectory implements DeviceDirectory {
-  readonly devices = new Map<string, { deviceId: string; group: string; assetId: string | null; state: State }>();
-  #listeners: ((id: string, serial: string | null) => void)[] = [];
-
-  add(cert: Issued, deviceId: string, group: string, state: State = 'active', assetId: string | null = null): void {
-    this.devices.set(cert.serial, { deviceId, group, assetId, state });
-  }
-
-  set(deviceId: string, state: State): void {
-    for (const d of this.devices.values()) if (d.deviceId === deviceId) d.state = state;
-    if (state === 'revoked' || state === 'disabled') for (const l of this.#listeners) l(deviceId, null);
-  }
-
-  /** One certificate revoked, the device still active (e.g. a key reported lost after renewal). */
-  revokeSerial(serial: string): void {
-    const d = this.devices.get(serial);
-    if (!d) return;
-    this.devices.delete(serial);
-    for (const l of this.#listeners) l(d.deviceId, serial);
-  }
-
-  identify(cert: PeerCertificateInfo): IdentifyResult {
-    const d = this.devices.get(cert.serial);
-    if (d === undefined || d.deviceId !== cert.deviceId) return { ok: false, reason: 'device_unknown', deviceId: null };
-    if (d.state !== 'active') return { ok: false, reason: `device_${d.state}`, deviceId: d.deviceId };
-    return { ok: true, principal: { kind: 'device', deviceId: d.deviceId, assetId: d.assetId, group: d.group, serial: cert.serial, notAfter: cert.notAfter } };
-  }
-
-  onRevoke(l: (id: string, serial: string | null) => void): () => void {
-    this.#listeners.push(l);
-    return () => { this.#listeners = this.#listeners.filter((x) => x !== l); };
-  }
-}
 
 interface Answer { status: number; head: string; body: string; socket: TLSSocket; reused: boolean }
 
@@ -102,7 +66,7 @@ describe('mTLS proxy listener', () => {
   let ca: TestCa;
   let foreign: TestCa;
   let server: Issued;
-  let dir: TestDirectory;
+  let dir: MemoryDirectory;
   let tg: TestGateway;
   let mtlsPort: number;
   let echo: Origin;
@@ -135,11 +99,11 @@ groups:
         tls: none
 `;
     tg = await startGateway(policy, { dns: { resolvers: [dns.address] } });
-    dir = new TestDirectory();
+    dir = new MemoryDirectory();
     const day = 86_400_000;
     const mk = async (name: string, o: Parameters<TestCa['issueDevice']>[0], state: State | null = 'active', group = 'laptops'): Promise<void> => {
       certs[name] = await ca.issueDevice(o);
-      if (state !== null) dir.add(certs[name] as Issued, o.deviceId ?? 'dev-1', group, state, o.assetId ?? null);
+      if (state !== null) dir.add((certs[name] as Issued).serial, o.deviceId ?? 'dev-1', group, state, o.assetId ?? null);
     };
     await Promise.all([
       mk('good', { deviceId: 'dev-good', assetId: 'LAPTOP-42' }),
@@ -258,8 +222,8 @@ groups:
 
   it('a revoked serial cuts only what that certificate opened, not the device\'s other certificate', async () => {
     const [oldCert, newCert] = await Promise.all([ca.issueDevice({ deviceId: 'dev-two' }), ca.issueDevice({ deviceId: 'dev-two' })]);
-    dir.add(oldCert, 'dev-two', 'laptops');
-    dir.add(newCert, 'dev-two', 'laptops');
+    dir.add(oldCert.serial, 'dev-two');
+    dir.add(newCert.serial, 'dev-two');
     const a = await mtlsConnect(mtlsPort, ca.certPem, oldCert, `echo.test:${echo.port}`);
     const b = await mtlsConnect(mtlsPort, ca.certPem, newCert, `echo.test:${echo.port}`);
     assert.equal(a.status, 200);

@@ -58,5 +58,17 @@ export interface DeviceDirectory {
   onRevoke(listener: (deviceId: string, serial: string | null) => void): () => void;
 }
 
+/**
+ * A certificate serial as the store spells it: lowercase hex, no separators, no leading zero
+ * bytes (Node prints serials in uppercase, sometimes with a 00 sign byte). The gateway and the
+ * identity side must agree byte for byte, or a revoked serial would not be found.
+ */
+export function normalizeSerial(hex: string): string {
+  let s = hex.toLowerCase().replace(/[^0-9a-f]/g, '');
+  if (s.length % 2 === 1) s = `0${s}`;
+  while (s.length > 2 && s.startsWith('00')) s = s.slice(2);
+  return s;
+}
+
 /** The URI SAN that names a device in its certificate (DESIGN §4). */
 export const DEVICE_URI_PREFIX = 'urn:chokepoint:device:';

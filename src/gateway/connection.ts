@@ -38,6 +38,13 @@ export interface MtlsPeer {
 
 type State = 'head' | 'busy' | 'owned' | 'closed';
 
+/** The client's address as policies and events spell it. */
+export function clientIpOf(socket: Socket): string {
+  const ra = socket.remoteAddress ?? '';
+  // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; sources are IPv4 CIDRs.
+  return ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra;
+}
+
 export class ProxyConnection {
   readonly clientIp: string;
   readonly clientPort: number;
@@ -58,9 +65,7 @@ export class ProxyConnection {
     /** Set on the mTLS listener: every request is identified against the device table. */
     readonly mtls: MtlsPeer | null = null,
   ) {
-    const ra = socket.remoteAddress ?? '';
-    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; sources are IPv4 CIDRs.
-    this.clientIp = ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra;
+    this.clientIp = clientIpOf(socket);
     this.clientPort = socket.remotePort ?? 0;
     socket.setTimeout(gw.config.timeouts.header);
     socket.on('data', this.#onData);

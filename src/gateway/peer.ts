@@ -5,7 +5,7 @@
  * the certificate's claims alone.
  */
 import type { TLSSocket } from 'node:tls';
-import { DEVICE_URI_PREFIX, type PeerCertificateInfo } from '../core/principal.js';
+import { DEVICE_URI_PREFIX, normalizeSerial, type PeerCertificateInfo } from '../core/principal.js';
 
 /**
  * TLS 1.2 suites for the mTLS listener: ECDHE with AEAD only (forward secrecy, no CBC, no
@@ -16,14 +16,6 @@ export const MTLS_CIPHERS = [
   'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
-
-/** Lowercase hex, no separators, no leading zero bytes (the store's serial spelling). */
-export function normalizeSerial(hex: string): string {
-  let s = hex.replace(/[^0-9a-fA-F]/g, '').toLowerCase();
-  if (s.length % 2 === 1) s = `0${s}`;
-  while (s.length > 2 && s.startsWith('00')) s = s.slice(2);
-  return s;
-}
 
 /**
  * The device id named by the certificate's URI SAN, or null. Node renders the SAN extension

@@ -12,7 +12,7 @@ import type { EventBus } from '../events/bus.js';
 import type { GatewayEvent } from '../events/catalogue.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import { TLS_VERSION } from './clienthello.js';
-import { ProxyConnection } from './connection.js';
+import { clientIpOf, ProxyConnection } from './connection.js';
 import { MTLS_CIPHERS, peerInfo } from './peer.js';
 import { Resolver } from './resolver.js';
 import type { Logger } from './logger.js';
@@ -212,11 +212,9 @@ export class Gateway {
       // its own event (a surge of these is a signal: interception, certificate trouble).
       const code = err.code ?? (/timed? ?out/i.test(err.message) ? 'timeout' : 'unknown');
       this.logger.debug({ err: err.message, code }, 'mTLS handshake failed');
-      const ra = socket.remoteAddress ?? '';
       this.publish({
         v: 1, type: 'gateway.tls.handshake_failed', time: new Date().toISOString(), listener: name,
-        client_ip: ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra,
-        client_port: socket.remotePort ?? 0, error: code,
+        client_ip: clientIpOf(socket), client_port: socket.remotePort ?? 0, error: code,
       });
     });
     srv.maxConnections = this.config.limits.max_connections;

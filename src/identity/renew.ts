@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { ChokepointError, type ErrorCode } from '../core/errors.js';
-import { DEVICE_URI_PREFIX } from '../core/principal.js';
+import { DEVICE_URI_PREFIX, normalizeSerial } from '../core/principal.js';
 import type { CaSet, LoadedCa } from './ca.js';
 import { constrainReenroll } from './constrain.js';
 import { validateCsr } from './csr.js';
@@ -19,14 +19,6 @@ import { x509 } from './x509.js';
 const iso = (ms: number) => new Date(ms).toISOString();
 /** Renewed certificates a device may hold without having used any of them. */
 export const MAX_UNUSED_RENEWALS = 3;
-
-/** Node prints serials in uppercase hex, possibly with a leading 00 sign byte; the store wants neither. */
-export function normalizeSerial(hex: string): string {
-  let s = hex.toLowerCase().replace(/[^0-9a-f]/g, '');
-  if (s.length % 2) s = `0${s}`;
-  while (s.length > 2 && s.startsWith('00')) s = s.slice(2);
-  return s;
-}
 
 /** The CA among `cas` that issued and signed `cert`, or null. */
 export function issuerOf(cert: X509Certificate, cas: CaSet): LoadedCa | null {

@@ -6,34 +6,13 @@
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DeviceDirectory, IdentifyResult, PeerCertificateInfo } from '../../src/core/principal.js';
 import { makeTestCa, type Issued, type TestCa } from './device-pki.js';
+import { MemoryDirectory } from './directory.js';
+export { MemoryDirectory };
 import { startGateway, type TestGateway } from './gateway.js';
 import { startEchoOrigin, startHttpOrigin, type Origin } from './origins.js';
 import { testDns } from './fixtures.js';
 import type { DnsServer } from './dns-server.js';
-
-type State = 'active' | 'revoked' | 'disabled';
-
-export class MemoryDirectory implements DeviceDirectory {
-  readonly devices = new Map<string, { deviceId: string; group: string; state: State }>();
-  #listeners: ((id: string, serial: string | null) => void)[] = [];
-  add(serial: string, deviceId: string, group = 'laptops'): void { this.devices.set(serial, { deviceId, group, state: 'active' }); }
-  revoke(deviceId: string): void {
-    for (const d of this.devices.values()) if (d.deviceId === deviceId) d.state = 'revoked';
-    for (const l of this.#listeners) l(deviceId, null);
-  }
-  identify(cert: PeerCertificateInfo): IdentifyResult {
-    const d = this.devices.get(cert.serial);
-    if (d === undefined || d.deviceId !== cert.deviceId) return { ok: false, reason: 'device_unknown', deviceId: null };
-    if (d.state !== 'active') return { ok: false, reason: `device_${d.state}`, deviceId: d.deviceId };
-    return { ok: true, principal: { kind: 'device', deviceId: d.deviceId, assetId: null, group: d.group, serial: cert.serial, notAfter: cert.notAfter } };
-  }
-  onRevoke(l: (id: string, serial: string | null) => void): () => void {
-    this.#listeners.push(l);
-    return () => { this.#listeners = this.#listeners.filter((x) => x !== l); };
-  }
-}
 
 export interface AgentEnv {
   readonly ca: TestCa;
