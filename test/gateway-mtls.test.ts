@@ -257,6 +257,25 @@ groups:
     again.socket.destroy();
   });
 
+  it('trusts a new CA set after updateMtlsCredentials (CA rotation), for new handshakes only', async () => {
+    const foreignCert = certs.foreign as Issued;
+    const before = await mtlsConnect(mtlsPort, ca.certPem, foreignCert, `echo.test:${echo.port}`);
+    assert.equal(reasonOf(before.head), 'certificate_invalid');
+    before.socket.destroy();
+    try {
+      tg.gw.updateMtlsCredentials({ key: server.keyPem, cert: server.certPem, ca: [ca.certPem, foreign.certPem] });
+      // The chain now verifies, so the refusal moves on to the device table: its serial is unknown.
+      const after = await mtlsConnect(mtlsPort, ca.certPem, foreignCert, `echo.test:${echo.port}`);
+      assert.equal(reasonOf(after.head), 'device_unknown');
+      after.socket.destroy();
+    } finally {
+      tg.gw.updateMtlsCredentials({ key: server.keyPem, cert: server.certPem, ca: [ca.certPem] });
+    }
+    const again = await mtlsConnect(mtlsPort, ca.certPem, foreignCert, `echo.test:${echo.port}`);
+    assert.equal(reasonOf(again.head), 'certificate_invalid');
+    again.socket.destroy();
+  });
+
   it('works with undici ProxyAgent presenting the device certificate to the proxy', async () => {
     const good = certs.good as Issued;
     const agent = new ProxyAgent({ uri: `https://127.0.0.1:${mtlsPort}`, proxyTls: { ca: ca.certPem, cert: good.certPem, key: good.keyPem, servername: 'localhost' } });

@@ -55,21 +55,6 @@ describe('IdentityDirectory.identify', () => {
     assert.equal((h.id.directory.identify(peer(s, id), h.clock) as { reason: string }).reason, 'device_revoked');
   });
 
-  it('reports the soonest expiry among certificates active devices can still use', async () => {
-    const a = await enroll(h);
-    const b = await enroll(h);
-    const soonest = Math.min(a.cert.notAfter, b.cert.notAfter);
-    assert.ok((h.id.directory.soonestDeviceExpiry(h.clock) as number) <= soonest);
-    // A disabled device's certificate no longer counts; neither does one past its notAfter.
-    h.store.setDeviceState(a.deviceId, 'disabled');
-    await h.id.deviceChanged(a.deviceId);
-    const without = h.id.directory.soonestDeviceExpiry(h.clock) as number;
-    assert.notEqual(without, null);
-    assert.equal(h.id.directory.soonestDeviceExpiry(Math.max(a.cert.notAfter, b.cert.notAfter) + 1), null);
-    h.store.setDeviceState(a.deviceId, 'active');
-    await h.id.deviceChanged(a.deviceId);
-  });
-
   it('a pending device is device_pending', async () => {
     const r = await enroll(h);
     h.store.setDeviceState(r.deviceId, 'pending');
@@ -95,6 +80,32 @@ describe('IdentityDirectory.identify', () => {
     await h.id.deviceChanged(c.deviceId);
     assert.deepEqual(seen, [[a.deviceId, null], [b.deviceId, null], [c.deviceId, c.cert.serial]]);
     assert.ok(h.ofType('identity.device.revoked').some((e) => e.device_id === b.deviceId && e.state === 'disabled'));
+  });
+});
+
+describe('IdentityDirectory.soonestDeviceExpiry', () => {
+  it('is the nearest notAfter among certificates that active devices can still use', async () => {
+    const h = await harness({ groups: { short: { cert_validity: '1h' }, long: { cert_validity: '2d' } } });
+    try {
+      assert.equal(h.id.directory.soonestDeviceExpiry(h.clock), null, 'no devices: no horizon');
+      const short = await enroll(h, 'short');
+      const long = await enroll(h, 'long');
+      assert.ok(short.cert.notAfter < long.cert.notAfter);
+      assert.equal(h.id.directory.soonestDeviceExpiry(h.clock), short.cert.notAfter);
+      // A disabled device's certificate no longer counts.
+      h.store.setDeviceState(short.deviceId, 'disabled');
+      await h.id.deviceChanged(short.deviceId);
+      assert.equal(h.id.directory.soonestDeviceExpiry(h.clock), long.cert.notAfter);
+      // Nor does a revoked serial, nor one past its notAfter.
+      h.store.setDeviceState(short.deviceId, 'active');
+      await h.id.deviceChanged(short.deviceId);
+      assert.equal(h.id.directory.soonestDeviceExpiry(short.cert.notAfter + 1), long.cert.notAfter);
+      h.store.revokeCertificate(long.cert.serial, 'key_compromise');
+      await h.id.deviceChanged(long.deviceId);
+      assert.equal(h.id.directory.soonestDeviceExpiry(short.cert.notAfter + 1), null);
+    } finally {
+      await h.close();
+    }
   });
 });
 

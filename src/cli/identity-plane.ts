@@ -48,6 +48,7 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
 
   const names = [...new Set([...config.mtls_names, ...(['0.0.0.0', '::'].includes(config.control_listen.host) ? [hostname()] : [config.control_listen.host])])];
   let server: ServerCertificate = await identity.issueServerCertificate({ names });
+  let issuedAt = Date.now();
   const trusted = (): string[] => identity.cas().trusted.map((c) => c.certPem);
   const credentials = () => ({ key: server.keyPem, cert: server.certPem, ca: trusted() });
   const listeners: (() => void)[] = [];
@@ -64,10 +65,11 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
   }
 
   const timer = setInterval(() => {
-    const issuedFor = server.notAfter - Date.now();
-    if (issuedFor > (90 * 86_400_000) / 3) return;
+    // Re-issue in the last third of the certificate's life, whatever validity it was given.
+    if (server.notAfter - Date.now() > (server.notAfter - issuedAt) / 3) return;
     identity.issueServerCertificate({ names }).then((s) => {
       server = s;
+      issuedAt = Date.now();
       changed();
       logger.info({ not_after: new Date(s.notAfter).toISOString() }, 'listener certificate renewed');
     }, (err: unknown) => logger.error({ err }, 'listener certificate renewal failed; the current one stays'));
@@ -81,6 +83,7 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
     reloadCas: async () => {
       await identity.reloadCas();
       server = await identity.issueServerCertificate({ names });
+      issuedAt = Date.now();
       changed();
       logger.info({ cas: identity.cas().trusted.map((c) => ({ id: c.id, state: c.state })) }, 'device CAs reloaded');
     },
