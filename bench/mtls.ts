@@ -75,7 +75,7 @@ groups:
   const { MemoryDirectory } = await import('../test/helpers/directory.js');
   const directory = new MemoryDirectory();
   directory.add(dev.serial, 'bench-dev', 'g');
-  const m = await g.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: ca.certPem, directory });
+  const m = await g.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory });
   const target = `echo.test:${echo.port}`;
   const load = (port: number, tls: Load['tls']): Promise<{ ok: number; failed: number; perSecond: number }> => {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: { port, tls, target, seconds: 4, concurrency: 8 } satisfies Load });

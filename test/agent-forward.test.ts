@@ -130,7 +130,7 @@ describe('agent forward', () => {
   it('refuses a gateway whose certificate is not from the pinned CA (impostor / DNS tampering)', async () => {
     const impostor = await startGateway('version: 1\ngroups: []\n');
     const fake = await env.foreign.issueServer(['localhost', '127.0.0.1']);
-    const a = await impostor.gw.listenMtls({ host: '127.0.0.1', port: 0, key: fake.keyPem, cert: fake.certPem, ca: env.foreign.certPem, directory: env.directory });
+    const a = await impostor.gw.listenMtls({ host: '127.0.0.1', port: 0, key: fake.keyPem, cert: fake.certPem, ca: [env.foreign.certPem], directory: env.directory });
     const f2 = new Forwarder({ listenHost: '127.0.0.1', listenPort: 0, gateway: `https://127.0.0.1:${a.port}`, dir });
     const p2 = (await f2.listen()).port;
     try {

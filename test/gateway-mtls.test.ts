@@ -121,7 +121,7 @@ groups:
     ]);
     certs.foreign = await foreign.issueDevice({ deviceId: 'dev-good' });
     // Same serial and device URI as a real device, but signed by another CA: a forgery.
-    const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: ca.certPem, directory: dir });
+    const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory: dir });
     mtlsPort = addr.port;
   });
 
@@ -317,6 +317,38 @@ groups:
       assert.match(denied, /x-chokepoint-reason: client_certificate_required/i);
     } finally {
       rmSync(dirTmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mTLS listener with the device CA imported under an enterprise root', () => {
+  it('accepts devices of the imported CA and refuses a sibling CA\'s certificate with the same serial and device URI', async () => {
+    const root = await makeTestCa('Enterprise root');
+    const [deviceCa, sibling] = await Promise.all([root.issueIntermediate('Chokepoint device CA'), root.issueIntermediate('Another team CA')]);
+    const server = await deviceCa.issueServer(['localhost', '127.0.0.1']);
+    const good = await deviceCa.issueDevice({ deviceId: 'dev-ent' });
+    // Serials are public (every certificate and the CRL show them): a sibling CA under the same
+    // root can mint a look-alike. Only a certificate the device CA itself signed may count.
+    const forged = await sibling.issueDevice({ deviceId: 'dev-ent', serial: good.serial });
+    const echo = await startEchoOrigin();
+    const dns = await testDns();
+    const tg = await startGateway(`version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: laptops\n    allow:\n      - host: echo.test\n        ports: [${echo.port}]\n        tls: none\n`, { dns: { resolvers: [dns.address] } });
+    try {
+      const directory = new MemoryDirectory();
+      directory.add(good.serial, 'dev-ent');
+      const trust = `${root.certPem}`;
+      const m = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [deviceCa.certPem], chain: [root.certPem], directory });
+      const ok = await mtlsConnect(m.port, trust, { certPem: `${good.certPem}\n${deviceCa.certPem}`, keyPem: good.keyPem }, `echo.test:${echo.port}`);
+      assert.equal(ok.status, 200, ok.head);
+      ok.socket.destroy();
+      const bad = await mtlsConnect(m.port, trust, { certPem: `${forged.certPem}\n${sibling.certPem}`, keyPem: forged.keyPem }, `echo.test:${echo.port}`);
+      assert.equal(bad.status, 403);
+      assert.equal(reasonOf(bad.head), 'certificate_invalid');
+      bad.socket.destroy();
+    } finally {
+      await tg.close();
+      await echo.close();
+      await dns.close();
     }
   });
 });

@@ -18,7 +18,7 @@ import type { Store } from '../store/index.js';
 export interface IdentityPlane {
   readonly identity: Identity;
   /** The certificate the control and mTLS listeners present, and the device CAs they trust. */
-  credentials(): { key: string; cert: string; ca: string[] };
+  credentials(): { key: string; cert: string; ca: string[]; chain: string[] };
   /** Called when the credentials change (renewal, CA rotation). */
   onCredentials(fn: () => void): void;
   /**
@@ -50,7 +50,9 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
   let server: ServerCertificate = await identity.issueServerCertificate({ names });
   let issuedAt = Date.now();
   const trusted = (): string[] => identity.cas().trusted.map((c) => c.certPem);
-  const credentials = () => ({ key: server.keyPem, cert: server.certPem, ca: trusted() });
+  // Above an imported CA: its enterprise chain, so OpenSSL can complete a device's chain.
+  const chain = (): string[] => [...new Set(identity.cas().trusted.flatMap((c) => c.chainPems))];
+  const credentials = () => ({ key: server.keyPem, cert: server.certPem, ca: trusted(), chain: chain() });
   const listeners: (() => void)[] = [];
   const changed = (): void => {
     gw.updateMtlsCredentials(credentials());
@@ -60,7 +62,7 @@ export async function startIdentityPlane(o: { config: Config; gw: Gateway; bus: 
   let listener: string | null = null;
   if (config.mtls_listen !== null) {
     const { host, port } = config.mtls_listen;
-    const a = await gw.listenMtls({ host, port, key: server.keyPem, cert: server.certPem, ca: trusted(), directory: identity.directory });
+    const a = await gw.listenMtls({ host, port, key: server.keyPem, cert: server.certPem, ca: trusted(), chain: chain(), directory: identity.directory });
     listener = `mtls ${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 

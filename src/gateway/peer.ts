@@ -4,6 +4,7 @@
  * identity itself (device, group, state) comes from the in-memory DeviceDirectory, never from
  * the certificate's claims alone.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { DEVICE_URI_PREFIX, normalizeSerial, type PeerCertificateInfo } from '../core/principal.js';
 
@@ -36,8 +37,14 @@ export function deviceIdFromSan(san: string | undefined): string | null {
   return found;
 }
 
-/** The presented certificate, or null when the client sent none. */
-export function peerInfo(socket: TLSSocket): PeerCertificateInfo | null {
+/**
+ * The presented certificate, or null when the client sent none. `issuers` are the device CAs:
+ * when they sit under an enterprise root, OpenSSL verifies the chain up to that root, which
+ * would also accept a certificate from a sibling CA of the same root; the leaf must therefore
+ * have been signed by one of the device CAs themselves (RFC 5280 §6.1 leaves the choice of
+ * trust anchor to us).
+ */
+export function peerInfo(socket: TLSSocket, issuers: readonly X509Certificate[]): PeerCertificateInfo | null {
   const cert = socket.getPeerX509Certificate();
   if (cert === undefined) return null;
   return {
@@ -48,6 +55,6 @@ export function peerInfo(socket: TLSSocket): PeerCertificateInfo | null {
     // `authorized` is OpenSSL's chain verification against the listener's `ca` (the device
     // CAs only, never the system store); with rejectUnauthorized off it reports, not refuses,
     // so the refusal can be a readable HTTP answer instead of a bare handshake failure.
-    chainVerified: socket.authorized,
+    chainVerified: socket.authorized && issuers.some((i) => cert.checkIssued(i) && cert.verify(i.publicKey)),
   };
 }

@@ -4,6 +4,7 @@
  * control side swaps policy snapshots in with setPolicy() (DESIGN §1).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { DeviceDirectory } from '../core/principal.js';
 import { networkInterfaces } from 'node:os';
@@ -36,8 +37,10 @@ export interface MtlsListenOptions {
   /** The listener's own certificate and key (PEM), issued by the Chokepoint CA so agents can pin it. */
   readonly key: string | Buffer;
   readonly cert: string | Buffer;
-  /** The device CA certificates (PEM) client certificates must chain to; during rotation, both. */
-  readonly ca: string | Buffer | readonly (string | Buffer)[];
+  /** The device CA certificates (PEM) that sign client certificates; during rotation, both. */
+  readonly ca: readonly (string | Buffer)[];
+  /** Certificates above the device CAs (an imported intermediate's enterprise chain), PEM. */
+  readonly chain?: readonly (string | Buffer)[];
   readonly directory: DeviceDirectory;
 }
 
@@ -62,6 +65,8 @@ export class Gateway {
   #sweeper: NodeJS.Timeout | null = null;
   #unsubscribe: (() => void)[] = [];
   #mtlsServers: TlsServer[] = [];
+  /** The device CAs a client certificate must be signed by directly. */
+  #issuers: readonly X509Certificate[] = [];
   #draining = false;
   #closed: Promise<void> | null = null;
 
@@ -180,10 +185,11 @@ export class Gateway {
    */
   async listenMtls(opts: MtlsListenOptions): Promise<AddressInfo> {
     const name = opts.name ?? 'mtls';
+    this.#issuers = opts.ca.map((c) => new X509Certificate(c));
     const srv: TlsServer = createTlsServer({
       key: opts.key,
       cert: opts.cert,
-      ca: typeof opts.ca === 'string' || Buffer.isBuffer(opts.ca) ? opts.ca : [...opts.ca],
+      ca: [...opts.ca, ...(opts.chain ?? [])],
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -202,7 +208,7 @@ export class Gateway {
       const authError = socket.authorizationError;
       const c = new ProxyConnection(this, socket, name, {
         directory: opts.directory,
-        cert: peerInfo(socket),
+        cert: peerInfo(socket, this.#issuers),
         authError: authError === null || authError === undefined ? null : String(authError),
       });
       this.connections.add(c);
@@ -237,9 +243,10 @@ export class Gateway {
    * Swaps the mTLS listeners' certificate and trusted device CAs (server certificate renewal,
    * CA rotation). Handshakes from now on use them; established connections are unaffected.
    */
-  updateMtlsCredentials(c: { key: string | Buffer; cert: string | Buffer; ca: readonly (string | Buffer)[] }): void {
+  updateMtlsCredentials(c: { key: string | Buffer; cert: string | Buffer; ca: readonly (string | Buffer)[]; chain?: readonly (string | Buffer)[] }): void {
+    this.#issuers = c.ca.map((x) => new X509Certificate(x));
     for (const srv of this.#mtlsServers) {
-      srv.setSecureContext({ key: c.key, cert: c.cert, ca: [...c.ca], minVersion: 'TLSv1.2', ciphers: MTLS_CIPHERS, honorCipherOrder: true });
+      srv.setSecureContext({ key: c.key, cert: c.cert, ca: [...c.ca, ...(c.chain ?? [])], minVersion: 'TLSv1.2', ciphers: MTLS_CIPHERS, honorCipherOrder: true });
     }
   }
 

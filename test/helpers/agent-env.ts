@@ -52,7 +52,7 @@ groups:
   const directory = new MemoryDirectory();
   const device = await ca.issueDevice({ deviceId: 'dev-1' });
   directory.add(device.serial, 'dev-1');
-  const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: ca.certPem, directory });
+  const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory });
   return {
     ca, foreign, tg, directory, echo, http, dns, device,
     mtlsPort: addr.port,

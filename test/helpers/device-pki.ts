@@ -21,8 +21,10 @@ export interface Issued {
 
 export interface TestCa {
   readonly certPem: string;
-  issueDevice(o: { deviceId?: string | null; assetId?: string; notBefore?: Date; notAfter?: Date; extraUris?: string[] }): Promise<Issued>;
+  issueDevice(o: { deviceId?: string | null; assetId?: string; notBefore?: Date; notAfter?: Date; extraUris?: string[]; serial?: string }): Promise<Issued>;
   issueServer(names: string[]): Promise<Issued>;
+  /** A CA below this one (pathlen 0), e.g. the device CA imported under an enterprise root. */
+  issueIntermediate(name: string): Promise<TestCa>;
 }
 
 async function keyPem(k: CryptoKey): Promise<string> {
@@ -36,25 +38,25 @@ function newSerial(): string {
   return b.toString('hex');
 }
 
-export async function makeTestCa(name = 'Chokepoint test device CA'): Promise<TestCa> {
+export async function makeTestCa(name = 'Chokepoint test device CA', parent?: { cert: x509.X509Certificate; key: CryptoKey }): Promise<TestCa> {
   const caKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as unknown as CryptoKeyPair;
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: newSerial(),
-    name: `CN=${name}`,
-    notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + 30 * DAY),
-    signingAlgorithm: alg,
-    keys: caKeys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
+  const caExtensions = [
+    new x509.BasicConstraintsExtension(true, parent ? 0 : 1, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
+  ];
+  const validity = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 30 * DAY) };
+  const ca = parent
+    ? await x509.X509CertificateGenerator.create({
+      serialNumber: newSerial(), subject: `CN=${name}`, issuer: parent.cert.subject, ...validity,
+      signingAlgorithm: alg, publicKey: caKeys.publicKey, signingKey: parent.key,
+      extensions: [...caExtensions, await x509.AuthorityKeyIdentifierExtension.create(parent.cert)],
+    })
+    : await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: newSerial(), name: `CN=${name}`, ...validity, signingAlgorithm: alg, keys: caKeys, extensions: caExtensions });
 
-  async function issue(o: { cn: string; sans: x509.JsonGeneralName[]; eku: string; notBefore: Date; notAfter: Date }): Promise<Issued> {
+  async function issue(o: { cn: string; sans: x509.JsonGeneralName[]; eku: string; notBefore: Date; notAfter: Date; serial?: string }): Promise<Issued> {
     const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as unknown as CryptoKeyPair;
-    const serial = newSerial();
+    const serial = o.serial ?? newSerial();
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject: `CN=${o.cn}`,
@@ -88,8 +90,10 @@ export async function makeTestCa(name = 'Chokepoint test device CA'): Promise<Te
         eku: x509.ExtendedKeyUsage.clientAuth,
         notBefore: o.notBefore ?? new Date(Date.now() - 5 * 60_000),
         notAfter: o.notAfter ?? new Date(Date.now() + DAY),
+        ...(o.serial ? { serial: o.serial } : {}),
       });
     },
+    issueIntermediate: (n) => makeTestCa(n, { cert: ca, key: caKeys.privateKey }),
     issueServer: (names) => issue({
       cn: names[0] ?? 'localhost',
       sans: names.map((n) => (/^[0-9.]+$|:/.test(n) ? { type: 'ip', value: n } : { type: 'dns', value: n })),
