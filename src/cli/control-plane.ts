@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { dataDirOf } from '../config/load.js';
 import { ChokepointError } from '../core/errors.js';
 import { buildControlServer, EventRecorder, loadEffectivePolicy, type PolicyMeta } from '../control/index.js';
 import type { EventBus } from '../events/bus.js';
@@ -83,7 +84,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   if (config.policy === undefined && !explicitStore) {
     refuse('USAGE', 'no policy: pass --policy FILE (or "policy:" in the config file), or --data-dir/--database to serve the policy applied in the store');
   }
-  const dataDir = resolve(config.data_dir ?? './data');
+  const dataDir = dataDirOf(config);
   let store: Store;
   try {
     store = await openStore({ dataDir, database: config.database });

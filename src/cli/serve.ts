@@ -1,7 +1,6 @@
-import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { ChokepointError, formatProblem } from '../core/errors.js';
-import { loadConfig } from '../config/load.js';
+import { dataDirOf, loadConfig } from '../config/load.js';
 import { EventBus } from '../events/bus.js';
 import { Gateway } from '../gateway/server.js';
 import { startControlPlane } from './control-plane.js';
@@ -39,7 +38,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   // Sinks (events: / --events and sinks:), /metrics and the anomaly detectors (issue #5).
   let evidence;
   try {
-    evidence = createEvidence({ config, bus, dataDir: resolve(config.data_dir ?? './data'), logger });
+    evidence = createEvidence({ config, bus, dataDir: dataDirOf(config), logger });
   } catch (err) {
     // A sink whose secret or TLS file cannot be read: refuse to start rather than run without it.
     if (!(err instanceof ChokepointError)) throw err;

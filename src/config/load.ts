@@ -4,6 +4,7 @@
  * `chokepoint config check` uses exactly this loader.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ChokepointError, formatPath, type Problem } from '../core/errors.js';
 import { configSchema, type Config } from './schema.js';
@@ -42,6 +43,11 @@ export function parseConfig(text: string | null, overrides: Overrides = {}): Con
     };
   }
   return { ok: true, config: deepFreeze(r.data) };
+}
+
+/** Where state lives (SQLite store, CA, spools, baselines): `data_dir`, else `./data`, absolute. */
+export function dataDirOf(config: Config): string {
+  return resolve(config.data_dir ?? './data');
 }
 
 export function loadConfig(file: string | undefined, overrides: Overrides = {}): Config {
