@@ -19,7 +19,7 @@ export interface ControlListenerOptions {
   readonly tls: { readonly key: string | Buffer; readonly cert: string | Buffer; readonly ca: readonly string[] };
   /** Whether plain HTTP is accepted (only ever on loopback). */
   readonly allowPlain: boolean;
-  /** How long a new connection may stay silent before its first byte. */
+  /** How long a connection may stay silent: before its first byte, and on the TLS path at any time. */
   readonly firstByteTimeoutMs?: number;
 }
 
@@ -44,22 +44,27 @@ export async function startControlListener(o: ControlListenerOptions): Promise<C
     // with their certificate; the EST route verifies that chain itself.
     requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const,
   });
+  const idleTimeout = o.firstByteTimeoutMs ?? 10_000;
   const tlsServer: TlsServer = createTlsServer(tlsOpts(o.tls), (s: TLSSocket) => o.http.emit('connection', s));
   tlsServer.on('tlsClientError', () => {}); // a failed handshake is the client's problem; nothing to serve
   const sockets = new Set<Socket>();
   const front: Server = createServer({ pauseOnConnect: false }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.setTimeout(o.firstByteTimeoutMs ?? 10_000, () => socket.destroy());
+    socket.setTimeout(idleTimeout, () => socket.destroy());
     socket.on('error', () => {});
     socket.once('readable', () => {
       const first = socket.read(1) as Buffer | null;
       if (first === null) return;
-      socket.setTimeout(0);
       socket.unshift(first);
+      // On the TLS path the raw socket's idle timeout stays: the TLS server's own handshake
+      // timeout does not arm on a socket handed over like this, so a client that stalls inside
+      // the handshake is dropped by this one (and so is a TLS connection idle this long).
       if (first[0] === TLS_HANDSHAKE) tlsServer.emit('connection', socket);
-      else if (o.allowPlain) o.http.emit('connection', socket);
-      else socket.end(PLAIN_REFUSED);
+      else if (o.allowPlain) {
+        socket.setTimeout(0); // the HTTP server's own header and keep-alive timeouts apply
+        o.http.emit('connection', socket);
+      } else socket.end(PLAIN_REFUSED);
     });
   });
   await new Promise<void>((resolve, reject) => {
