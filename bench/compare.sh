@@ -15,5 +15,5 @@ if [[ ! -d $PROXYCHAIN_DIR/node_modules/proxy-chain ]]; then
 fi
 (cd "$here" && npx tsc -p tsconfig.json)
 mkdir -p /tmp/peers-run
-export CHOKEPOINT_CMD="exec node $here/dist/src/cli.js serve --config $here/bench/compare-config.yaml --policy $here/bench/compare-policy.yaml"
+export CHOKEPOINT_CMD="exec $here/bin/chokepoint serve --config $here/bench/compare-config.yaml --policy $here/bench/compare-policy.yaml"
 exec "$shared/bench/compare.sh" "$@"

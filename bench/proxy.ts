@@ -41,7 +41,7 @@ export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?
   const origin = spawn(bin, ['origin', '--port', String(originPort)], { stdio: 'ignore' });
   children.push(origin);
   const start = (): ChildProcess => {
-    const gw = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'config.yaml'), '--policy', join(root, 'bench/compare-policy.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', join(root, 'bench/compare-policy.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(gw);
     return gw;
   };

@@ -82,7 +82,7 @@ ${pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/event
       for (const which of ['none', 'all'] as const) {
         const runDir = join(dir, `${which}-${round}`);
         writeFileSync(join(dir, 'config.yaml'), (which === 'all' ? all : none) + `data_dir: ${runDir}\n`);
-        const gw = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'ignore'] });
+        const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'ignore'] });
         children.push(gw);
         await waitPort(proxyPort);
         await rate(bin, proxyPort, originPort, 1); // warm-up (JIT, connection pools)

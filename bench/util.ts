@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI = join(root, 'dist/src/cli.js');
+/** The `chokepoint` command as users run it (bin/chokepoint sets the allocator knob, then runs Node). */
+export const CLI = join(root, 'bin/chokepoint');
 
 /** cpbench from $CPBENCH, or built once from ../shared/bench/cpbench into the temp folder. */
 export function cpbenchPath(): string | null {
