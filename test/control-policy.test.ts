@@ -52,7 +52,7 @@ for (const make of BACKENDS) {
       assert.equal(c.applied.at(-1)?.meta.version, v1.body.version);
       assert.equal(c.applied.at(-1)?.compiled.decide({ group: { name: 'servers', mode: 'enforce' }, dest: dest('api.example.com:443'), protocol: 'connect' }).verdict, 'allow');
 
-      await insertDecisions(c.store.db, [decision('new.example.com', 443, 'servers', '127.0.0.5'), decision('api.example.com', 443, 'servers', '127.0.0.5'), decision('other.example.net', 443, 'servers', '127.0.0.5')]);
+      await insertDecisions(c.store.db, c.store.dialect, [decision('new.example.com', 443, 'servers', '127.0.0.5'), decision('api.example.com', 443, 'servers', '127.0.0.5'), decision('other.example.net', 443, 'servers', '127.0.0.5')]);
       const v2 = await c.call('POST', '/api/v1/policy/versions', { body: { text: policyText(['new.example.com']).replace('      - host: api.example.com\n', ''), reason: 'swap' } });
       const d = await c.call('GET', `/api/v1/policy/diff?to=${v2.body.version}`);
       assert.equal(d.status, 200);

@@ -9,7 +9,7 @@ import type { EventBus } from '../events/bus.js';
 import type { DecisionEvent } from '../events/catalogue.js';
 import type { AlertEvent } from '../events/evidence.js';
 import type { Store } from '../store/open.js';
-import { insertAlert, insertDecisions, pruneDecisions } from '../store/recent.js';
+import { insertAlert, pruneDecisions } from '../store/recent.js';
 
 export interface RecorderOptions {
   readonly store: Store;
@@ -60,16 +60,21 @@ export class EventRecorder {
     const alerts = this.#alerts.splice(0);
     if (decisions.length === 0 && alerts.length === 0) return;
     try {
-      await this.opts.store.tx(async (trx) => {
-        await insertDecisions(trx, decisions);
-        for (const a of alerts) await insertAlert(trx, a);
-      });
+      await this.opts.store.appendDecisions(decisions);
       if (++this.#writes % 50 === 0) await pruneDecisions(this.opts.store.db, this.opts.maxRows ?? 100_000);
     } catch (err) {
       this.dropped += decisions.length;
+      this.opts.logger?.warn({ err, dropped: decisions.length }, 'cannot store recent decisions');
+    }
+    if (alerts.length === 0) return;
+    try {
+      await this.opts.store.tx(async (trx) => {
+        for (const a of alerts) await insertAlert(trx, a);
+      });
+    } catch (err) {
       this.#alerts.unshift(...alerts.slice(0, MAX_PENDING - this.#alerts.length));
-      this.opts.logger?.warn({ err, dropped: decisions.length, alerts_kept: alerts.length }, 'cannot store recent events; will retry alerts');
-      if (this.#alerts.length > 0) setTimeout(() => this.#schedule(), 2000).unref();
+      this.opts.logger?.warn({ err, alerts_kept: alerts.length }, 'cannot store alerts; will retry');
+      setTimeout(() => this.#schedule(), 2000).unref();
     }
   }
 

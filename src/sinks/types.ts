@@ -31,17 +31,5 @@ export function typeMatcher(types: readonly string[]): (type: string) => boolean
   return (type) => exact.has(type) || prefixes.some((p) => type.startsWith(p));
 }
 
-const json = new WeakMap<object, string>();
-
-/**
- * The event's JSON text, computed once per event however many sinks write it (events are
- * immutable once published, so the cache can never be stale).
- */
-export function jsonOf(e: ChokepointEvent): string {
-  let s = json.get(e);
-  if (s === undefined) {
-    s = JSON.stringify(e);
-    json.set(e, s);
-  }
-  return s;
-}
+/** Re-exported: the store's recent-decisions table shares the cache (src/events/json.ts). */
+export { jsonOf } from '../events/json.js';

@@ -12,6 +12,8 @@ import { ChokepointError } from '../core/errors.js';
 import { migrate, type Dialect } from './migrate.js';
 import { MIGRATIONS } from './migrations.js';
 import type { DB } from './schema.js';
+import type { DecisionEvent } from '../events/catalogue.js';
+import { decisionRow, DECISION_INSERT_ONE, insertDecisions } from './recent.js';
 
 export interface OpenStoreOptions {
   /** A `postgres://` or `postgresql://` URL; absent: SQLite at `<dataDir>/chokepoint.db`. */
@@ -32,6 +34,8 @@ export interface Store {
   tx<T>(fn: (trx: Transaction<DB>) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query; rejects otherwise. */
   ping(): Promise<void>;
+  /** Appends gateway decisions to the recent window, in one transaction (the gateway's hot write). */
+  appendDecisions(events: readonly DecisionEvent[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,6 +48,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     throw new ChokepointError('STORE_UNAVAILABLE', 'database must be a postgres:// URL (omit it for SQLite in the data directory)');
   }
   let db: Kysely<DB>;
+  let sqliteDb: Database.Database | null = null;
   let dialect: Dialect;
   let location: string;
   if (url !== undefined) {
@@ -85,6 +90,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
       throw new ChokepointError('STORE_UNAVAILABLE', `cannot open the SQLite database ${file}`, { cause });
     }
     db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    sqliteDb = sqlite;
     dialect = 'sqlite';
     location = file;
   }
@@ -96,15 +102,36 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     throw new ChokepointError('STORE_UNAVAILABLE', `cannot prepare the database ${location}`, { cause: err });
   }
   let closed = false;
+  const tx = <T>(fn: (trx: Transaction<DB>) => Promise<T>): Promise<T> => db.transaction().execute(fn);
   return {
-    db, dialect, location,
-    tx: (fn) => db.transaction().execute(fn),
+    db, dialect, location, tx,
+    appendDecisions: sqliteDb === null
+      ? (events) => tx((trx) => insertDecisions(trx, dialect, events))
+      : sqliteAppender(sqliteDb, (events) => tx((trx) => insertDecisions(trx, dialect, events))),
     ping: async () => { await sql`SELECT 1`.execute(db); },
     close: async () => {
       if (closed) return;
       closed = true;
       await db.destroy();
     },
+  };
+}
+
+/**
+ * SQLite's decision appender: one prepared statement in a synchronous transaction, about 8 µs
+ * a row against 20–70 µs through the query builder (which prepares a new statement per call).
+ * Kysely drives the same connection; while one of its transactions is open (it awaits between
+ * statements), these rows would silently join it, so they take Kysely's path and wait their turn.
+ */
+function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly DecisionEvent[]) => Promise<void>): (events: readonly DecisionEvent[]) => Promise<void> {
+  const insert = sqlite.prepare(DECISION_INSERT_ONE);
+  const all = sqlite.transaction((events: readonly DecisionEvent[]) => {
+    for (const e of events) insert.run(decisionRow(e));
+  });
+  return async (events) => {
+    if (events.length === 0) return;
+    if (sqlite.inTransaction) return viaKysely(events);
+    all(events);
   };
 }
 

@@ -5,25 +5,58 @@
  */
 import type { DecisionEvent } from '../events/catalogue.js';
 import type { AlertEvent } from '../events/evidence.js';
+import { CompiledQuery } from 'kysely';
+import { jsonOf } from '../events/json.js';
+import type { Dialect } from './migrate.js';
 import type { Exec } from './open.js';
 import type { AlertsTable, EventsTable } from './schema.js';
 
-export async function insertDecisions(db: Exec, events: readonly DecisionEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  await db.insertInto('events').values(events.map((e) => ({
-    event_id: e.id,
-    time: Date.parse(e.time) || Date.now(),
-    verdict: e.verdict,
-    reason: e.reason,
-    group_name: e.group,
-    host: e.host,
-    port: e.port,
+const DECISION_COLUMNS = ['event_id', 'time', 'verdict', 'reason', 'group_name', 'host', 'port', 'device_id', 'client_ip', 'rule', 'body'] as const;
+/**
+ * Rows per INSERT. A statement has at most 32766 parameters in SQLite (SQLITE_MAX_VARIABLE_NUMBER)
+ * and 65535 in PostgreSQL's protocol; an unchunked burst of a few thousand decisions used to
+ * exceed that, and the whole batch was lost.
+ */
+const ROWS_PER_INSERT = 256;
+const insertSql = new Map<string, string>();
+
+/** The INSERT text for `rows` rows, built once per dialect and size. */
+function decisionInsertSql(dialect: Dialect, rows: number): string {
+  const key = `${dialect}:${rows}`;
+  let text = insertSql.get(key);
+  if (text === undefined) {
+    const w = DECISION_COLUMNS.length;
+    const tuple = (r: number) => `(${DECISION_COLUMNS.map((_, c) => (dialect === 'postgres' ? `$${r * w + c + 1}` : '?')).join(', ')})`;
+    text = `insert into events (${DECISION_COLUMNS.join(', ')}) values ${Array.from({ length: rows }, (_, r) => tuple(r)).join(', ')}`;
+    insertSql.set(key, text);
+  }
+  return text;
+}
+
+/** One decision as the values of DECISION_COLUMNS, in order. */
+export function decisionRow(e: DecisionEvent): unknown[] {
+  return [
+    e.id, Date.parse(e.time) || Date.now(), e.verdict, e.reason, e.group, e.host, e.port,
     // The mTLS listener adds the device to decisions (issue #4); the plain listener has none.
-    device_id: typeof (e as unknown as { device_id?: unknown }).device_id === 'string' ? (e as unknown as { device_id: string }).device_id : null,
-    client_ip: e.client_ip,
-    rule: e.rule,
-    body: JSON.stringify(e),
-  }))).execute();
+    typeof e.device_id === 'string' ? e.device_id : null,
+    e.client_ip, e.rule, jsonOf(e),
+  ];
+}
+
+/** A one-row insert, for a dialect that caches prepared statements (SQLite, see open.ts). */
+export const DECISION_INSERT_ONE = decisionInsertSql('sqlite', 1);
+
+/**
+ * Appends decisions to the recent window through Kysely (PostgreSQL, or SQLite while another
+ * transaction holds the connection). The statement text is built once per size, not per call.
+ */
+export async function insertDecisions(db: Exec, dialect: Dialect, events: readonly DecisionEvent[]): Promise<void> {
+  for (let i = 0; i < events.length; i += ROWS_PER_INSERT) {
+    const chunk = events.slice(i, i + ROWS_PER_INSERT);
+    const params: unknown[] = [];
+    for (const e of chunk) params.push(...decisionRow(e));
+    await db.executeQuery(CompiledQuery.raw(decisionInsertSql(dialect, chunk.length), params));
+  }
 }
 
 export async function pruneDecisions(db: Exec, maxRows: number): Promise<void> {

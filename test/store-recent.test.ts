@@ -1,0 +1,69 @@
+/**
+ * The recent-decisions window on both real backends: a burst larger than one statement's
+ * parameter limit is stored whole (it used to be one INSERT, which SQLite refused past about
+ * 2,900 rows, losing the batch), rows read back as the events they were, and a batch written
+ * while another transaction is open does not become part of it (a rollback there must not
+ * take the decisions with it).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DecisionEvent } from '../src/events/catalogue.js';
+import type { Store } from '../src/store/index.js';
+import { queryDecisions } from '../src/store/recent.js';
+import { BACKENDS } from './helpers/store.js';
+
+function decision(i: number, host = `h${i}.example.com`): DecisionEvent {
+  return {
+    v: 1, type: 'gateway.decision', time: new Date(1_800_000_000_000 + i).toISOString(), id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    listener: 'proxy', client_ip: '10.0.0.1', client_port: 40000 + (i % 20000), group: 'servers', device_id: i % 2 === 0 ? `dev-${i}` : null, asset_id: null, serial: null,
+    method: 'CONNECT', host, port: 443, address: '192.0.2.1', verdict: i % 3 === 0 ? 'deny' : 'allow', reason: i % 3 === 0 ? 'no_rule_matched' : 'allowed',
+    rule: i % 3 === 0 ? null : 'groups.servers.allow[0]', mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: null, status: i % 3 === 0 ? 403 : null,
+  };
+}
+
+for (const make of BACKENDS) {
+  const backend = make();
+  describe(`recent decisions on ${backend.name}`, () => {
+    let store: Store;
+    before(async () => { store = await backend.open(); });
+    after(async () => { await store.close(); await backend.cleanup(); });
+
+    it('stores a burst of 7,000 decisions whole, each readable as the event it was', async () => {
+      const burst = Array.from({ length: 7000 }, (_, i) => decision(i));
+      await store.appendDecisions(burst);
+      const rows = await queryDecisions(store.db, { limit: 10_000 });
+      assert.equal(rows.length, 7000);
+      // Newest first; the body is the event itself, and the indexed columns agree with it.
+      assert.deepEqual(rows[0]?.event, burst[6999]);
+      assert.deepEqual(rows.at(-1)?.event, burst[0]);
+      const denied = await queryDecisions(store.db, { verdict: 'deny', limit: 10_000 });
+      assert.equal(denied.length, burst.filter((e) => e.verdict === 'deny').length);
+      const dev = await queryDecisions(store.db, { device: 'dev-42', limit: 10 });
+      assert.deepEqual(dev.map((r) => r.event.id), [burst[42]?.id]);
+    });
+
+    it('does not join a transaction that is open on the same store (its rollback keeps the decisions)', async () => {
+      const marker = decision(90_001, 'during-tx.example.com');
+      let release!: () => void;
+      let entered!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      const inside = new Promise<void>((r) => { entered = r; });
+      const tx = store.tx(async (trx) => {
+        await trx.insertInto('events').values({ event_id: 'in-tx', time: 0, verdict: 'deny', reason: 'x', body: '{}' }).execute();
+        entered();
+        await held;
+        throw new Error('roll back');
+      }).catch((e: Error) => e.message);
+      await inside;
+      // The other transaction is open and waiting: append now, then let it roll back.
+      const appended = store.appendDecisions([marker]);
+      release();
+      assert.equal(await tx, 'roll back');
+      await appended;
+      const rows = await queryDecisions(store.db, { host: 'during-tx.example.com', limit: 5 });
+      assert.deepEqual(rows.map((r) => r.event.id), [marker.id]);
+      // And the other transaction's own row did roll back.
+      assert.equal((await store.db.selectFrom('events').select('seq').where('event_id', '=', 'in-tx').execute()).length, 0);
+    });
+  });
+}
