@@ -56,7 +56,7 @@ test('bin/chokepoint: the gateway process itself carries the allocator setting, 
   delete env.MALLOC_TRIM_THRESHOLD_;
   const s = await serveThroughBin(env);
   // The spawned PID is node itself (exec), not a shell waiting on a child.
-  assert.match(readFileSync(`/proc/${s.pid}/cmdline`, 'utf8'), /node\0.*dist\/src\/cli\.js\0serve/);
+  assert.match(readFileSync(`/proc/${s.pid}/cmdline`, 'utf8'), /node\0--interrupt-budget=16384\0.*dist\/src\/cli\.js\0serve/);
   assert.equal(s.env.get('MALLOC_TRIM_THRESHOLD_'), '33554432');
   assert.equal(await s.stop(), 0);
   assert.doesNotMatch(s.stderr(), /MALLOC_TRIM_THRESHOLD_ is unset/);
