@@ -1,7 +1,7 @@
 /** The JSON-lines file sink: rotation by size and by time, retention by count and age, queue bound. */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
@@ -73,5 +73,39 @@ describe('file sink', () => {
     s.write({ v: 1, type: 'gateway.started', time: '2025-01-01T00:00:00.000Z', listeners: [], version: '0' });
     await s.close();
     assert.deepEqual(readFileSync(join(dir, 'a.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { type: string }).type), ['gateway.started']);
+  });
+
+  it('keeps the lines of a failed write and writes them once the file can be opened again (no loss)', async () => {
+    const dir = tmp();
+    const errors: string[] = [];
+    const emitted: EvidenceEvent[] = [];
+    const s = new FileSink({ name: 'f', path: join(dir, 'sub', 'events.jsonl'), rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: (e) => emitted.push(e), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message) });
+    rmSync(join(dir, 'sub'), { recursive: true }); // the directory is gone before the first write
+    for (let i = 0; i < 50; i++) s.write(ev(i));
+    while (errors.length === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(errors[0], 'ENOENT');
+    assert.equal(s.stats().pending_events, 50, 'the failed batch is back in the queue');
+    mkdirSync(join(dir, 'sub'));
+    for (let i = 50; i < 60; i++) s.write(ev(i));
+    // The retry (about a second later) writes everything, in order.
+    while (s.stats().delivered < 60) await new Promise((r) => setTimeout(r, 20));
+    await s.close();
+    assert.deepEqual(lines(join(dir, 'sub', 'events.jsonl')), Array.from({ length: 60 }, (_, i) => i));
+    assert.equal(emitted.filter((e) => e.type === 'sink.dropped').length, 0);
+  });
+
+  it('on a disk that never takes the lines, close() returns and reports them as dropped (unwritable)', async () => {
+    const emitted: EvidenceEvent[] = [];
+    const errors: string[] = [];
+    // /dev/full: every write fails with ENOSPC.
+    const s = new FileSink({ name: 'full', path: '/dev/full', rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: (e) => emitted.push(e), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message) });
+    for (let i = 0; i < 10; i++) s.write(ev(i));
+    while (errors.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await s.close();
+    assert.equal(errors[0], 'ENOSPC');
+    const drops = emitted.filter((e) => e.type === 'sink.dropped');
+    assert.deepEqual(drops.map((e) => e.type === 'sink.dropped' && [e.dropped, e.reason]), [[10, 'unwritable']]);
+    assert.equal(s.stats().dropped, 10);
+    assert.equal(s.stats().delivered, 0);
   });
 });

@@ -11,6 +11,10 @@ import type { ChokepointEvent } from '../events/catalogue.js';
 import type { SinkDroppedEvent } from '../events/evidence.js';
 import { jsonOf } from './types.js';
 
+/** How long lines gather before a write, and how many queued bytes make the write come sooner. */
+const COALESCE_MS = 10;
+const WRITE_NOW_BYTES = 256 * 1024;
+
 export interface JsonlSinkOptions {
   /** `-` for stdout, otherwise a file path (appended). */
   readonly target: string;
@@ -30,6 +34,7 @@ export class JsonlSink {
   #queue: string[] = [];
   #queuedBytes = 0;
   #scheduled = false;
+  #soon = false;
   #blocked = false;
   #dropped = 0;
   #closed = false;
@@ -71,13 +76,21 @@ export class JsonlSink {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#blocked) return;
+    if (this.#blocked) return;
+    if (this.#queuedBytes >= WRITE_NOW_BYTES && !this.#soon) {
+      // Many lines waiting: write on the next turn (never inside the publisher's call).
+      this.#soon = true;
+      setImmediate(() => { this.#soon = false; this.#flush(); });
+      return;
+    }
+    if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate(this.#flush);
+    // Lines of many event-loop turns go out in one write: under load a write per turn costs
+    // more than the events themselves.
+    setTimeout(() => { this.#scheduled = false; this.#flush(); }, COALESCE_MS);
   }
 
   readonly #flush = (): void => {
-    this.#scheduled = false;
     if (this.#queue.length === 0 || this.#blocked) return;
     if (this.#dropped > 0) {
       const n = this.#dropped;

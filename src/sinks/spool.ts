@@ -42,6 +42,8 @@ export interface SpoolOptions {
 
 
 const WRITE_DELAY_MS = 10;
+/** Queued bytes above which the next write starts without the delay. */
+const WRITE_NOW_BYTES = 256 * 1024;
 
 export class Spool {
   readonly #o: SpoolOptions;
@@ -134,6 +136,7 @@ export class Spool {
     try {
       await this.ready;
       if (this.#fh === null) await this.#init(); // the directory failed at start: try again (it may be fixed)
+      let owed = this.#mem.length;
       while (this.#mem.length > 0 && this.#fh !== null) {
         let seg = this.#segs.at(-1) as Segment;
         if (seg.size >= this.#segBytes) {
@@ -165,6 +168,11 @@ export class Spool {
         else this.#dirty = true;
         this.#enforceBound();
         this.#wake();
+        // Write what was queued when this write began (across segment boundaries); records
+        // that arrived meanwhile wait for the next one, so that under load they gather rather
+        // than go a few per thread-pool trip (see FileSink) — unless many are waiting.
+        owed -= n;
+        if (owed <= 0 && this.#memBytes < WRITE_NOW_BYTES) break;
       }
     } catch (err) {
       this.#writeFailed = true;
