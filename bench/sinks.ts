@@ -66,7 +66,9 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
     await waitPort(originPort);
     const base = readFileSync(join(root, 'bench/compare-config.yaml'), 'utf8')
       .replace(/^proxy_listen:.*$/m, `proxy_listen: 127.0.0.1:${proxyPort}`)
-      .replace(/^events:.*$/m, 'events: none');
+      .replace(/^events:.*$/m, 'events: none')
+      // This bench sets its own control listener, mTLS and data directory per run.
+      .replace(/^(control_listen|mtls_listen|data_dir):.*\n/gm, '');
     const common = `control_listen: 127.0.0.1:${controlPort}\nmtls_listen: "off"\n`;
     const none = `${base}${common}detect: { enabled: false }\nmetrics: { process: false }\n`;
     // BENCH_SINKS=file,webhook,syslog,detect picks a subset (to see what each costs).
@@ -82,10 +84,13 @@ ${pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/event
       for (const which of ['none', 'all'] as const) {
         const runDir = join(dir, `${which}-${round}`);
         writeFileSync(join(dir, 'config.yaml'), (which === 'all' ? all : none) + `data_dir: ${runDir}\n`);
-        const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'ignore'] });
+        // stderr passes through: a gateway that cannot start says why.
+        const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'inherit'] });
         children.push(gw);
         await waitPort(proxyPort);
-        await rate(bin, proxyPort, originPort, 1); // warm-up (JIT, connection pools)
+        // Warm-up: the figure is the sinks' steady-state cost, not the JIT's first seconds (which
+        // cost both configurations about the same and would only add noise).
+        await rate(bin, proxyPort, originPort, 3);
         const cpu0 = cpuUs(gw.pid as number);
         const r = await rate(bin, proxyPort, originPort, secs);
         cpu[which].push((cpuUs(gw.pid as number) - cpu0) / r.ok);
