@@ -3,13 +3,13 @@
  * parameter limit is stored whole (it used to be one INSERT, which SQLite refused past about
  * 2,900 rows, losing the batch), rows read back as the events they were, and a batch written
  * while another transaction is open does not become part of it (a rollback there must not
- * take the decisions with it).
+ * take the decisions with it). Pruning keeps the newest rows and works in chunks.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DecisionEvent } from '../src/events/catalogue.js';
 import type { Store } from '../src/store/index.js';
-import { queryDecisions } from '../src/store/recent.js';
+import { pruneDecisions, queryDecisions } from '../src/store/recent.js';
 import { BACKENDS } from './helpers/store.js';
 
 function decision(i: number, host = `h${i}.example.com`): DecisionEvent {
@@ -40,6 +40,19 @@ for (const make of BACKENDS) {
       assert.equal(denied.length, burst.filter((e) => e.verdict === 'deny').length);
       const dev = await queryDecisions(store.db, { device: 'dev-42', limit: 10 });
       assert.deepEqual(dev.map((r) => r.event.id), [burst[42]?.id]);
+    });
+
+    it('prunes to the newest rows, in chunks that let other work run between them', async () => {
+      const before = (await queryDecisions(store.db, { limit: 100_000 })).length;
+      await store.appendDecisions(Array.from({ length: 2500 }, (_, i) => decision(50_000 + i)));
+      let pauses = 0;
+      const deleted = await pruneDecisions(store.db, 1200, async () => { pauses++; });
+      assert.equal(deleted, before + 2500 - 1200);
+      assert.ok(pauses >= Math.ceil(deleted / 1000), `yielded ${pauses} times for ${deleted} rows`);
+      const rows = await queryDecisions(store.db, { limit: 100_000 });
+      assert.equal(rows.length, 1200);
+      assert.deepEqual(rows.map((r) => r.event.client_port), Array.from({ length: 1200 }, (_, i) => 40000 + ((50_000 + 2499 - i) % 20000)), 'the newest, newest first');
+      assert.equal(await pruneDecisions(store.db, 1200), 0, 'nothing more to prune');
     });
 
     it('does not join a transaction that is open on the same store (its rollback keeps the decisions)', async () => {

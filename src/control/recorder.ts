@@ -21,6 +21,7 @@ export interface RecorderOptions {
 }
 
 const MAX_PENDING = 10_000;
+const PRUNE_EVERY_ROWS = 2_000;
 
 export class EventRecorder {
   #decisions: DecisionEvent[] = [];
@@ -28,7 +29,7 @@ export class EventRecorder {
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   #unsub: () => void;
-  #writes = 0;
+  #sincePrune = 0;
   dropped = 0;
 
   constructor(readonly opts: RecorderOptions) {
@@ -61,7 +62,13 @@ export class EventRecorder {
     if (decisions.length === 0 && alerts.length === 0) return;
     try {
       await this.opts.store.appendDecisions(decisions);
-      if (++this.#writes % 50 === 0) await pruneDecisions(this.opts.store.db, this.opts.maxRows ?? 100_000);
+      // Prune by rows written, not by flushes: a few thousand rows at a time keeps each prune
+      // short whatever the decision rate.
+      this.#sincePrune += decisions.length;
+      if (this.#sincePrune >= PRUNE_EVERY_ROWS) {
+        this.#sincePrune = 0;
+        await pruneDecisions(this.opts.store.db, this.opts.maxRows ?? 100_000);
+      }
     } catch (err) {
       this.dropped += decisions.length;
       this.opts.logger?.warn({ err, dropped: decisions.length }, 'cannot store recent decisions');

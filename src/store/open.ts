@@ -13,7 +13,10 @@ import { migrate, type Dialect } from './migrate.js';
 import { MIGRATIONS } from './migrations.js';
 import type { DB } from './schema.js';
 import type { DecisionEvent } from '../events/catalogue.js';
-import { decisionRow, DECISION_INSERT_ONE, insertDecisions } from './recent.js';
+import { decisionRow, DECISION_INSERT_ONE, insertDecisions, yieldTurn } from './recent.js';
+
+/** Decisions per synchronous SQLite transaction (about 1 ms of work). */
+const APPEND_SLICE = 128;
 
 export interface OpenStoreOptions {
   /** A `postgres://` or `postgresql://` URL; absent: SQLite at `<dataDir>/chokepoint.db`. */
@@ -34,7 +37,7 @@ export interface Store {
   tx<T>(fn: (trx: Transaction<DB>) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query; rejects otherwise. */
   ping(): Promise<void>;
-  /** Appends gateway decisions to the recent window, in one transaction (the gateway's hot write). */
+  /** Appends gateway decisions to the recent window (the gateway's hot write), in order, in slices of a few ms at most. */
   appendDecisions(events: readonly DecisionEvent[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -129,9 +132,14 @@ function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly 
     for (const e of events) insert.run(decisionRow(e));
   });
   return async (events) => {
-    if (events.length === 0) return;
-    if (sqlite.inTransaction) return viaKysely(events);
-    all(events);
+    // Slices, yielding between them: the inserts run on the event loop, and a 200 ms batch at
+    // several thousand decisions a second would otherwise stall every tunnel for milliseconds.
+    for (let i = 0; i < events.length; i += APPEND_SLICE) {
+      if (i > 0) await yieldTurn();
+      const slice = events.slice(i, i + APPEND_SLICE);
+      if (sqlite.inTransaction) await viaKysely(slice);
+      else all(slice);
+    }
   };
 }
 

@@ -59,9 +59,31 @@ export async function insertDecisions(db: Exec, dialect: Dialect, events: readon
   }
 }
 
-export async function pruneDecisions(db: Exec, maxRows: number): Promise<void> {
-  const cut = await db.selectFrom('events').select('seq').orderBy('seq', 'desc').offset(maxRows).limit(1).executeTakeFirst();
-  if (cut) await db.deleteFrom('events').where('seq', '<=', Number(cut.seq)).execute();
+/** Rows deleted per statement when pruning: each statement holds SQLite's (synchronous) connection. */
+const PRUNE_CHUNK = 1000;
+
+/**
+ * Deletes the oldest decisions so that about `maxRows` remain (sequence numbers only grow, so
+ * the newest `maxRows` are those above `max(seq) - maxRows`). In chunks, yielding between them:
+ * on SQLite every statement runs on the event loop, and one large DELETE stalled the proxy for
+ * tens of milliseconds.
+ */
+export async function pruneDecisions(db: Exec, maxRows: number, pause: () => Promise<void> = yieldTurn): Promise<number> {
+  const r = await db.selectFrom('events').select((eb) => [eb.fn.min('seq').as('lo'), eb.fn.max('seq').as('hi')]).executeTakeFirst();
+  if (r?.lo === null || r?.lo === undefined || r.hi === null || r.hi === undefined) return 0;
+  const cut = Number(r.hi) - maxRows;
+  let deleted = 0;
+  for (let from = Number(r.lo); from <= cut; from += PRUNE_CHUNK) {
+    const res = await db.deleteFrom('events').where('seq', '<=', Math.min(cut, from + PRUNE_CHUNK - 1)).executeTakeFirst();
+    deleted += Number(res.numDeletedRows);
+    await pause();
+  }
+  return deleted;
+}
+
+/** Lets the event loop run (the proxy's sockets) between chunks of store work. */
+export function yieldTurn(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
 }
 
 export interface DecisionQuery {
