@@ -87,7 +87,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const dataDir = dataDirOf(config);
   let store: Store;
   try {
-    store = await openStore({ dataDir, database: config.database });
+    store = await openStore({ dataDir, database: config.database, backgroundCheckpoints: { onError: (message) => logger.error({ store: 'sqlite' }, message) } });
   } catch (err) {
     const e = err instanceof ChokepointError ? err : new ChokepointError('STORE_UNAVAILABLE', 'cannot open the store', { cause: err });
     logger.error({ err: e.cause ?? e }, e.message);

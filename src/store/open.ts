@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { ChokepointError } from '../core/errors.js';
+import { startCheckpointer } from './checkpointer.js';
 import { migrate, type Dialect } from './migrate.js';
 import { MIGRATIONS } from './migrations.js';
 import type { DB } from './schema.js';
@@ -24,6 +25,11 @@ export interface OpenStoreOptions {
   readonly dataDir: string;
   /** PostgreSQL only: the schema to use (created when missing, set as search_path). */
   readonly schema?: string;
+  /**
+   * SQLite only: run WAL checkpoints on a worker thread instead of inside commits on this one
+   * (the gateway sets it; see checkpointer.ts). Errors are reported here.
+   */
+  readonly backgroundCheckpoints?: { readonly onError: (message: string) => void };
 }
 
 export type Exec = Kysely<DB> | Transaction<DB>;
@@ -52,6 +58,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   }
   let db: Kysely<DB>;
   let sqliteDb: Database.Database | null = null;
+  let sqliteFile = '';
   let dialect: Dialect;
   let location: string;
   if (url !== undefined) {
@@ -94,6 +101,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     }
     db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
     sqliteDb = sqlite;
+    sqliteFile = file;
     dialect = 'sqlite';
     location = file;
   }
@@ -104,6 +112,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     if (err instanceof ChokepointError) throw err;
     throw new ChokepointError('STORE_UNAVAILABLE', `cannot prepare the database ${location}`, { cause: err });
   }
+  const checkpointer = sqliteDb !== null && opts.backgroundCheckpoints ? startCheckpointer(sqliteDb, sqliteFile, opts.backgroundCheckpoints.onError) : null;
   let closed = false;
   const tx = <T>(fn: (trx: Transaction<DB>) => Promise<T>): Promise<T> => db.transaction().execute(fn);
   return {
@@ -115,6 +124,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     close: async () => {
       if (closed) return;
       closed = true;
+      await checkpointer?.stop();
       await db.destroy();
     },
   };

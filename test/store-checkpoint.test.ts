@@ -1,0 +1,62 @@
+/**
+ * WAL checkpoints off the gateway's thread (src/store/checkpointer.ts): the main connection
+ * stops checkpointing inside commits, a worker thread copies the WAL into the database file
+ * within about a second, and if that thread fails, automatic checkpoints come back on.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { DecisionEvent } from '../src/events/catalogue.js';
+import { startCheckpointer } from '../src/store/checkpointer.js';
+import { openStore } from '../src/store/index.js';
+
+const decision = (i: number): DecisionEvent => ({
+  v: 1, type: 'gateway.decision', time: new Date(1_800_000_000_000 + i).toISOString(), id: `id-${i}`, listener: 'proxy', client_ip: '10.0.0.1', client_port: 1,
+  group: 'g', device_id: null, asset_id: null, serial: null, method: 'CONNECT', host: `h${i}.example.com`, port: 443, address: '192.0.2.1', verdict: 'allow',
+  reason: 'allowed', rule: 'groups.g.allow[0]', mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: 'x'.repeat(300), status: null,
+});
+
+describe('SQLite checkpoints on a worker thread', () => {
+  it('the gateway connection does not checkpoint; the worker copies the WAL into the database file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
+    const errors: string[] = [];
+    const store = await openStore({ dataDir: dir, backgroundCheckpoints: { onError: (m) => errors.push(m) } });
+    try {
+      const file = join(dir, 'chokepoint.db');
+      const before = statSync(file).size;
+      // About 8 MB of WAL: past the 1000 pages (4 MB) where a commit would checkpoint by itself.
+      for (let i = 0; i < 10; i++) await store.appendDecisions(Array.from({ length: 1000 }, (_, k) => decision(i * 1000 + k)));
+      assert.ok(statSync(`${file}-wal`).size > 4 * 1024 * 1024, 'the WAL grew past the automatic threshold');
+      assert.equal(statSync(file).size, before, 'no commit copied pages into the database file');
+      const deadline = Date.now() + 10_000;
+      while (statSync(file).size === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(statSync(file).size > before + 4 * 1024 * 1024, 'the worker checkpointed the WAL into the database file');
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when the worker cannot do its job, automatic checkpoints come back on and the failure is reported', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
+    const db = new Database(join(dir, 'x.db'));
+    db.pragma('journal_mode = WAL');
+    const errors: string[] = [];
+    // The worker's own connection cannot open this file: it fails as soon as it starts.
+    const c = startCheckpointer(db, join(dir, 'missing', 'x.db'), (m) => errors.push(m), 50);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.match(errors[0] ?? '', /checkpoint thread/);
+      assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), 1000);
+    } finally {
+      await c.stop();
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
