@@ -11,6 +11,7 @@ import { parseAuthority } from '../src/core/destination.js';
 import { verifyChain, listAudit } from '../src/store/index.js';
 import { loadPolicy } from '../src/policy/index.js';
 import { insertDecisions } from '../src/store/recent.js';
+import { OFFTHREAD_MIN_BYTES } from '../src/policy/index.js';
 import { policyText, startControl, type TestControl } from './helpers/control.js';
 import { BACKENDS } from './helpers/store.js';
 
@@ -145,6 +146,27 @@ for (const make of BACKENDS) {
       assert.equal(apply.role, 'security-admin');
       assert.ok(apply.source_ip);
       assert.ok(apply.before && apply.after);
+    });
+
+    it('a policy past the off-thread size is proposed, diffed and applied the same way (parsed on a worker)', async () => {
+      const hosts = Array.from({ length: 3000 }, (_, i) => `h${i}.bulk.example.com`);
+      const text = policyText(hosts);
+      assert.ok(text.length > OFFTHREAD_MIN_BYTES, `${text.length} bytes`);
+      const v = await c.call('POST', '/api/v1/policy/versions', { body: { text, reason: 'bulk' } });
+      assert.equal(v.status, 201, JSON.stringify(v.body));
+      const d = await c.call('GET', `/api/v1/policy/diff?to=${v.body.version}`);
+      assert.equal(d.status, 200);
+      const a = await c.call('POST', '/api/v1/policy/apply', { body: { version: v.body.version } });
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      const applied = c.applied.at(-1);
+      assert.equal(applied?.meta.version, v.body.version);
+      assert.equal(applied?.compiled.decide({ group: { name: 'servers', mode: 'enforce' }, dest: dest('h2999.bulk.example.com:443'), protocol: 'connect' }).verdict, 'allow');
+      // Problems found on the worker come back with their paths, like any other.
+      const bad = await c.call('POST', '/api/v1/policy/versions', { body: { text: `${text}      - host: "*.com"\n`, reason: 'bad bulk' } });
+      assert.equal(bad.status, 422);
+      const lines = text.split('\n').length;
+      assert.deepEqual(bad.body.problems.map((p: { path: string; line: number }) => [p.path, p.line]), [['groups[1].allow[1].host', lines]]);
+      assert.match(bad.body.problems[0].message, /public suffix/);
     });
   });
 

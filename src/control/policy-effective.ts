@@ -6,7 +6,7 @@
  * group's) is refused rather than enforced.
  */
 import { parse as parseYaml, stringify } from 'yaml';
-import { loadPolicy, type CompiledPolicy } from '../policy/index.js';
+import { loadPolicyOffThread, type CompiledPolicy } from '../policy/index.js';
 import type { Problem } from '../core/errors.js';
 import type { Exec } from '../store/open.js';
 import { getState, getVersion, type PolicyState } from '../store/policies.js';
@@ -43,7 +43,7 @@ export async function effectiveFor(db: Exec, state: Pick<PolicyState, 'applied_v
     text = composed;
     source += `+pilot:v${pilot.version}@${state.pilot_group}`;
   }
-  const r = loadPolicy(text, { sourceName: source });
+  const r = await loadPolicyOffThread(text, { sourceName: source });
   if (!r.ok) return { ok: false, problems: r.problems };
   return {
     ok: true, compiled: r.policy,

@@ -5,7 +5,7 @@
  * (no lost update: an admin never silently overwrites a change they did not see).
  */
 import type { Transaction } from 'kysely';
-import { loadPolicy } from '../policy/index.js';
+import { loadPolicyOffThread } from '../policy/index.js';
 import { casState, getState, getVersion, insertVersion, listApprovals, markApplied, type PolicyState, type PolicyVersion } from '../store/policies.js';
 import type { DB } from '../store/schema.js';
 import type { ControlContext, Who } from './context.js';
@@ -15,7 +15,8 @@ import { effectiveFor, type Effective } from './policy-effective.js';
 type Next = Pick<PolicyState, 'applied_version' | 'pilot_version' | 'pilot_group'>;
 
 export async function propose(ctx: ControlContext, who: Who, text: string, reason: string): Promise<PolicyVersion> {
-  const r = loadPolicy(text, { sourceName: 'the proposed policy' });
+  // A large policy is parsed on a worker thread: the gateway shares this event loop.
+  const r = await loadPolicyOffThread(text, { sourceName: 'the proposed policy' });
   if (!r.ok) throw new ApiError(422, 'POLICY_INVALID', `the policy has ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`, r.problems);
   return ctx.act(who, { action: 'policy.propose', target: 'policy' }, async (trx) => {
     const v = await insertVersion(trx, { text, digest: r.policy.digest, author: who.actor, author_id: who.actorId, reason, created_at: Date.now() });

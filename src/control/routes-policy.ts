@@ -1,7 +1,7 @@
 /** Policy versions and change control under /api/v1/policy, and groups. */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { loadPolicy } from '../policy/index.js';
+import { loadPolicyOffThread } from '../policy/index.js';
 import { deviceCounts } from '../store/devices.js';
 import { getState, getVersion, listApprovals, listVersions } from '../store/policies.js';
 import { recentDestinations } from '../store/recent.js';
@@ -66,8 +66,8 @@ export function policyRoutes(ctx: ControlContext): FastifyPluginAsync {
       const from = fromN === null ? null : await getVersion(ctx.store.db, fromN);
       if (fromN !== null && !from) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no policy version ${fromN}`);
       const fromText = from?.text ?? 'version: 1\ngroups: []\n';
-      const a = loadPolicy(fromText);
-      const b = loadPolicy(to.text);
+      // Large policies are parsed on worker threads: the gateway shares this event loop.
+      const [a, b] = await Promise.all([loadPolicyOffThread(fromText), loadPolicyOffThread(to.text)]);
       const recent = await recentDestinations(ctx.store.db, REPLAY_DESTINATIONS);
       const changes = a.ok && b.ok ? replayDestinations(a.policy, b.policy, recent) : [];
       return { from: from?.version ?? null, to: to.version, groups: ruleDiff(fromText, to.text), destinations: changes, replayed: recent.length };
