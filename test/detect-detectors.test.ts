@@ -131,6 +131,28 @@ describe('data volume', () => {
     assert.ok((a.evidence.baseline_bytes as number) > 8e6 && (a.evidence.baseline_bytes as number) < 20e6);
   });
 
+  it('counts a tunnel that never closes from its progress reports, and does not count them twice at the close', () => {
+    const s = setup(cfg);
+    for (let w = 0; w < 4; w++) { s.feed(closed('dev-2', 10e6)); s.clock.t += HOUR; }
+    const progress = (bytesUp: number): ChokepointEvent => ({ ...closed('dev-2', bytesUp), type: 'gateway.tunnel.progress', id: 'long' } as unknown as ChokepointEvent);
+    const { close_reason: _c, status: _s, ...p } = progress(0) as unknown as Record<string, unknown>;
+    assert.deepEqual(validateEvent({ ...p, bytes_up: 1 }), [], 'the synthetic report is a valid event');
+    s.feed(p as unknown as ChokepointEvent);
+    s.feed({ ...p, bytes_up: 30e6 } as unknown as ChokepointEvent);
+    assert.equal(s.of('data_volume').length, 0, '30 MB so far: under 5x');
+    s.feed({ ...p, bytes_up: 70e6 } as unknown as ChokepointEvent);
+    assert.equal(s.of('data_volume').length, 1, '70 MB through a tunnel still open');
+    const a = s.of('data_volume')[0] as AlertEvent;
+    assert.equal(a.evidence.bytes_up, 70e6, 'running totals are counted once');
+    assert.equal(a.evidence.tunnel_open, true);
+    // The next window: only what the tunnel sent after its last report counts at its close.
+    s.clock.t += HOUR;
+    s.feed({ ...closed('dev-2', 71e6), id: 'long' } as ChokepointEvent);
+    s.clock.t += HOUR;
+    s.feed(closed('dev-2', 1));
+    assert.equal(s.of('data_volume').length, 1);
+  });
+
   it('the floor keeps a small device quiet; a new device without history never fires', () => {
     const s = setup(cfg);
     for (let w = 0; w < 5; w++) { s.feed(closed('tiny', 1000)); s.clock.t += HOUR; }

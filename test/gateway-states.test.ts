@@ -10,6 +10,7 @@ import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { RawClient, compile, startGateway } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { validateEvent } from '../src/events/schemas.js';
 import type { CompiledPolicy } from '../src/policy/types.js';
 
 let dns: DnsServer;
@@ -159,6 +160,37 @@ describe('gateway states', () => {
       await r.c.waitClosed(4000);
       const closed = await g.waitClosed();
       assert.equal(closed.close_reason, 'idle_timeout');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a long tunnel reports its byte counts while open (gateway.tunnel.progress), then closes as usual', async () => {
+    const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, timeouts: { progress: '1s' } });
+    try {
+      const r = await connect(g.port, `echo.test:${P.echo}`);
+      const decision = await g.waitDecision((d) => d.verdict === 'allow');
+      r.c.write('x'.repeat(1000));
+      const progress = () => g.events.filter((e) => e.type === 'gateway.tunnel.progress');
+      const deadline = Date.now() + 5000;
+      while (progress().length < 2 && Date.now() < deadline) {
+        r.c.write('y'.repeat(100));
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const [p1, p2] = progress();
+      assert.ok(p1 && p2, 'two reports within about two seconds');
+      for (const p of [p1, p2]) {
+        assert.equal(p.type === 'gateway.tunnel.progress' && p.id, decision.id, 'shares the decision id');
+        assert.deepEqual(validateEvent(p), []);
+      }
+      if (p1.type !== 'gateway.tunnel.progress' || p2.type !== 'gateway.tunnel.progress') throw new Error('unreachable');
+      assert.ok(p1.bytes_up >= 1000 && p2.bytes_up > p1.bytes_up, 'cumulative and growing');
+      assert.ok(p1.bytes_down >= 1000, 'the echo came back');
+      assert.ok(p2.duration_ms >= p1.duration_ms + 500, 'about a second apart');
+      r.c.socket.end();
+      const closed = await g.waitClosed();
+      assert.equal(closed.id, decision.id);
+      assert.ok(closed.bytes_up >= p2.bytes_up);
     } finally {
       await g.close();
     }

@@ -63,6 +63,8 @@ export const configSchema = z.strictObject({
     connect: duration('10s', 100),
     idle: duration('15m', 1000),
     lifetime: duration('24h', 1000),
+    /** A CONNECT tunnel open this long reports its byte counts (gateway.tunnel.progress), then again at this interval; 0s = never. */
+    progress: duration('5m', 0),
     shutdown: duration('30s', 0),
   }).prefault({}),
   limits: z.strictObject({

@@ -4,7 +4,8 @@
  * has at least `volume_min_windows` windows of history — the floor keeps small devices from
  * alarming on noise, the history requirement keeps new devices quiet until they have a
  * baseline. This is the exfiltration signal: a backup agent that suddenly uploads 20× its
- * usual is worth a look. Bytes count when a tunnel closes (the tunnel.closed event carries them).
+ * usual is worth a look. Bytes count as a tunnel reports progress (gateway.tunnel.progress, for
+ * tunnels open longer than `timeouts.progress`) and when it closes (gateway.tunnel.closed).
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
@@ -18,13 +19,21 @@ export class VolumeDetector implements Detector {
   readonly name = 'data_volume';
   readonly #ctx: DetectorContext;
   readonly #devs = new Map<string, Dev>();
+  /** Bytes up already counted for tunnels that reported progress, by attempt id. */
+  readonly #counted = new Map<string, number>();
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
   observe(e: ChokepointEvent): void {
-    if (e.type !== 'gateway.tunnel.closed') return;
+    if (e.type !== 'gateway.tunnel.closed' && e.type !== 'gateway.tunnel.progress') return;
     const device = deviceOf(e);
     if (device === null) return;
+    // Progress events carry running totals: count only what is new since the last report of
+    // the same tunnel, and at close only the rest.
+    const seen = this.#counted.get(e.id) ?? 0;
+    const bytes = Math.max(0, e.bytes_up - seen);
+    if (e.type === 'gateway.tunnel.progress') boundedSet(this.#counted, e.id, e.bytes_up, MAX_TRACKED);
+    else this.#counted.delete(e.id);
     const now = this.#ctx.clock.now();
     const th = this.#ctx.thresholds(e.group);
     let d = this.#devs.get(device);
@@ -33,16 +42,16 @@ export class VolumeDetector implements Detector {
       boundedSet(this.#devs, device, d, MAX_TRACKED);
     }
     this.#roll(d, now, th.volume_window, th.volume_alpha);
-    d.bytes += e.bytes_up;
+    d.bytes += bytes;
     d.group = e.group;
     const limit = Math.max(th.volume_floor_bytes, d.ewma * th.volume_factor);
     if (d.alerted || d.windows < th.volume_min_windows || d.bytes <= limit) return;
     d.alerted = true;
     this.#ctx.raise({
       detector: 'data_volume', severity: 'high', device_id: device, group: e.group,
-      summary: `${device} sent ${d.bytes} bytes in this window, ${d.ewma > 0 ? `${(d.bytes / d.ewma).toFixed(1)}× its baseline` : 'with a zero baseline'}`,
-      evidence: { bytes_up: d.bytes, baseline_bytes: Math.round(d.ewma), factor: th.volume_factor, floor_bytes: th.volume_floor_bytes, window_ms: th.volume_window, window_start: new Date(d.start).toISOString(), windows_of_history: d.windows, last_destination: e.host },
-      suggested_action: 'Look at where the device sent the data (tunnel.closed events for this device); if unexpected, revoke or isolate it.',
+      summary: `${device} sent ${d.bytes} bytes in this window, ${d.ewma > 0 ? `${(d.bytes / d.ewma).toFixed(1)}× its baseline` : 'with a zero baseline'}${e.type === 'gateway.tunnel.progress' ? ' (a tunnel still open)' : ''}`,
+      evidence: { bytes_up: d.bytes, baseline_bytes: Math.round(d.ewma), factor: th.volume_factor, floor_bytes: th.volume_floor_bytes, window_ms: th.volume_window, window_start: new Date(d.start).toISOString(), windows_of_history: d.windows, last_destination: e.host, tunnel_open: e.type === 'gateway.tunnel.progress' },
+      suggested_action: 'Look at where the device sent the data (tunnel.closed and tunnel.progress events for this device); if unexpected, revoke or isolate it.',
     });
   }
 

@@ -75,6 +75,19 @@ export interface TunnelClosedEvent extends Base, ConnectionFields {
   readonly status: number | null;
 }
 
+/**
+ * A CONNECT tunnel still open after `timeouts.progress`, and every `timeouts.progress` after
+ * that: its byte counts so far (cumulative), so that a long-lived tunnel is visible (and its
+ * volume counted by the detectors) before it closes. Shares the attempt's id.
+ */
+export interface TunnelProgressEvent extends Base, ConnectionFields {
+  readonly type: 'gateway.tunnel.progress';
+  readonly protocol: 'connect';
+  readonly bytes_up: number;
+  readonly bytes_down: number;
+  readonly duration_ms: number;
+}
+
 export interface PolicyLoadedEvent extends Base {
   readonly type: 'gateway.policy.loaded';
   readonly source: string;
@@ -111,7 +124,7 @@ export interface HandshakeFailedEvent extends Base {
   readonly error: string;
 }
 
-export type GatewayEvent = DecisionEvent | TunnelClosedEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent | HandshakeFailedEvent;
+export type GatewayEvent = DecisionEvent | TunnelClosedEvent | TunnelProgressEvent | PolicyLoadedEvent | PolicyRejectedEvent | LifecycleEvent | HandshakeFailedEvent;
 
 /**
  * Every event of the system. Each domain declares its events in its own file (control.ts,
@@ -123,6 +136,7 @@ export type EventType = ChokepointEvent['type'];
 const GATEWAY_EVENT_TYPES: readonly GatewayEvent['type'][] = [
   'gateway.decision',
   'gateway.tunnel.closed',
+  'gateway.tunnel.progress',
   'gateway.policy.loaded',
   'gateway.policy.rejected',
   'gateway.started',

@@ -53,6 +53,10 @@ export const EVENT_SCHEMAS = {
     protocol: z.enum(['connect', 'http']), bytes_up: count, bytes_down: count, duration_ms: count,
     close_reason: z.enum(closeReasons), status: nint,
   }),
+  'gateway.tunnel.progress': z.strictObject({
+    ...base('gateway.tunnel.progress'), ...connection,
+    protocol: z.literal('connect'), bytes_up: count, bytes_down: count, duration_ms: count,
+  }),
   'gateway.policy.loaded': z.strictObject({ ...base('gateway.policy.loaded'), source: z.string(), digest: z.string(), groups: count, warnings: z.array(z.string()).readonly() }),
   'gateway.policy.rejected': z.strictObject({ ...base('gateway.policy.rejected'), source: z.string(), running_digest: nstr, problems: z.array(z.string()).readonly() }),
   'gateway.started': lifecycle('gateway.started'),

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Reason } from '../core/reasons.js';
 import type { Destination } from '../core/destination.js';
-import type { CloseReason, ConnectionFields, DecisionEvent, TunnelClosedEvent } from '../events/catalogue.js';
+import type { CloseReason, ConnectionFields, DecisionEvent, TunnelClosedEvent, TunnelProgressEvent } from '../events/catalogue.js';
 import type { GroupMode } from '../policy/types.js';
 
 export class Attempt {
@@ -72,6 +72,19 @@ export class Attempt {
       address_class: this.addressClass,
       detail: this.detail,
       status: this.status,
+    };
+  }
+
+  progressEvent(bytesUp: number, bytesDown: number): TunnelProgressEvent {
+    return {
+      v: 1,
+      type: 'gateway.tunnel.progress',
+      time: new Date().toISOString(),
+      ...this.#connection(),
+      protocol: 'connect',
+      bytes_up: bytesUp,
+      bytes_down: bytesDown,
+      duration_ms: Math.round(performance.now() - this.startedAt),
     };
   }
 

@@ -48,6 +48,8 @@ export interface MtlsListenOptions {
 export interface LiveTunnel {
   readonly startedAt: number;
   cut(reason: 'lifetime_exceeded' | 'shutdown'): void;
+  /** Publishes `gateway.tunnel.progress` if one is due by `now` (CONNECT tunnels only). */
+  progress?(now: number, everyMs: number): void;
 }
 
 export class Gateway {
@@ -63,6 +65,11 @@ export class Gateway {
   readonly #tunnels = new Set<LiveTunnel>();
   readonly #perClient = new Map<string, number>();
   #sweeper: NodeJS.Timeout | null = null;
+  /** The sweeper's period: lifetimes and progress reports are checked this often. */
+  get #sweepEvery(): number {
+    const t = this.config.timeouts;
+    return Math.max(100, Math.min(1000, t.lifetime, t.progress > 0 ? t.progress : 1000));
+  }
   #unsubscribe: (() => void)[] = [];
   #mtlsServers: TlsServer[] = [];
   /** The device CAs a client certificate must be signed by directly. */
@@ -172,7 +179,7 @@ export class Gateway {
   #startSweeper(): void {
     if (this.#sweeper === null) {
       // One coarse timer for tunnel lifetimes instead of one timer per tunnel.
-      this.#sweeper = setInterval(() => this.#sweep(), Math.min(1000, this.config.timeouts.lifetime)).unref();
+      this.#sweeper = setInterval(() => this.#sweep(), this.#sweepEvery).unref();
     }
   }
 
@@ -281,8 +288,15 @@ export class Gateway {
   }
 
   #sweep(): void {
-    const limit = performance.now() - this.config.timeouts.lifetime;
-    for (const t of this.#tunnels) if (t.startedAt <= limit) t.cut('lifetime_exceeded');
+    const now = performance.now();
+    const limit = now - this.config.timeouts.lifetime;
+    const every = this.config.timeouts.progress;
+    for (const t of this.#tunnels) {
+      if (t.startedAt <= limit) t.cut('lifetime_exceeded');
+      // Interim counts for long tunnels (like a firewall's interim log records): volume that
+      // leaves through a tunnel open for hours must not stay invisible until it closes.
+      else if (every > 0 && t.progress) t.progress(now, every);
+    }
   }
 
   /**

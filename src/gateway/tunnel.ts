@@ -68,6 +68,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   #downFlowing = false;
   #finished = false;
   #relayed = false;
+  /** When the next gateway.tunnel.progress is due (performance.now() time); 0 until relaying. */
+  #nextProgress = 0;
 
   constructor(
     readonly conn: ProxyConnection,
@@ -215,6 +217,14 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     if (this.#phase === 'relay' || this.#downFlowing) this.#client.end();
     else this.#client.destroy();
   };
+
+  progress(now: number, everyMs: number): void {
+    if (this.#finished || !this.#relayed || this.#phase === 'peek') return;
+    if (this.#nextProgress === 0) this.#nextProgress = this.startedAt + everyMs;
+    if (now < this.#nextProgress) return;
+    this.#nextProgress = now + everyMs;
+    this.conn.gw.publish(this.a.progressEvent(this.#up.bytesWritten, this.#up.bytesRead));
+  }
 
   onTimeout(): void {
     if (this.#phase === 'peek') return; // the ClientHello timer governs this phase
