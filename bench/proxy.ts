@@ -6,7 +6,7 @@
  * are bench/compare.sh's job; this one tracks our own figures between commits.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { CLI, cpbenchPath, root, waitPort } from './util.js';
+import { CLI, cpbenchPath, cpuUs, root, waitPort } from './util.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,16 +51,25 @@ export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?
     let gw = start();
     await waitPort(proxyPort);
     const proxy = ['--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`];
-    const tput = run(bin, ['tput', ...proxy, '--bytes', String(bytes), '--streams', '1', '--dir', 'up']);
-    figures.tput_up_mb_s = Number(tput.mbytes_per_s);
-    const rc = run(bin, ['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
-    figures.connect_per_s = Number(rc.per_s);
-    figures.connect_p99_ms = Number(rc.p99_us) / 1000;
-    figures.connect_errors = Number(rc.errors);
-    const rh = run(bin, ['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'http']);
-    figures.http_per_s = Number(rh.per_s);
-    figures.http_p99_ms = Number(rh.p99_us) / 1000;
-    figures.http_errors = Number(rh.errors);
+    // Each workload also reports the gateway's own CPU per unit of work (see cpuUs).
+    const measured = (args: string[]): { r: Record<string, unknown>; cpu: number } => {
+      const c0 = cpuUs(gw.pid as number);
+      const r = run(bin, args);
+      return { r, cpu: cpuUs(gw.pid as number) - c0 };
+    };
+    const tput = measured(['tput', ...proxy, '--bytes', String(bytes), '--streams', '1', '--dir', 'up']);
+    figures.tput_up_mb_s = Number(tput.r.mbytes_per_s);
+    figures.tput_up_cpu_ms_per_gb = Math.round(tput.cpu / 1000 / (bytes / 1e9));
+    const rc = measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
+    figures.connect_per_s = Number(rc.r.per_s);
+    figures.connect_p99_ms = Number(rc.r.p99_us) / 1000;
+    figures.connect_errors = Number(rc.r.errors);
+    figures.connect_cpu_us_each = Math.round(rc.cpu / Math.max(1, Number(rc.r.ok)));
+    const rh = measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'http']);
+    figures.http_per_s = Number(rh.r.per_s);
+    figures.http_p99_ms = Number(rh.r.p99_us) / 1000;
+    figures.http_errors = Number(rh.r.errors);
+    figures.http_cpu_us_each = Math.round(rh.cpu / Math.max(1, Number(rh.r.ok)));
     // Memory per idle tunnel, on a fresh process after a short warm-up (as compare.sh does).
     gw.kill('SIGKILL');
     await new Promise((r) => gw.once('exit', r));

@@ -14,15 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpsServer } from 'node:https';
 import { makePki } from '../test/helpers/origins.js';
-import { CLI, cpbenchPath, freePort, root, waitPort } from './util.js';
+import { CLI, cpbenchPath, cpuUs, freePort, root, waitPort } from './util.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
-
-/** CPU time (user + system) a process has used, in microseconds (Linux /proc). */
-function cpuUs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // clock ticks; USER_HZ is 100 on Linux
-}
 
 async function rate(bin: string, proxyPort: number, originPort: number, secs: number): Promise<{ per_s: number; errors: number; ok: number }> {
   const p = spawn(bin, ['rate', '--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`, '--conns', '32', '--secs', String(secs), '--mode', 'connect'], { stdio: ['ignore', 'pipe', 'ignore'] });

@@ -1,6 +1,6 @@
 /** Helpers shared by the benchmarks that drive a spawned gateway with cpbench. */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,16 @@ import { fileURLToPath } from 'node:url';
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 /** The `chokepoint` command as users run it (bin/chokepoint sets the allocator knob, then runs Node). */
 export const CLI = join(root, 'bin/chokepoint');
+
+/**
+ * CPU time (user + system) a process has used, in microseconds (Linux /proc; USER_HZ is 100).
+ * CPU per unit of work is the figure to compare on a shared machine: rates move with whatever
+ * else the cores are doing, CPU per tunnel or per GB much less.
+ */
+export function cpuUs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+}
 
 /** cpbench from $CPBENCH, or built once from ../shared/bench/cpbench into the temp folder. */
 export function cpbenchPath(): string | null {
