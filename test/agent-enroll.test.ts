@@ -5,7 +5,6 @@
  * renewal over mTLS with atomic replacement, expiry refused loudly.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,19 +13,10 @@ import { enroll } from '../src/agent/enroll.js';
 import { certOf } from '../src/agent/pki.js';
 import { planRenewal, renewDaemon, renewOnce } from '../src/agent/renew.js';
 import { makePki, startEstServer, type EstServer, type TestPki } from './helpers/agent-est.js';
+import { cli, CLI } from './helpers/cli.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli.js');
 const TOKEN = 'tok-123';
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = ''; let stderr = '';
-    c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    c.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 const freshDir = (): string => join(mkdtempSync(join(tmpdir(), 'cp-enroll-')), 'agent');
 const colons = (hex: string): string => hex.toUpperCase().match(/../g)!.join(':');

@@ -5,25 +5,14 @@
  * says plainly that only the environment is set.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fenceAvailable } from '../src/agent/exec.js';
 import { Forwarder } from '../src/agent/forwarder.js';
 import { proxyEnv } from '../src/agent/proxy-env.js';
 import { startAgentEnv, type AgentEnv } from './helpers/agent-env.js';
+import { cli } from './helpers/cli.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli.js');
 
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    c.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /**
  * The probe: a direct TCP connection that ignores every proxy variable, then the same

@@ -3,26 +3,16 @@
  * must pass on the first and fail, with evidence, on the second.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runVerify, type Check } from '../src/agent/verify.js';
 import { startAgentEnv, type AgentEnv } from './helpers/agent-env.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { cli, CLI } from './helpers/cli.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli.js');
 const byId = (cs: Check[], id: string): Check => { const c = cs.find((x) => x.id === id); assert.ok(c, id); return c; };
 
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    c.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe('chokepoint verify', () => {
   let env: AgentEnv;
