@@ -8,7 +8,8 @@
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { Spool, type DropReason, type SpoolOptions } from './spool.js';
-import { jsonOf, typeMatcher, type Sink, type SinkStats } from './types.js';
+import { jsonOf } from '../events/json.js';
+import { typeMatcher, type Sink, type SinkStats } from './types.js';
 
 export interface Transport {
   /** Delivers the records (JSON texts, no newline) or throws; `batchId` is stable across retries. */

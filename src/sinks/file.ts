@@ -13,7 +13,8 @@ import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { JsonlSink } from './jsonl.js';
-import { jsonOf, typeMatcher, type Sink, type SinkStats } from './types.js';
+import { jsonOf } from '../events/json.js';
+import { COALESCE_MS, typeMatcher, WRITE_NOW_BYTES, type Sink, type SinkStats } from './types.js';
 
 export interface FileSinkOptions {
   readonly name: string;
@@ -27,9 +28,6 @@ export interface FileSinkOptions {
   readonly now?: () => number;
 }
 
-/** How long lines gather before a write, and how many bytes make a write start at once. */
-const COALESCE_MS = 10;
-const WRITE_NOW_BYTES = 256 * 1024;
 /** After a failed write. */
 const RETRY_MS = 1000;
 

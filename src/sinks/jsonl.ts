@@ -9,11 +9,9 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { SinkDroppedEvent } from '../events/evidence.js';
-import { jsonOf } from './types.js';
+import { jsonOf } from '../events/json.js';
+import { COALESCE_MS, WRITE_NOW_BYTES } from './types.js';
 
-/** How long lines gather before a write, and how many queued bytes make the write come sooner. */
-const COALESCE_MS = 10;
-const WRITE_NOW_BYTES = 256 * 1024;
 
 export interface JsonlSinkOptions {
   /** `-` for stdout, otherwise a file path (appended). */

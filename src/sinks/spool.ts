@@ -24,6 +24,7 @@ import { mkdirSync } from 'node:fs';
 import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scanSpool, SEGMENT_RE, segmentName as name, SpoolTail, type Batch, type Position, type Segment } from './spool-parts.js';
+import { COALESCE_MS, WRITE_NOW_BYTES } from './types.js';
 
 export type { Batch } from './spool-parts.js';
 
@@ -39,11 +40,6 @@ export interface SpoolOptions {
   readonly onDrop: (n: number, reason: DropReason) => void;
   readonly onError: (err: Error) => void;
 }
-
-
-const WRITE_DELAY_MS = 10;
-/** Queued bytes above which the next write starts without the delay. */
-const WRITE_NOW_BYTES = 256 * 1024;
 
 export class Spool {
   readonly #o: SpoolOptions;
@@ -112,7 +108,7 @@ export class Spool {
     if (this.#scheduled || this.#writing) return;
     this.#scheduled = true;
     // A short delay coalesces the records of many event-loop turns into one write.
-    setTimeout(() => { this.#scheduled = false; void this.#write(); }, WRITE_DELAY_MS);
+    setTimeout(() => { this.#scheduled = false; void this.#write(); }, COALESCE_MS);
   }
 
   async #init(): Promise<void> {

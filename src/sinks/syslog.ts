@@ -15,7 +15,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { Transport } from './buffered.js';
-import { jsonOf } from './types.js';
+import { jsonOf } from '../events/json.js';
 
 export interface SyslogFormat {
   /** RFC 5424 §6.2.1 facility (16 = local0). */
