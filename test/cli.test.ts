@@ -211,4 +211,14 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /limits\.max_tunnels/);
     assert.match(r.stdout, /unknown key "bogus"/);
   });
+
+  it('bounds the progress interval: 0s turns it off, below a second is refused (an event per tunnel per interval)', async () => {
+    const file = join(dir, 'p.yaml');
+    for (const [v, code] of [['0s', 0], ['1s', 0], ['5m', 0], ['500ms', 1], ['1ms', 1]] as const) {
+      writeFileSync(file, `timeouts:\n  progress: ${v}\n`);
+      const r = await cli(['config', 'check', file]);
+      assert.equal(r.code, code, `${v}: ${r.stdout}`);
+      if (code === 1) assert.match(r.stdout, /timeouts\.progress: must be 0s \(off\) or at least 1s/);
+    }
+  });
 });

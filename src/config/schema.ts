@@ -64,7 +64,8 @@ export const configSchema = z.strictObject({
     idle: duration('15m', 1000),
     lifetime: duration('24h', 1000),
     /** A CONNECT tunnel open this long reports its byte counts (gateway.tunnel.progress), then again at this interval; 0s = never. */
-    progress: duration('5m', 0),
+    // At least a second: each report is an event to every sink, per open tunnel.
+    progress: duration('5m', 0).refine((ms) => ms === 0 || ms >= 1000, 'must be 0s (off) or at least 1s'),
     shutdown: duration('30s', 0),
   }).prefault({}),
   limits: z.strictObject({
