@@ -5,8 +5,8 @@
  * HTTP requests per second, and memory per idle tunnel. Peer comparisons (Squid, proxy-chain)
  * are bench/compare.sh's job; this one tracks our own figures between commits.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { CLI, cpbenchPath, cpuUs, root, waitPort } from './util.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI, cpbenchPath, cpbenchRun, cpuUs, root, waitPort } from './util.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,12 +14,6 @@ import { join } from 'node:path';
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
-}
-
-function run(bin: string, args: string[]): Record<string, unknown> {
-  const out = execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
-  const last = out.trim().split('\n').at(-1) ?? '{}';
-  return JSON.parse(last) as Record<string, unknown>;
 }
 
 export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?: number; events?: boolean } = {}): Promise<Record<string, number>> {
@@ -52,20 +46,20 @@ export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?
     await waitPort(proxyPort);
     const proxy = ['--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`];
     // Each workload also reports the gateway's own CPU per unit of work (see cpuUs).
-    const measured = (args: string[]): { r: Record<string, unknown>; cpu: number } => {
+    const measured = async (args: string[]): Promise<{ r: Record<string, unknown>; cpu: number }> => {
       const c0 = cpuUs(gw.pid as number);
-      const r = run(bin, args);
+      const r = await cpbenchRun(bin, args);
       return { r, cpu: cpuUs(gw.pid as number) - c0 };
     };
-    const tput = measured(['tput', ...proxy, '--bytes', String(bytes), '--streams', '1', '--dir', 'up']);
+    const tput = await measured(['tput', ...proxy, '--bytes', String(bytes), '--streams', '1', '--dir', 'up']);
     figures.tput_up_mb_s = Number(tput.r.mbytes_per_s);
     figures.tput_up_cpu_ms_per_gb = Math.round(tput.cpu / 1000 / (bytes / 1e9));
-    const rc = measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
+    const rc = await measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
     figures.connect_per_s = Number(rc.r.per_s);
     figures.connect_p99_ms = Number(rc.r.p99_us) / 1000;
     figures.connect_errors = Number(rc.r.errors);
     figures.connect_cpu_us_each = Math.round(rc.cpu / Math.max(1, Number(rc.r.ok)));
-    const rh = measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'http']);
+    const rh = await measured(['rate', ...proxy, '--conns', '32', '--secs', String(secs), '--mode', 'http']);
     figures.http_per_s = Number(rh.r.per_s);
     figures.http_p99_ms = Number(rh.r.p99_us) / 1000;
     figures.http_errors = Number(rh.r.errors);
@@ -75,7 +69,7 @@ export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?
     await new Promise((r) => gw.once('exit', r));
     gw = start();
     await waitPort(proxyPort);
-    run(bin, ['idle', ...proxy, '--conns', '200', '--hold', '0']);
+    await cpbenchRun(bin, ['idle', ...proxy, '--conns', '200', '--hold', '0']);
     await new Promise((r) => setTimeout(r, 1000));
     const before = rssKb(gw.pid as number);
     const holder = spawn(bin, ['idle', ...proxy, '--conns', String(idle), '--hold', '3'], { stdio: ['ignore', 'pipe', 'ignore'] });

@@ -14,16 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpsServer } from 'node:https';
 import { makePki } from '../test/helpers/origins.js';
-import { CLI, cpbenchPath, cpuUs, freePort, root, waitPort } from './util.js';
+import { CLI, cpbenchPath, cpbenchRun, cpuUs, freePort, root, waitPort } from './util.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
 
 async function rate(bin: string, proxyPort: number, originPort: number, secs: number): Promise<{ per_s: number; errors: number; ok: number }> {
-  const p = spawn(bin, ['rate', '--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`, '--conns', '32', '--secs', String(secs), '--mode', 'connect'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  p.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  await new Promise((r) => p.once('exit', r));
-  const j = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { per_s: number; errors: number; ok: number };
+  const j = await cpbenchRun(bin, ['rate', '--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
   return { per_s: Number(j.per_s), errors: Number(j.errors), ok: Number(j.ok) };
 }
 

@@ -1,5 +1,5 @@
 /** Helpers shared by the benchmarks that drive a spawned gateway with cpbench. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,19 @@ export const CLI = join(root, 'bin/chokepoint');
 export function cpuUs(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+}
+
+/**
+ * Runs cpbench and returns its last JSON line. Asynchronous: a bench that hosts receivers in
+ * its own process (bench/sinks.ts) must keep its event loop running meanwhile.
+ */
+export async function cpbenchRun(bin: string, args: string[]): Promise<Record<string, unknown>> {
+  const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  const code = await new Promise<number | null>((r) => p.once('exit', r));
+  if (code !== 0) throw new Error(`cpbench ${args[0]} exited with ${code}`);
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 }
 
 /** cpbench from $CPBENCH, or built once from ../shared/bench/cpbench into the temp folder. */
