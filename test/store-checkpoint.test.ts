@@ -50,6 +50,7 @@ describe('SQLite checkpoints on a worker thread', () => {
     // The worker's own connection cannot open this file: it fails as soon as it starts.
     const c = startCheckpointer(db, join(dir, 'missing', 'x.db'), (m) => errors.push(m), 50);
     try {
+      assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), 0, 'handed to the worker');
       const deadline = Date.now() + 10_000;
       while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.match(errors[0] ?? '', /checkpoint thread/);
