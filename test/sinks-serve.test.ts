@@ -123,4 +123,27 @@ describe('serve with sinks', () => {
       await rx.close();
     }
   });
+
+  it('a sink whose write never returns does not keep a stopping gateway alive: killed at the deadline, and it says so', async () => {
+    // A FIFO nobody reads: opening it for writing blocks for ever.
+    const fifo = join(dir, 'stuck.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const config = join(dir, 'stuck.yaml');
+    writeFileSync(config, ['proxy_listen: 127.0.0.1:0', 'control_listen: 127.0.0.1:0', 'mtls_listen: "off"', `data_dir: ${join(dir, 'data-stuck')}`,
+      'events: none', 'log_level: info', 'timeouts: { shutdown: 1s }', 'sinks:', `  - { type: file, name: stuck, path: ${fifo} }`, ''].join('\n'));
+    const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { stdio: ['ignore', 'ignore', 'pipe'] });
+    procs.push(proc);
+    let stderr = '';
+    proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const exit = new Promise<string>((r) => proc.on('exit', (code, signal) => r(`${code}/${signal}`)));
+    // Started (the first events are queued to the sink, whose write is now stuck), then stop.
+    const started = Date.now() + 20_000;
+    while (!/gateway started/.test(stderr) && proc.exitCode === null && Date.now() < started) await new Promise((r) => setTimeout(r, 50));
+    assert.match(stderr, /gateway started/);
+    await new Promise((r) => setTimeout(r, 300));
+    proc.kill('SIGTERM');
+    const code = await Promise.race([exit, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000))]);
+    assert.equal(code, 'null/SIGKILL', stderr);
+    assert.match(stderr, /sinks did not finish writing before the shutdown deadline/);
+  });
 });

@@ -81,9 +81,19 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     await gw.close();
     await control.close();
     bus.publish({ v: 1, type: 'gateway.stopped', time: new Date().toISOString(), listeners, version: VERSION });
-    await evidence.close();
+    // Sinks flush within the same deadline: a write that never returns (a hung network mount,
+    // a FIFO nobody reads) must not keep a stopping gateway alive for ever.
+    const closed = await Promise.race([
+      evidence.close().then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), Math.max(1000, config.timeouts.shutdown))),
+    ]);
     logger.flush();
-    process.exit(0);
+    if (closed) process.exit(0);
+    // Straight to stderr (synchronous for files and pipes): the logger may not get to write before the kill.
+    process.stderr.write('chokepoint: sinks did not finish writing before the shutdown deadline; events still queued in them are lost\n');
+    // Not process.exit(): at exit Node waits for libuv's thread pool, and the thread stuck in
+    // the write (or the open of a FIFO nobody reads) never returns. A supervisor sees the kill.
+    process.kill(process.pid, 'SIGKILL');
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
