@@ -18,8 +18,9 @@ import type { EventBus } from '../events/bus.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { metricsPlugin as plugin } from '../metrics/plugin.js';
 import { EvidenceMetrics, type MetricsHandle } from '../metrics/registry.js';
-import { createSink } from '../sinks/factory.js';
+import { buildSink, resolveSink, type ResolvedSink } from '../sinks/factory.js';
 import { FileSink } from '../sinks/file.js';
+import { ThreadedSinks, type SinkView } from '../sinks/threaded.js';
 import type { Sink } from '../sinks/types.js';
 
 export interface EvidenceOptions {
@@ -35,7 +36,10 @@ export interface Evidence {
   readonly metricsPlugin: FastifyPluginAsync;
   /** Gauges and counters other parts set (certificate expiry, policy version, resolver latency, TLS failures). */
   readonly metrics: MetricsHandle;
-  readonly sinks: readonly Sink[];
+  /** Every sink, by name, with its statistics (network sinks' as of the last `refreshSinkStats()`). */
+  readonly sinks: readonly SinkView[];
+  /** Fetches the current statistics of the sinks that run on the sink thread. */
+  refreshSinkStats(): Promise<void>;
   readonly detect: DetectEngine | null;
   /** Stops detectors (baselines saved) and sinks (buffers flushed to disk). Idempotent. */
   close(): Promise<void>;
@@ -70,18 +74,30 @@ export function createEvidence(o: EvidenceOptions): Evidence {
   };
   const onError = (sink: string, err: Error) => logger.error({ sink, err }, 'sink error');
 
-  const sinks: Sink[] = [];
+  // Local writers (the events target, file sinks) stay on this thread: batched, they cost
+  // nothing measurable. Network sinks run on their own thread (sinks/threaded.ts explains why).
+  const local: Sink[] = [];
   if (config.events !== 'none') {
-    sinks.push(new FileSink({
+    local.push(new FileSink({
       name: config.events === '-' ? 'stdout' : 'events', path: config.events, maxQueueBytes: 256 * 1024 * 1024, emit, onError: (err) => onError('events', err),
       // The simple target keeps its old behaviour: one file, appended, never rotated.
       rotate: { maxBytes: Number.MAX_SAFE_INTEGER, intervalMs: 0, keep: 0, maxAgeMs: 0 },
     }));
   }
-  for (const c of config.sinks) sinks.push(createSink(c, { dataDir: o.dataDir, emit, onError, hostname: hostname() }));
-  for (const s of sinks) unsubscribe.push(bus.subscribe(s.write));
+  const remote: ResolvedSink[] = [];
+  for (const c of config.sinks) {
+    // Throws here, at start, for a secret or TLS file that cannot be read.
+    const r = resolveSink(c, hostname());
+    if (c.type === 'file') local.push(buildSink(r, { dataDir: o.dataDir, emit, onError }));
+    else remote.push(r);
+  }
+  const threaded = remote.length > 0 ? new ThreadedSinks({ sinks: remote, dataDir: o.dataDir, emit, onError }) : null;
+  for (const s of local) unsubscribe.push(bus.subscribe(s.write));
+  if (threaded) unsubscribe.push(bus.subscribe(threaded.write));
+  const sinks: SinkView[] = [...local, ...(threaded?.views ?? [])];
+  const refreshSinkStats = async () => { await threaded?.refresh(); };
 
-  const metrics = new EvidenceMetrics(config.metrics, () => sinks);
+  const metrics = new EvidenceMetrics(config.metrics, () => sinks, refreshSinkStats);
   unsubscribe.push(bus.subscribe(metrics.observe));
 
   const detect = config.detect.enabled
@@ -94,21 +110,25 @@ export function createEvidence(o: EvidenceOptions): Evidence {
 
   let closing: Promise<void> | null = null;
   return {
-    metricsPlugin, metrics, sinks, detect,
+    metricsPlugin, metrics, sinks, refreshSinkStats, detect,
     close() {
       closing ??= (async () => {
         detect?.close();
         // Let health events queued for the next turn reach the sinks before they close.
         await new Promise((r) => setImmediate(r));
         for (const u of unsubscribe) u();
-        await Promise.all(sinks.map((s) => s.close().catch((err: Error) => onError(s.name, err))));
+        await Promise.all([
+          ...local.map((s) => s.close().catch((err: Error) => onError(s.name, err))),
+          threaded?.close().catch((err: Error) => onError('sink thread', err)),
+        ]);
       })();
       return closing;
     },
     destroy() {
       detect?.close();
       for (const u of unsubscribe) u();
-      for (const s of sinks) s.destroy();
+      for (const s of local) s.destroy();
+      threaded?.destroy();
     },
   };
 }

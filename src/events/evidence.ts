@@ -29,8 +29,11 @@ export interface SinkDroppedEvent extends Base {
   readonly type: 'sink.dropped';
   readonly sink: string;
   readonly dropped: number;
-  /** `buffer_full` (the on-disk bound), `queue_full` (the in-memory queue), `unwritable` (the buffer directory failed). */
-  readonly reason: 'buffer_full' | 'queue_full' | 'unwritable';
+  /**
+   * `buffer_full` (the on-disk bound), `queue_full` (the in-memory queue), `unwritable` (the
+   * buffer directory failed), `thread_failed` (the network sinks' thread died holding them).
+   */
+  readonly reason: 'buffer_full' | 'queue_full' | 'unwritable' | 'thread_failed';
 }
 
 /** A sink's destination stopped accepting events; they accumulate in its buffer. */

@@ -15,3 +15,13 @@ export function jsonOf(e: ChokepointEvent): string {
   }
   return s;
 }
+
+/**
+ * Parses one event's JSON text and remembers that text as its JSON, so a sink on another
+ * thread that received the text writes exactly those bytes without serializing them again.
+ */
+export function eventFromJson(text: string): ChokepointEvent {
+  const e = JSON.parse(text) as ChokepointEvent;
+  json.set(e, text);
+  return e;
+}

@@ -1,0 +1,52 @@
+/**
+ * What the network sinks' thread runs (see threaded.ts; sink-worker.ts is its script): builds the syslog and webhook sinks from their
+ * resolved configurations and feeds them the event texts the gateway's thread sends, in order.
+ * Everything these sinks do — formatting, the disk buffer, TLS, HTTP — happens here.
+ */
+import { eventFromJson } from '../events/json.js';
+import { buildSink } from './factory.js';
+import type { FromSinkThread, SinkThreadInit, ToSinkThread } from './thread-protocol.js';
+import type { SinkStats } from './types.js';
+
+/** The part of a MessagePort the thread uses (tests wrap it). */
+export interface SinkThreadPort {
+  on(event: 'message', fn: (m: ToSinkThread) => void): unknown;
+  postMessage(m: FromSinkThread): void;
+}
+
+export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void {
+  const post = (m: FromSinkThread): void => port.postMessage(m);
+  const sinks = init.sinks.map((r) => buildSink(r, {
+    dataDir: init.dataDir,
+    emit: (event) => post({ t: 'emit', event }),
+    onError: (sink, err) => post({ t: 'error', sink, message: err.message, code: typeof (err as NodeJS.ErrnoException).code === 'string' ? (err as NodeJS.ErrnoException).code : undefined }),
+  }));
+  let closing = false;
+  port.on('message', (m) => {
+    switch (m.t) {
+      case 'lines': {
+        if (closing) return;
+        for (const line of m.data.split('\n')) {
+          const e = eventFromJson(line);
+          for (const s of sinks) s.write(e);
+        }
+        post({ t: 'ack', events: m.events });
+        return;
+      }
+      case 'stats': {
+        const stats: Record<string, SinkStats> = {};
+        for (const s of sinks) stats[s.name] = s.stats();
+        post({ t: 'stats', id: m.id, stats });
+        return;
+      }
+      case 'close': {
+        if (closing) return;
+        closing = true;
+        void Promise.all(sinks.map((s) => s.close().catch((err: Error) => post({ t: 'error', sink: s.name, message: err.message }))))
+          .then(() => post({ t: 'closed' }));
+        return;
+      }
+    }
+  });
+}
+

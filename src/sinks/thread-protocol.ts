@@ -1,0 +1,24 @@
+/** Messages between the gateway's thread and the network sinks' thread (threaded.ts, sink-worker.ts). */
+import type { EvidenceEvent } from '../events/evidence.js';
+import type { ResolvedSink } from './factory.js';
+import type { SinkStats } from './types.js';
+
+export interface SinkThreadInit {
+  readonly sinks: readonly ResolvedSink[];
+  readonly dataDir: string;
+}
+
+export type ToSinkThread =
+  /** Event JSON texts joined by "\n" (JSON never contains a raw newline), in publication order. */
+  | { readonly t: 'lines'; readonly data: string; readonly events: number }
+  | { readonly t: 'stats'; readonly id: number }
+  | { readonly t: 'close' };
+
+export type FromSinkThread =
+  /** A `lines` message was handed to every sink (the sinks' own bounds apply from here on). */
+  | { readonly t: 'ack'; readonly events: number }
+  /** A health event (`sink.dropped`, `sink.backlog`, `sink.recovered`) to publish on the bus. */
+  | { readonly t: 'emit'; readonly event: EvidenceEvent }
+  | { readonly t: 'error'; readonly sink: string; readonly message: string; readonly code?: string }
+  | { readonly t: 'stats'; readonly id: number; readonly stats: Readonly<Record<string, SinkStats>> }
+  | { readonly t: 'closed' };

@@ -1,0 +1,121 @@
+/**
+ * Network sinks on their own thread (src/sinks/threaded.ts) against a real HTTPS webhook
+ * receiver: events cross in order, statistics come back, the hand-over queue is bounded with
+ * every refused event reported, and a thread that dies is reported and replaced without
+ * losing what its disk buffer held.
+ */
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../src/config/load.js';
+import type { SinkConfig } from '../src/config/evidence.js';
+import type { ChokepointEvent } from '../src/events/catalogue.js';
+import type { EvidenceEvent } from '../src/events/evidence.js';
+import { resolveSink } from '../src/sinks/factory.js';
+import { ThreadedSinks, type ThreadedSinksOptions } from '../src/sinks/threaded.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
+
+const SECRET = 'test-secret-0123456789abcdef';
+const cleanup: (() => unknown)[] = [];
+after(async () => { for (const c of cleanup.reverse()) await c(); });
+
+/** A schema-valid event carrying a sequence number (in `down_ms`) and a marker (in `sink`). */
+function ev(i: number, sink = 'synthetic'): ChokepointEvent {
+  return { v: 1, type: 'sink.recovered', time: new Date().toISOString(), sink, down_ms: i, pending_events: 0 };
+}
+
+async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function setup(extra: Partial<ThreadedSinksOptions> = {}, sinkExtra: Record<string, unknown> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-sink-thread-'));
+  cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const rx: WebhookReceiver = await startWebhookReceiver(SECRET);
+  cleanup.push(() => rx.close());
+  const c = parseConfig(JSON.stringify({ sinks: [{ type: 'webhook', name: 'hook', url: rx.url, secret: SECRET, tls: { ca: rx.pki.caPath }, batch_wait: '0s', retry: { min_delay: '20ms', max_delay: '200ms' }, ...sinkExtra }] }));
+  if (!c.ok) throw new Error(JSON.stringify(c.problems));
+  const emitted: EvidenceEvent[] = [];
+  const errors: string[] = [];
+  const sinks = new ThreadedSinks({
+    sinks: [resolveSink(c.config.sinks[0] as SinkConfig)], dataDir,
+    emit: (e) => emitted.push(e), onError: (_sink, err) => errors.push(err.message), ...extra,
+  });
+  cleanup.push(() => sinks.close());
+  return { rx, sinks, emitted, errors, dataDir };
+}
+
+const seqs = (rx: WebhookReceiver) => rx.events().map((e) => e.down_ms);
+const dropped = (emitted: EvidenceEvent[], reason: string) => emitted.reduce((n, e) => n + (e.type === 'sink.dropped' && e.reason === reason ? e.dropped : 0), 0);
+
+describe('network sinks on their own thread', () => {
+  it('deliver every event in publication order, and report their statistics when asked', async () => {
+    const { rx, sinks } = await setup();
+    for (let i = 0; i < 2000; i++) {
+      sinks.write(ev(i));
+      if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+    }
+    // The last 499 were written since the last turn: still on this side, and counted as pending.
+    assert.ok((sinks.views[0]?.stats().pending_events ?? 0) >= 499, 'events waiting for the thread are pending');
+    await rx.waitEvents(2000);
+    assert.deepEqual(seqs(rx), Array.from({ length: 2000 }, (_, i) => i), 'all of them, once each, in order');
+    await until(() => { void sinks.refresh(); return sinks.views[0]?.stats().delivered === 2000; }, 'the thread counts 2000 delivered');
+    assert.deepEqual(sinks.views[0]?.stats(), { pending_events: 0, pending_bytes: 0, dropped: 0, delivered: 2000, up: true });
+    await sinks.close();
+    sinks.write(ev(9999));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(rx.events().length, 2000, 'nothing is taken after close');
+  });
+
+  it('bound the hand-over queue: past it, events are refused, counted and reported as queue_full; the rest arrive', async () => {
+    const { rx, sinks, emitted } = await setup({ maxBytes: 4000 });
+    // One synchronous burst: nothing reaches the thread until it ends, so the bound is hit.
+    for (let i = 0; i < 200; i++) sinks.write(ev(i));
+    const refused = sinks.views[0]?.stats().dropped ?? 0;
+    assert.ok(refused > 100 && refused < 200, `most of the burst is refused (${refused})`);
+    await until(() => dropped(emitted, 'queue_full') === refused, 'the refusals are reported');
+    const kept = 200 - refused;
+    await rx.waitEvents(kept);
+    assert.deepEqual(seqs(rx), Array.from({ length: kept }, (_, i) => i), 'the oldest are kept, the newest refused');
+    const reported = emitted.find((e) => e.type === 'sink.dropped');
+    assert.ok(reported?.type === 'sink.dropped' && reported.sink === 'hook');
+  });
+
+  it('a thread that dies is reported (thread_failed, with what it held) and replaced; later events arrive', async () => {
+    const { rx, sinks, emitted, errors } = await setup({ workerUrl: new URL('./helpers/failing-sink-worker.js', import.meta.url) });
+    for (let i = 0; i < 10; i++) sinks.write(ev(i));
+    await rx.waitEvents(10);
+    // One batch: a marker event that kills the thread, with four more.
+    sinks.write(ev(100, 'crash.invalid'));
+    for (let i = 101; i < 105; i++) sinks.write(ev(i));
+    await until(() => dropped(emitted, 'thread_failed') === 5, 'the lost batch is reported');
+    assert.ok(errors.some((m) => /sink thread exited \(code 7\); restarting/.test(m)), errors.join('; '));
+    // Written while the replacement starts: queued, then delivered by the new thread.
+    for (let i = 200; i < 210; i++) sinks.write(ev(i));
+    await rx.waitEvents(20);
+    assert.deepEqual(seqs(rx), [...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 10 }, (_, i) => 200 + i)]);
+    await sinks.refresh();
+    assert.equal(sinks.views[0]?.stats().dropped, 5, 'the statistics count the lost batch');
+  });
+
+  it('a thread that dies leaves its disk buffer to the next one: events it had taken but not delivered arrive', async () => {
+    const { rx, sinks, emitted } = await setup({ workerUrl: new URL('./helpers/failing-sink-worker.js', import.meta.url) }, { batch_max: 10 });
+    rx.status = 503; // the receiver is down: events wait in the disk buffer
+    for (let i = 0; i < 30; i++) sinks.write(ev(i));
+    await until(() => { void sinks.refresh(); return (sinks.views[0]?.stats().pending_events ?? 0) === 30 && emitted.some((e) => e.type === 'sink.backlog'); }, 'the thread buffers all 30');
+    // Give the buffer's writer time to put them on disk, then kill the thread.
+    await new Promise((r) => setTimeout(r, 200));
+    sinks.write(ev(100, 'crash.invalid'));
+    await until(() => dropped(emitted, 'thread_failed') === 1, 'only the marker batch is lost');
+    rx.status = 204;
+    await rx.waitEvents(30);
+    const got = new Set(seqs(rx));
+    for (let i = 0; i < 30; i++) assert.ok(got.has(i), `event ${i} survived the thread's death`);
+  });
+});
