@@ -63,13 +63,18 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
     const none = `${base}${common}detect: { enabled: false }\nmetrics: { process: false }\n`;
     // BENCH_SINKS=file,webhook,syslog,detect picks a subset (to see what each costs).
     const pick = new Set((process.env.BENCH_SINKS ?? 'file,webhook,syslog,detect').split(','));
-    const all = `${base}${common}${pick.has('detect') ? '' : 'detect: { enabled: false }\n'}sinks:
-${pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/events.jsonl')}, rotate: { max_bytes: 64MiB } }\n` : ''}${pick.has('webhook') ? `  - { type: webhook, name: hook, url: "${hookUrl}", secret: ${SECRET}, tls: { ca: ${pki.caPath} } }\n` : ''}${pick.has('syslog') ? `  - { type: syslog, name: syslog, transport: tcp, host: 127.0.0.1, port: ${syslogPort} }\n` : ''}`;
+    const sinkLines = [
+      pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/events.jsonl')}, rotate: { max_bytes: 64MiB } }\n` : '',
+      pick.has('webhook') ? `  - { type: webhook, name: hook, url: "${hookUrl}", secret: ${SECRET}, tls: { ca: ${pki.caPath} } }\n` : '',
+      pick.has('syslog') ? `  - { type: syslog, name: syslog, transport: tcp, host: 127.0.0.1, port: ${syslogPort} }\n` : '',
+    ].join('');
+    const all = `${base}${common}${pick.has('detect') ? '' : 'detect: { enabled: false }\n'}${sinkLines === '' ? 'sinks: []\n' : `sinks:\n${sinkLines}`}`;
     // The compare policy, for this run's origin port.
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, readFileSync(join(root, 'bench/compare-policy.yaml'), 'utf8').replace(/ports: \[19000\]/, `ports: [${originPort}]`));
     const results: Record<'none' | 'all', number[]> = { none: [], all: [] };
     const cpu: Record<'none' | 'all', number[]> = { none: [], all: [] };
+    const mainCpu: Record<'none' | 'all', number[]> = { none: [], all: [] };
     for (let round = 0; round < rounds; round++) {
       for (const which of ['none', 'all'] as const) {
         const runDir = join(dir, `${which}-${round}`);
@@ -81,9 +86,12 @@ ${pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/event
         // Warm-up: the figure is the sinks' steady-state cost, not the JIT's first seconds (which
         // cost both configurations about the same and would only add noise).
         await rate(bin, proxyPort, originPort, 3);
-        const cpu0 = cpuUs(gw.pid as number);
+        const pid = gw.pid as number;
+        const cpu0 = cpuUs(pid);
+        const main0 = cpuUs(pid, pid);
         const r = await rate(bin, proxyPort, originPort, secs);
-        cpu[which].push((cpuUs(gw.pid as number) - cpu0) / r.ok);
+        cpu[which].push((cpuUs(pid) - cpu0) / r.ok);
+        mainCpu[which].push((cpuUs(pid, pid) - main0) / r.ok);
         if (r.errors > 0 || r.per_s === 0) throw new Error(`bench run failed: ${JSON.stringify(r)}`);
         results[which].push(r.per_s);
         gw.kill('SIGTERM');
@@ -97,6 +105,11 @@ ${pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/event
     // the receivers and the kernel competing for cores; this one is the sinks' cost alone.
     figures.gateway_cpu_us_per_connect_no_sinks = Math.round(median(cpu.none));
     figures.gateway_cpu_us_per_connect_all_sinks = Math.round(median(cpu.all));
+    // The same for the data plane's thread alone (network sinks run on a thread of their own):
+    // on a machine with a core to spare for that thread, this ratio is what bounds the rate.
+    figures.main_thread_cpu_us_per_connect_no_sinks = Math.round(median(mainCpu.none));
+    figures.main_thread_cpu_us_per_connect_all_sinks = Math.round(median(mainCpu.all));
+    figures.main_thread_cpu_ratio_none_vs_all = Math.round((median(mainCpu.none) / median(mainCpu.all)) * 1000) / 1000;
     figures.webhook_posts = received.webhookPosts;
     figures.webhook_mbytes = Math.round(received.webhookBytes / 1e5) / 10;
     figures.syslog_mbytes = Math.round(received.syslogBytes / 1e5) / 10;

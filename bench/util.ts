@@ -15,8 +15,11 @@ export const CLI = join(root, 'bin/chokepoint');
  * CPU per unit of work is the figure to compare on a shared machine: rates move with whatever
  * else the cores are doing, CPU per tunnel or per GB much less.
  */
-export function cpuUs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+export function cpuUs(pid: number, tid?: number): number {
+  // /proc/PID/stat counts every thread of the process; /proc/PID/task/TID/stat one thread (the
+  // main thread's TID is the PID).
+  const path = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const f = readFileSync(path, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
 }
 
