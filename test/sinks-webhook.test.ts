@@ -109,6 +109,50 @@ describe('webhook sink', () => {
     }
   });
 
+  it('a destination that refuses batches as too large (413) gets smaller ones: everything arrives, in order, none dropped', async () => {
+    const rx = await startWebhookReceiver(SECRET);
+    rx.maxBodyBytes = 3000; // far below batch_max_bytes (4 MiB): a receiver's body limit
+    const emitted: EvidenceEvent[] = [];
+    const sink = webhookSink(rx, tmp(), { batch_wait: '50ms' }, emitted);
+    try {
+      for (let i = 0; i < 300; i++) sink.write(ev(i));
+      await rx.waitEvents(300);
+      assert.ok(rx.requests.some((r) => r.status === 413), 'the first batch was refused');
+      assert.ok(rx.requests.filter((r) => r.status !== 413).every((r) => r.bytes <= 3000), 'accepted batches fit the limit');
+      assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: 300 }, (_, i) => i));
+      assert.equal(sink.stats().dropped, 0);
+      assert.equal(emitted.filter((e) => e.type === 'sink.dropped').length, 0);
+      assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'a smaller batch from the same start has its own id');
+    } finally {
+      await sink.close();
+      await rx.close();
+    }
+  });
+
+  it('a single event refused as too large (413) is dropped, counted and reported (rejected); the ones after it arrive', async () => {
+    const rx = await startWebhookReceiver(SECRET);
+    rx.maxBodyBytes = 3000;
+    const emitted: EvidenceEvent[] = [];
+    const sink = webhookSink(rx, tmp(), { batch_wait: '50ms' }, emitted);
+    try {
+      for (let i = 0; i < 10; i++) sink.write(ev(i));
+      sink.write({ v: 1, type: 'sink.recovered', time: new Date().toISOString(), sink: 'x'.repeat(5000), down_ms: 10, pending_events: 0 });
+      for (let i = 11; i < 20; i++) sink.write(ev(i));
+      await rx.waitEvents(19);
+      await until(() => emitted.some((e) => e.type === 'sink.dropped'));
+      assert.deepEqual(rx.events().map((e) => e.down_ms), [...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 9 }, (_, i) => 11 + i)]);
+      const dropped = emitted.filter((e) => e.type === 'sink.dropped');
+      assert.equal(dropped.length, 1);
+      assert.ok(dropped[0]?.type === 'sink.dropped' && dropped[0].reason === 'rejected' && dropped[0].dropped === 1 && dropped[0].sink === 'hook');
+      assert.deepEqual(validateEvent(dropped[0]), []);
+      assert.equal(sink.stats().dropped, 1);
+      assert.equal(sink.stats().pending_events, 0, 'the refused event is not left pending');
+    } finally {
+      await sink.close();
+      await rx.close();
+    }
+  });
+
   it('retries through 503s, reports sink.backlog then sink.recovered, and loses nothing', async () => {
     const rx = await startWebhookReceiver(SECRET);
     rx.status = 503;

@@ -31,9 +31,10 @@ export interface SinkDroppedEvent extends Base {
   readonly dropped: number;
   /**
    * `buffer_full` (the on-disk bound), `queue_full` (the in-memory queue), `unwritable` (the
-   * buffer directory failed), `thread_failed` (the network sinks' thread died holding them).
+   * buffer directory failed), `thread_failed` (the network sinks' thread died holding them),
+   * `rejected` (the destination refused the single event as too large: HTTP 413).
    */
-  readonly reason: 'buffer_full' | 'queue_full' | 'unwritable' | 'thread_failed';
+  readonly reason: 'buffer_full' | 'queue_full' | 'unwritable' | 'thread_failed' | 'rejected';
 }
 
 /** A sink's destination stopped accepting events; they accumulate in its buffer. */

@@ -90,7 +90,7 @@ export const EVENT_SCHEMAS = {
     ...base('alert'), id: z.string().min(1), detector: z.string().min(1), severity: z.enum(['low', 'medium', 'high', 'critical']),
     device_id: nstr, group: nstr, summary: z.string(), evidence: z.record(z.string(), z.unknown()).readonly(), suggested_action: z.string(),
   }),
-  'sink.dropped': z.strictObject({ ...base('sink.dropped'), sink: z.string(), dropped: z.number().int().min(1), reason: z.enum(['buffer_full', 'queue_full', 'unwritable', 'thread_failed']) }),
+  'sink.dropped': z.strictObject({ ...base('sink.dropped'), sink: z.string(), dropped: z.number().int().min(1), reason: z.enum(['buffer_full', 'queue_full', 'unwritable', 'thread_failed', 'rejected']) }),
   'sink.backlog': z.strictObject({ ...base('sink.backlog'), sink: z.string(), pending_events: count, pending_bytes: count, error: z.string() }),
   'sink.recovered': z.strictObject({ ...base('sink.recovered'), sink: z.string(), down_ms: count, pending_events: count }),
 } satisfies Partial<Record<EventType, z.ZodType>>;

@@ -12,7 +12,11 @@ import { jsonOf } from '../events/json.js';
 import { typeMatcher, type Sink, type SinkStats } from './types.js';
 
 export interface Transport {
-  /** Delivers the records (JSON texts, no newline) or throws; `batchId` is stable across retries. */
+  /**
+   * Delivers the records (JSON texts, no newline) or throws; `batchId` is stable across retries.
+   * An error with `status: 413` says the destination refuses the batch as too large (RFC 9110
+   * §15.5.14): the sink then sends smaller batches.
+   */
   send(lines: readonly string[], batchId: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -35,6 +39,8 @@ export interface BufferedSinkOptions {
 }
 
 const BACKLOG_REPEAT_MS = 60_000;
+
+const tooLarge = (err: unknown): boolean => (err as { status?: unknown } | null)?.status === 413;
 
 /** Exponential backoff with "equal jitter": half fixed, half random, so retries don't synchronize. */
 export function backoff(attempt: number, minMs: number, maxMs: number, rand = Math.random): number {
@@ -84,7 +90,7 @@ export class BufferedSink implements Sink {
     return { pending_events: this.#spool.pendingEvents, pending_bytes: this.#spool.pendingBytes, dropped: this.#dropped, delivered: this.#delivered, up: this.#downSince === null };
   }
 
-  #onDrop(n: number, reason: DropReason): void {
+  #onDrop(n: number, reason: DropReason | 'rejected'): void {
     this.#dropped += n;
     this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.name, dropped: n, reason });
   }
@@ -92,10 +98,13 @@ export class BufferedSink implements Sink {
   async #run(): Promise<void> {
     await this.#spool.ready;
     let lingered = false;
+    // Lowered (for the rest of this run) when the destination refuses a batch as too large.
+    let maxRecords = this.#o.batchMax;
+    let maxBytes = this.#o.batchMaxBytes;
     while (!this.#stopped) {
       let batch;
       try {
-        batch = await this.#spool.read(this.#o.batchMax, this.#o.batchMaxBytes);
+        batch = await this.#spool.read(maxRecords, maxBytes);
       } catch (err) {
         this.#o.onError?.(err as Error);
         await this.#sleep(1000);
@@ -105,13 +114,15 @@ export class BufferedSink implements Sink {
         await this.#spool.waitForData();
         continue;
       }
-      if (!lingered && batch.lines.length < this.#o.batchMax && (this.#o.batchWaitMs ?? 0) > 0) {
+      if (!lingered && batch.lines.length < maxRecords && (this.#o.batchWaitMs ?? 0) > 0) {
         lingered = true; // a small batch: let more gather once, then send whatever is there
         await this.#sleep(this.#o.batchWaitMs as number);
         continue;
       }
       lingered = false;
-      const batchId = `${batch.seq}-${batch.end - batch.bytes}`;
+      // Start and end: a batch re-read after a restart (or a 413) may start at the same record
+      // but hold more or fewer, and must not look like a duplicate of the one sent before.
+      const batchId = `${batch.seq}-${batch.end - batch.bytes}-${batch.end}`;
       for (let attempt = 0; !this.#stopped && !this.#spool.isStale(batch); attempt++) {
         try {
           await this.#o.transport.send(batch.lines, batchId);
@@ -120,6 +131,21 @@ export class BufferedSink implements Sink {
           this.#up();
           break;
         } catch (err) {
+          if (tooLarge(err)) {
+            // Retrying the same bytes can never succeed (a receiver's body limit below
+            // batch_max_bytes would wedge the sink until its buffer overflowed): halve the
+            // batches. A single record refused as too large can never be delivered: it is
+            // dropped, counted and reported, and the records after it go on.
+            if (batch.lines.length > 1) {
+              maxRecords = Math.max(1, Math.floor(batch.lines.length / 2));
+              maxBytes = Math.max(1, Math.floor(batch.bytes / 2));
+              this.#o.onError?.(new Error(`sink ${this.name}: the destination refused ${batch.lines.length} events (${batch.bytes} bytes) as too large (413); sending at most ${maxRecords} events, ${maxBytes} bytes a batch from now on`));
+            } else {
+              await this.#spool.ack(batch);
+              this.#onDrop(1, 'rejected');
+            }
+            break;
+          }
           this.#down(err);
           await this.#sleep(backoff(attempt, this.#o.retry.minDelayMs, this.#o.retry.maxDelayMs));
         }

@@ -7,7 +7,10 @@
  *   X-Chokepoint-Batch: <id, the same on every retry of this batch: deduplicate on it>
  * A receiver recomputes the HMAC over the exact bytes received, compares in constant time, and
  * refuses a timestamp more than a few minutes from its clock (replay of a captured request).
- * Any 2xx is success; anything else (or a network error or timeout) is retried.
+ * Any 2xx is success. 413 (too large) makes the sink send smaller batches (buffered.ts).
+ * Anything else, or a network error or timeout, is retried: 4xx included, because a
+ * receiver's 401/403/404 is usually a configuration an operator fixes, and the disk buffer
+ * holds the events until then.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';

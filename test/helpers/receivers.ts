@@ -21,6 +21,10 @@ export interface WebhookReceiver {
   readonly batches: WebhookBatch[];
   /** Status to answer with (default 204); a test sets e.g. 503 to simulate an outage. */
   status: number;
+  /** Bodies larger than this are refused with 413, as a receiver's body limit would (default: none). */
+  maxBodyBytes: number;
+  /** Status and body size of every request, accepted or not. */
+  readonly requests: { status: number; bytes: number; id: string }[];
   events(): Record<string, unknown>[];
   waitEvents(n: number, ms?: number): Promise<void>;
   stop(): Promise<void>;
@@ -39,6 +43,8 @@ export async function startWebhookReceiver(secret: string, opts: { down?: boolea
     get url() { return `https://127.0.0.1:${rx.port}/hook`; },
     batches,
     status: 204,
+    maxBodyBytes: Infinity,
+    requests: [],
     events: () => batches.flatMap((b) => b.events),
     async waitEvents(n, ms = 60_000) {
       const deadline = Date.now() + ms;
@@ -53,12 +59,14 @@ export async function startWebhookReceiver(secret: string, opts: { down?: boolea
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
           const body = Buffer.concat(chunks);
-          if (rx.status >= 200 && rx.status < 300) {
+          const status = body.length > rx.maxBodyBytes ? 413 : rx.status;
+          rx.requests.push({ status, bytes: body.length, id: String(req.headers['x-chokepoint-batch']) });
+          if (status >= 200 && status < 300) {
             const timestamp = Number(req.headers['x-chokepoint-timestamp']);
             const verified = verifyWebhook(secret, { timestamp: req.headers['x-chokepoint-timestamp'] as string, signature: req.headers['x-chokepoint-signature'] as string }, body, Math.floor(Date.now() / 1000));
             batches.push({ id: String(req.headers['x-chokepoint-batch']), events: JSON.parse(body.toString('utf8')) as Record<string, unknown>[], verified, timestamp });
           }
-          res.statusCode = rx.status;
+          res.statusCode = status;
           res.end();
         });
       });
