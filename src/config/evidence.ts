@@ -85,8 +85,13 @@ const tlsClient = z.strictObject({
 const syslogSink = z.strictObject({
   type: z.literal('syslog'),
   name: sinkName,
-  transport: z.enum(['udp', 'tcp', 'tls']).default('tcp'),
+  /**
+   * udp (RFC 5426), tcp (RFC 6587 octet counting), tls (RFC 5425): delivery confirmed to our
+   * kernel only. relp, relp-tls: rsyslog's RELP, every message acknowledged by the receiver.
+   */
+  transport: z.enum(['udp', 'tcp', 'tls', 'relp', 'relp-tls']).default('tcp'),
   host: z.string().min(1),
+  /** Default: 514 (udp, tcp), 6514 (tls), 2514 (relp, relp-tls). */
   port: z.number().int().min(1).max(65535).optional(),
   /** RFC 5424 facility number (16 = local0). */
   facility: z.number().int().min(0).max(23).default(16),

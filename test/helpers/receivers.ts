@@ -178,3 +178,72 @@ input(type="imtcp" address="127.0.0.1" port="${ports.tls}" ruleset="capture")
   };
   return rs;
 }
+
+export function relpAvailable(): boolean {
+  return rsyslogAvailable() && (existsSync('/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so') || existsSync('/usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so'));
+}
+
+export interface RsyslogRelp {
+  readonly relpPort: number;
+  readonly relpTlsPort: number;
+  lines(): string[];
+  waitLines(n: number, ms?: number): Promise<string[]>;
+  /** Stops rsyslogd (SIGTERM, or SIGKILL: a crash) and starts it again on the same ports. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  start(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * rsyslogd with imrelp (Debian's rsyslog-relp): a plain RELP listener and a RELP-over-TLS one
+ * with the test PKI's server certificate, every message written with the same field template.
+ * imrelp with TLS authenticates its clients too: `certvalid` takes any client certificate the
+ * test CA signed (the PKI's one certificate serves as the client's).
+ */
+export function startRsyslogRelp(ports: { relp: number; relpTls: number }, pki: TestPki): RsyslogRelp {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-rsyslog-relp-'));
+  const output = join(dir, 'received.log');
+  const cfg = join(dir, 'relp.conf');
+  writeFileSync(cfg, `
+global(workDirectory="${dir}" maxMessageSize="64k")
+module(load="imrelp")
+template(name="fields" type="string" string="%pri%|%protocol-version%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
+ruleset(name="capture") {
+  action(type="omfile" file="${output}" template="fields" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imrelp" address="127.0.0.1" port="${ports.relp}" ruleset="capture")
+input(type="imrelp" address="127.0.0.1" port="${ports.relpTls}" ruleset="capture" tls="on"
+  tls.caCert="${pki.caPath}" tls.myCert="${join(pki.dir, 'srv.pem')}" tls.myPrivKey="${join(pki.dir, 'srv.key')}" tls.authMode="certvalid")
+`);
+  execFileSync('/usr/sbin/rsyslogd', ['-N1', '-f', cfg], { stdio: 'pipe' }); // config check first: a clear error
+  let proc: ChildProcess | null = null;
+  const start = () => {
+    proc = spawn('/usr/sbin/rsyslogd', ['-n', '-f', cfg, '-i', join(dir, 'relp.pid')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc.stderr!.on('data', () => {});
+  };
+  start();
+  const lines = () => (existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l !== '') : []);
+  const rs: RsyslogRelp = {
+    relpPort: ports.relp, relpTlsPort: ports.relpTls, lines, start,
+    async waitLines(n, ms = 30_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const l = lines();
+        if (l.length >= n) return l;
+        if (Date.now() > deadline) throw new Error(`rsyslog received ${l.length} of ${n} messages`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop(signal = 'SIGTERM') {
+      const p = proc;
+      proc = null;
+      if (p === null || p.exitCode !== null || p.signalCode !== null) return;
+      await new Promise<void>((r) => { p.once('exit', () => r()); p.kill(signal); });
+    },
+    async close() {
+      await rs.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return rs;
+}
