@@ -12,6 +12,7 @@ import type { Destination } from '../core/destination.js';
 import type { CloseReason } from '../events/catalogue.js';
 import type { TlsMode } from '../policy/types.js';
 import { admit } from './admission.js';
+import { DEFAULT_READ_BYTES, promoteToBulk } from './bulk.js';
 import type { Attempt } from './attempt.js';
 import { parseClientHello, tlsVersionName } from './clienthello.js';
 import type { ClientOwner, ProxyConnection } from './connection.js';
@@ -66,6 +67,9 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   #upClosed = false;
   #clientClosed = false;
   #downFlowing = false;
+  /** Each direction is switched to a bulk buffer at most once, after its first full read (bulk.ts). */
+  #bulkUpTried = false;
+  #bulkDownTried = false;
   #finished = false;
   #relayed = false;
   /** When the next gateway.tunnel.progress is due (performance.now() time); 0 until relaying. */
@@ -107,6 +111,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   onData(chunk: Buffer): void {
     if (this.#phase === 'relay') {
       if (!this.#up.write(chunk)) this.#client.pause();
+      else if (chunk.length >= DEFAULT_READ_BYTES && !this.#bulkUpTried) {
+        this.#bulkUpTried = true;
+        promoteToBulk(this.#client, this.#up);
+      }
       return;
     }
     if (this.#phase !== 'peek') return;
@@ -194,6 +202,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const up = this.#up;
     up.on('data', (chunk: Buffer) => {
       if (!client.write(chunk)) up.pause();
+      else if (chunk.length >= DEFAULT_READ_BYTES && !this.#bulkDownTried) {
+        this.#bulkDownTried = true;
+        promoteToBulk(up, client);
+      }
     });
   }
 

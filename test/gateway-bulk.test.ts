@@ -1,0 +1,173 @@
+/**
+ * Bulk relay (src/gateway/bulk.ts): tunnels moving a lot of data read into pooled buffers that
+ * are reused read after read. The danger is corruption — a buffer overwritten while a write of
+ * it is still queued — so every test here moves random bytes through a real gateway with slow
+ * readers on the far side (forcing partial writes and backpressure) and compares SHA-256
+ * digests end to end, checks the byte counts in the close event, and checks that the pool gets
+ * every buffer back.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { bulkBuffersInUse } from '../src/gateway/bulk.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { openTunnel } from './helpers/tunnel.js';
+
+const MB = 1024 * 1024;
+const sha = (b: Buffer | Buffer[]) => createHash('sha256').update(Array.isArray(b) ? Buffer.concat(b) : b).digest('hex');
+
+/** Reads a socket to its end, stalling now and then (so the writer's queue fills), and hashes it. */
+function slowRead(s: Socket): Promise<{ digest: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    let bytes = 0;
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+      if (++n % 16 === 0) {
+        s.pause();
+        setTimeout(() => s.resume(), 5);
+      }
+    });
+    s.on('end', () => resolve({ digest: h.digest('hex'), bytes }));
+    s.on('error', reject);
+    s.resume();
+  });
+}
+
+/** Writes `data` in uneven pieces, honouring backpressure, then ends. */
+async function writeAll(s: Socket, data: Buffer): Promise<void> {
+  let off = 0;
+  let piece = 7;
+  while (off < data.length) {
+    const end = Math.min(data.length, off + piece);
+    piece = piece > 512 * 1024 ? 7 : piece * 3; // small and large writes, mixed
+    if (!s.write(data.subarray(off, end))) await new Promise((r) => s.once('drain', r));
+    off = end;
+  }
+  s.end();
+}
+
+interface Origins { sinkPort: number; sourcePort: number; echoPort: number; received: Promise<{ digest: string; bytes: number }>[]; servers: Server[] }
+
+async function listen(handler: (s: Socket) => void): Promise<Server> {
+  const srv = createServer({ allowHalfOpen: true }, handler);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return srv;
+}
+
+let origins: Origins;
+let g: TestGateway;
+let payload: Buffer;
+
+before(async () => {
+  payload = randomBytes(48 * MB);
+  const received: Origins['received'] = [];
+  // Sink: hashes what arrives, reading slowly.
+  const sink = await listen((s) => { received.push(slowRead(s)); s.on('end', () => s.end()); });
+  // Source: sends the payload, then closes.
+  const source = await listen((s) => { s.on('error', () => {}); void writeAll(s, payload); s.resume(); });
+  // Echo: sends back whatever arrives, with backpressure.
+  const echo = await listen((s) => { s.on('error', () => {}); s.pipe(s); });
+  const port = (x: Server) => (x.address() as AddressInfo).port;
+  origins = { sinkPort: port(sink), sourcePort: port(source), echoPort: port(echo), received, servers: [sink, source, echo] };
+  g = await startGateway(`version: 1
+address_exceptions: [127.0.0.1/32]
+groups:
+  - name: bulk
+    sources: [127.0.0.0/8]
+    allow:
+      - address: 127.0.0.1/32
+        ports: [${origins.sinkPort}, ${origins.sourcePort}, ${origins.echoPort}]
+        tls: none
+`);
+});
+after(async () => {
+  await g.close();
+  for (const s of origins.servers) s.close();
+});
+
+async function poolDrained(): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (bulkBuffersInUse() !== 0) {
+    if (Date.now() > deadline) throw new Error(`${bulkBuffersInUse()} bulk buffers still lent out`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('bulk relay', () => {
+  it('upload: 48 MiB arrive intact at a slow reader; the close event counts them; the buffer goes back to the pool', async () => {
+    const n = origins.received.length; // the gateway dials the sink before answering 200
+    const t = await openTunnel(g.port, `127.0.0.1:${origins.sinkPort}`);
+    assert.equal(t.status, 200);
+    let sawBulk = false;
+    const watch = setInterval(() => { if (bulkBuffersInUse() > 0) sawBulk = true; }, 2);
+    await writeAll(t.socket, payload);
+    t.socket.resume();
+    while (origins.received.length === n) await new Promise((r) => setTimeout(r, 5));
+    const got = await origins.received[n]!;
+    clearInterval(watch);
+    assert.equal(got.bytes, payload.length);
+    assert.equal(got.digest, sha(payload), 'not one byte changed');
+    assert.ok(sawBulk, 'the upload ran on a bulk buffer');
+    await new Promise<void>((r) => t.socket.once('close', () => r()));
+    const closed = await g.waitClosed((e) => e.port === origins.sinkPort && e.bytes_up === payload.length);
+    assert.equal(closed.bytes_up, payload.length);
+    await poolDrained();
+  });
+
+  it('download: 48 MiB arrive intact at a slow client; the close event counts them', async () => {
+    const t = await openTunnel(g.port, `127.0.0.1:${origins.sourcePort}`);
+    assert.equal(t.status, 200);
+    const got = await slowRead(t.socket);
+    assert.equal(got.bytes, payload.length);
+    assert.equal(got.digest, sha(payload));
+    t.socket.end();
+    const closed = await g.waitClosed((e) => e.port === origins.sourcePort);
+    assert.equal(closed.bytes_down, payload.length);
+    await poolDrained();
+  });
+
+  it('both ways at once through an echo: what comes back is what went out', async () => {
+    const t = await openTunnel(g.port, `127.0.0.1:${origins.echoPort}`);
+    assert.equal(t.status, 200);
+    const data = payload.subarray(0, 24 * MB);
+    const back = slowRead(t.socket);
+    await writeAll(t.socket, data);
+    const got = await back;
+    assert.equal(got.bytes, data.length);
+    assert.equal(got.digest, sha(data));
+    await poolDrained();
+  });
+
+  it('more bulk tunnels at once than the pool has buffers: every one intact, and the pool drains', async () => {
+    const data = payload.subarray(0, 2 * MB);
+    const want = sha(data);
+    const runs = Array.from({ length: 80 }, async () => {
+      const t = await openTunnel(g.port, `127.0.0.1:${origins.echoPort}`);
+      assert.equal(t.status, 200);
+      const back = slowRead(t.socket);
+      await writeAll(t.socket, data);
+      return back;
+    });
+    for (const got of await Promise.all(runs)) {
+      assert.equal(got.bytes, data.length);
+      assert.equal(got.digest, want);
+    }
+    await poolDrained();
+  });
+
+  it('a tunnel cut in the middle of a bulk transfer gives its buffers back', async () => {
+    const t = await openTunnel(g.port, `127.0.0.1:${origins.sourcePort}`);
+    let got = 0;
+    await new Promise<void>((resolve) => {
+      t.socket.on('data', (c: Buffer) => { got += c.length; if (got > 8 * MB) resolve(); });
+      t.socket.resume();
+    });
+    assert.ok(bulkBuffersInUse() > 0, 'the download took a bulk buffer');
+    t.socket.destroy();
+    await poolDrained();
+  });
+});
