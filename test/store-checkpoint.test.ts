@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import type { DecisionEvent } from '../src/events/catalogue.js';
 import { startCheckpointer } from '../src/store/checkpointer.js';
 import { openStore } from '../src/store/index.js';
+import { insertDecisions, queryDecisions } from '../src/store/recent.js';
 
 const decision = (i: number): DecisionEvent => ({
   v: 1, type: 'gateway.decision', time: new Date(1_800_000_000_000 + i).toISOString(), id: `id-${i}`, listener: 'proxy', client_ip: '10.0.0.1', client_port: 1,
@@ -27,8 +28,10 @@ describe('SQLite checkpoints on a worker thread', () => {
     try {
       const file = join(dir, 'chokepoint.db');
       const before = statSync(file).size;
-      // About 8 MB of WAL: past the 1000 pages (4 MB) where a commit would checkpoint by itself.
-      for (let i = 0; i < 10; i++) await store.appendDecisions(Array.from({ length: 1000 }, (_, k) => decision(i * 1000 + k)));
+      // About 8 MB of WAL, written on the main connection (decision appends go to the helper
+      // thread, whose commits may checkpoint: that is off the gateway's thread and fine): past
+      // the 1000 pages (4 MB) where a commit would checkpoint by itself.
+      for (let i = 0; i < 10; i++) await store.tx((trx) => insertDecisions(trx, 'sqlite', Array.from({ length: 1000 }, (_, k) => decision(i * 1000 + k))));
       assert.ok(statSync(`${file}-wal`).size > 4 * 1024 * 1024, 'the WAL grew past the automatic threshold');
       assert.equal(statSync(file).size, before, 'no commit copied pages into the database file');
       const deadline = Date.now() + 10_000;
@@ -36,6 +39,39 @@ describe('SQLite checkpoints on a worker thread', () => {
       while (statSync(file).size <= before + 4 * 1024 * 1024 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.ok(statSync(file).size > before + 4 * 1024 * 1024, 'the worker checkpointed the WAL into the database file');
       assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('decision appends and prunes run on the helper thread; the rows are there for the main connection, in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
+    const errors: string[] = [];
+    const store = await openStore({ dataDir: dir, backgroundCheckpoints: { onError: (m) => errors.push(m) } });
+    try {
+      for (let i = 0; i < 5; i++) await store.appendDecisions(Array.from({ length: 500 }, (_, k) => decision(i * 500 + k)));
+      const newest = await queryDecisions(store.db, { limit: 3 });
+      assert.deepEqual(newest.map((r) => r.event.id), ['id-2499', 'id-2498', 'id-2497']);
+      assert.equal(await store.pruneDecisions(1000), 1500);
+      const left = await store.db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      assert.equal(Number(left.n), 1000);
+      assert.equal(await store.pruneDecisions(1000), 0, 'nothing more to prune');
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without the helper thread, appends and prunes run on the main connection', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
+    const store = await openStore({ dataDir: dir });
+    try {
+      await store.appendDecisions(Array.from({ length: 300 }, (_, k) => decision(k)));
+      assert.equal(await store.pruneDecisions(100), 200);
+      const newest = await queryDecisions(store.db, { limit: 1 });
+      assert.equal(newest[0]?.event.id, 'id-299');
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
@@ -55,6 +91,8 @@ describe('SQLite checkpoints on a worker thread', () => {
       while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.match(errors[0] ?? '', /checkpoint thread/);
       assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), 1000);
+      assert.equal(c.alive, false, 'callers are told to do their own appends');
+      await assert.rejects(c.append(['{}']), /not running/);
     } finally {
       await c.stop();
       db.close();

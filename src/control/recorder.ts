@@ -9,7 +9,7 @@ import type { EventBus } from '../events/bus.js';
 import type { DecisionEvent } from '../events/catalogue.js';
 import type { AlertEvent } from '../events/evidence.js';
 import type { Store } from '../store/open.js';
-import { insertAlert, pruneDecisions } from '../store/recent.js';
+import { insertAlert } from '../store/recent.js';
 
 export interface RecorderOptions {
   readonly store: Store;
@@ -67,7 +67,7 @@ export class EventRecorder {
       this.#sincePrune += decisions.length;
       if (this.#sincePrune >= PRUNE_EVERY_ROWS) {
         this.#sincePrune = 0;
-        await pruneDecisions(this.opts.store.db, this.opts.maxRows ?? 100_000);
+        await this.opts.store.pruneDecisions(this.opts.maxRows ?? 100_000);
       }
     } catch (err) {
       this.dropped += decisions.length;

@@ -110,8 +110,13 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
     this.up.socket.setTimeout(0);
     this.a.verdict = 'allow';
     this.conn.emitDecision(this.a);
+    // Head and whatever body came with it leave in one writev, not one write each: a loopback
+    // write costs about 10 µs of kernel time, a large part of a small request's cost (measured).
+    const up = this.up.socket;
+    up.cork();
     this.#writeUp(serializeRequest(this.head, this.path, this.a.dest as Destination, f.kind === 'chunked'));
     if (pending !== null) this.onData(pending);
+    up.uncork();
   }
 
   #writeUp(b: Buffer): void {
@@ -189,7 +194,11 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
     }
     if (this.#resp === null) {
       this.#respHeadBuf = this.#respHeadBuf === null ? chunk : Buffer.concat([this.#respHeadBuf, chunk]);
+      // As for the request: the response head and the body that came with it, one writev.
+      const client = this.conn.socket;
+      client.cork();
       this.#readHeads();
+      client.uncork();
       return;
     }
     this.#respBody(chunk);

@@ -1,24 +1,79 @@
 /**
- * Runs SQLite WAL checkpoints on its own thread and connection (see checkpointer.ts). A PASSIVE
- * checkpoint copies what it can without waiting for, or blocking, the gateway's connection.
+ * The SQLite helper thread (see checkpointer.ts), with its own connection to the database file:
+ * - WAL checkpoints every `everyMs`. A PASSIVE checkpoint copies what it can without waiting
+ *   for, or blocking, the gateway's connection.
+ * - Appends of recent decisions (their event JSON texts) and prunes of that window, so the
+ *   inserts and deletes — about 5 µs of the proxy thread's time per decision when they ran
+ *   there (measured) — happen here.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import type { DecisionEvent } from '../events/catalogue.js';
+import { DECISION_INSERT_ONE, decisionRow } from './recent.js';
 
+export type ToHelper =
+  | 'stop'
+  | { readonly t: 'append'; readonly id: number; readonly data: string }
+  | { readonly t: 'prune'; readonly id: number; readonly maxRows: number };
+export type FromHelper =
+  | { readonly error: string }
+  | { readonly t: 'done'; readonly id: number; readonly n?: number; readonly error?: string };
+
+const PRUNE_CHUNK = 1000;
 const { file, everyMs } = workerData as { file: string; everyMs: number };
 const db = new Database(file);
-db.pragma('busy_timeout = 1000');
+db.pragma('busy_timeout = 5000');
+// Prepared on first use: the checkpoints alone need no schema.
+let stmts: { appendAll: (texts: string[]) => void; bounds: Database.Statement; prune: Database.Statement } | null = null;
+function prepared(): NonNullable<typeof stmts> {
+  if (stmts !== null) return stmts;
+  const insert = db.prepare(DECISION_INSERT_ONE);
+  stmts = {
+    appendAll: db.transaction((texts: string[]) => {
+      for (const t of texts) insert.run(decisionRow(JSON.parse(t) as DecisionEvent));
+    }),
+    bounds: db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM events'),
+    prune: db.prepare('DELETE FROM events WHERE seq <= ?'),
+  };
+  return stmts;
+}
+
+function pruneTo(maxRows: number): number {
+  const { bounds, prune } = prepared();
+  const r = bounds.get() as { lo: number | null; hi: number | null };
+  if (r.lo === null || r.hi === null) return 0;
+  const cut = r.hi - maxRows;
+  let deleted = 0;
+  // Chunks: each DELETE holds the write lock only briefly, so the gateway's own writes
+  // (audit, devices) never wait long behind it.
+  for (let from = r.lo; from <= cut; from += PRUNE_CHUNK) deleted += prune.run(Math.min(cut, from + PRUNE_CHUNK - 1)).changes;
+  return deleted;
+}
+
+const post = (m: FromHelper): void => parentPort?.postMessage(m);
 const timer = setInterval(() => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch (err) {
-    parentPort?.postMessage({ error: (err as Error).message });
+    post({ error: (err as Error).message });
   }
 }, everyMs);
-parentPort?.on('message', (m: unknown) => {
-  if (m !== 'stop') return;
-  clearInterval(timer);
-  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch { /* the main connection checkpoints at close */ }
-  db.close();
-  parentPort?.close();
+parentPort?.on('message', (m: ToHelper) => {
+  if (m === 'stop') {
+    clearInterval(timer);
+    try { db.pragma('wal_checkpoint(PASSIVE)'); } catch { /* the main connection checkpoints at close */ }
+    db.close();
+    parentPort?.close();
+    return;
+  }
+  try {
+    if (m.t === 'append') {
+      prepared().appendAll(m.data.split('\n'));
+      post({ t: 'done', id: m.id });
+    } else {
+      post({ t: 'done', id: m.id, n: pruneTo(m.maxRows) });
+    }
+  } catch (err) {
+    post({ t: 'done', id: m.id, error: (err as Error).message });
+  }
 });

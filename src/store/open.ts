@@ -9,12 +9,13 @@ import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { ChokepointError } from '../core/errors.js';
-import { startCheckpointer } from './checkpointer.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
+import { jsonOf } from '../events/json.js';
 import { migrate, type Dialect } from './migrate.js';
 import { MIGRATIONS } from './migrations.js';
 import type { DB } from './schema.js';
 import type { DecisionEvent } from '../events/catalogue.js';
-import { decisionRow, DECISION_INSERT_ONE, insertDecisions, yieldTurn } from './recent.js';
+import { decisionRow, DECISION_INSERT_ONE, insertDecisions, pruneDecisions, yieldTurn } from './recent.js';
 
 /** Decisions per synchronous SQLite transaction (about 1 ms of work). */
 const APPEND_SLICE = 128;
@@ -45,6 +46,8 @@ export interface Store {
   ping(): Promise<void>;
   /** Appends gateway decisions to the recent window (the gateway's hot write), in order, in slices of a few ms at most. */
   appendDecisions(events: readonly DecisionEvent[]): Promise<void>;
+  /** Keeps the newest `maxRows` decisions of the recent window; resolves with rows deleted. */
+  pruneDecisions(maxRows: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -119,7 +122,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     db, dialect, location, tx,
     appendDecisions: sqliteDb === null
       ? (events) => tx((trx) => insertDecisions(trx, dialect, events))
-      : sqliteAppender(sqliteDb, (events) => tx((trx) => insertDecisions(trx, dialect, events))),
+      : onHelper(checkpointer, (h, events) => h.append(events.map(jsonOf)), sqliteAppender(sqliteDb, (events) => tx((trx) => insertDecisions(trx, dialect, events)))),
+    pruneDecisions: onHelper(checkpointer, (h, maxRows: number) => h.prune(maxRows), (maxRows) => pruneDecisions(db, maxRows)),
     ping: async () => { await sql`SELECT 1`.execute(db); },
     close: async () => {
       if (closed) return;
@@ -149,6 +153,23 @@ function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly 
       const slice = events.slice(i, i + APPEND_SLICE);
       if (sqlite.inTransaction) await viaKysely(slice);
       else all(slice);
+    }
+  };
+}
+
+/**
+ * SQLite work the helper thread takes (checkpointer.ts) while it runs; on this connection when
+ * there is none, it has died, or it failed this call (its transaction rolled back, so nothing
+ * is done twice — except in the instant between its commit and its answer, which costs at most
+ * one batch of duplicate rows in a query cache).
+ */
+function onHelper<A, R>(helper: Checkpointer | null, viaHelper: (h: Checkpointer, a: A) => Promise<R>, here: (a: A) => Promise<R>): (a: A) => Promise<R> {
+  return async (a) => {
+    if (helper === null || !helper.alive) return here(a);
+    try {
+      return await viaHelper(helper, a);
+    } catch {
+      return here(a);
     }
   };
 }
