@@ -1,7 +1,7 @@
 /** Helpers shared by the benchmarks that drive a spawned gateway with cpbench. */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,11 +65,5 @@ export async function waitPort(port: number): Promise<void> {
   throw new Error(`port ${port} never opened`);
 }
 
-/** A loopback port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
+/** A loopback port that was free a moment ago (the tests' helper; the benches share it). */
+export { freePort } from '../test/helpers/ports.js';

@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { isolatedGitEnv, makeBareRepo, startHttpsOrigin, type BareRepo, type HttpsOrigin } from './helpers/git-origin.js';
 import { makePki, type TestPki } from './helpers/origins.js';
+import { freePort } from './helpers/ports.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const execP = promisify(execFile);
@@ -178,15 +179,6 @@ async function forward(port: number, gateway: string, dir: string): Promise<Chil
   }
 }
 
-/** A free loopback port (bind :0, release). */
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const serialHex = (s: string): string => s.toLowerCase().replace(/^0+/, '');
 

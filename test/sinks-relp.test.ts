@@ -20,14 +20,8 @@ import { encodeFrame, parseResponse, RelpFrameParser, RelpProtocolError, type Re
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { relpAvailable, startRsyslogRelp, type RsyslogRelp } from './helpers/receivers.js';
+import { freePort } from './helpers/ports.js';
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function ev(i: number, tag: string): ChokepointEvent {
   return { v: 1, type: 'sink.recovered', time: '2025-03-01T12:00:00.123Z', sink: tag, down_ms: i, pending_events: 0 };

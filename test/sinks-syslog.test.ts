@@ -6,7 +6,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
@@ -18,14 +17,8 @@ import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { rsyslogAvailable, startRsyslog, type Rsyslog } from './helpers/receivers.js';
+import { freePort } from './helpers/ports.js';
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function ev(i: number, extra = ''): ChokepointEvent {
   return { v: 1, type: 'sink.recovered', time: '2025-03-01T12:00:00.123Z', sink: `synthetic${extra}`, down_ms: i, pending_events: 0 };

@@ -103,6 +103,21 @@ export interface Rsyslog {
   close(): Promise<void>;
 }
 
+/** The lines rsyslog has written to `output` so far. */
+function linesOf(output: string): string[] {
+  return existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l !== '') : [];
+}
+
+async function waitLines(lines: () => string[], n: number, ms = 30_000): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const l = lines();
+    if (l.length >= n) return l;
+    if (Date.now() > deadline) throw new Error(`rsyslog received ${l.length} of ${n} messages`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export function rsyslogAvailable(): boolean {
   return existsSync('/usr/sbin/rsyslogd');
 }
@@ -152,18 +167,10 @@ input(type="imtcp" address="127.0.0.1" port="${ports.tls}" ruleset="capture")
     p.stderr!.on('data', () => {});
     procs.push(p);
   }
-  const lines = () => (existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l !== '') : []);
+  const lines = () => linesOf(output);
   const rs: Rsyslog = {
     udpPort: ports.udp, tcpPort: ports.tcp, tlsPort: ports.tls, output, lines,
-    async waitLines(n, ms = 30_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const l = lines();
-        if (l.length >= n) return l;
-        if (Date.now() > deadline) throw new Error(`rsyslog received ${l.length} of ${n} messages`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
+    waitLines: (n, ms) => waitLines(lines, n, ms),
     async stop() {
       await Promise.all(procs.map((p) => new Promise<void>((r) => {
         if (p.exitCode !== null || p.signalCode !== null) return r();
@@ -222,18 +229,10 @@ input(type="imrelp" address="127.0.0.1" port="${ports.relpTls}" ruleset="capture
     proc.stderr!.on('data', () => {});
   };
   start();
-  const lines = () => (existsSync(output) ? readFileSync(output, 'utf8').split('\n').filter((l) => l !== '') : []);
+  const lines = () => linesOf(output);
   const rs: RsyslogRelp = {
     relpPort: ports.relp, relpTlsPort: ports.relpTls, lines, start,
-    async waitLines(n, ms = 30_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const l = lines();
-        if (l.length >= n) return l;
-        if (Date.now() > deadline) throw new Error(`rsyslog received ${l.length} of ${n} messages`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
+    waitLines: (n, ms) => waitLines(lines, n, ms),
     async stop(signal = 'SIGTERM') {
       const p = proc;
       proc = null;
