@@ -114,9 +114,12 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
     // write costs about 10 µs of kernel time, a large part of a small request's cost (measured).
     const up = this.up.socket;
     up.cork();
-    this.#writeUp(serializeRequest(this.head, this.path, this.a.dest as Destination, f.kind === 'chunked'));
-    if (pending !== null) this.onData(pending);
-    up.uncork();
+    try {
+      this.#writeUp(serializeRequest(this.head, this.path, this.a.dest as Destination, f.kind === 'chunked'));
+      if (pending !== null) this.onData(pending);
+    } finally {
+      up.uncork();
+    }
   }
 
   #writeUp(b: Buffer): void {
@@ -197,8 +200,11 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       // As for the request: the response head and the body that came with it, one writev.
       const client = this.conn.socket;
       client.cork();
-      this.#readHeads();
-      client.uncork();
+      try {
+        this.#readHeads();
+      } finally {
+        client.uncork();
+      }
       return;
     }
     this.#respBody(chunk);

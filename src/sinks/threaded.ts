@@ -101,7 +101,8 @@ export class ThreadedSinks {
     const type = e.type;
     if (!this.#acceptsAll && !this.#accepts.some((a) => a(type))) return;
     const text = jsonOf(e);
-    const bytes = text.length + 1; // JSON.stringify escapes all but ASCII-safe text; close enough to UTF-8 for a bound
+    // UTF-16 units, not UTF-8 bytes: exact for ASCII, within 3x for the rest; enough for a memory bound.
+    const bytes = text.length + 1;
     const full = this.#queuedBytes + this.#inflightBytes + bytes > this.#maxBytes;
     for (let i = 0; i < this.#accepts.length; i++) {
       if (!(this.#accepts[i] as (t: string) => boolean)(type)) continue;
@@ -207,7 +208,12 @@ export class ThreadedSinks {
 
   #start(): void {
     const init: SinkThreadInit = { sinks: this.#o.sinks, dataDir: this.#o.dataDir };
-    const w = new Worker(this.#o.workerUrl ?? new URL('./sink-worker.js', import.meta.url), { workerData: init });
+    const w = new Worker(this.#o.workerUrl ?? new URL('./sink-worker.js', import.meta.url), {
+      workerData: init,
+      // A thread that outgrows this (each disk buffer queues at most 64 MiB in memory) ends
+      // alone, reported and restarted, instead of taking the gateway's heap with it.
+      resourceLimits: { maxOldGenerationSizeMb: 1024 },
+    });
     this.#worker = w;
     // Like every other timer of the evidence pipeline, the thread alone keeps no process alive.
     w.unref();
