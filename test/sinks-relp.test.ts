@@ -15,7 +15,8 @@ import { parseConfig } from '../src/config/load.js';
 import type { SinkConfig } from '../src/config/evidence.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
-import { createSink } from '../src/sinks/factory.js';
+import { createSink, resolveSink } from '../src/sinks/factory.js';
+import { ThreadedSinks } from '../src/sinks/threaded.js';
 import { encodeFrame, parseResponse, RelpFrameParser, RelpProtocolError, type RelpFrame } from '../src/sinks/relp-frame.js';
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
@@ -131,6 +132,21 @@ describe('RELP sink to a real rsyslog (imrelp)', { skip: relpAvailable() ? false
       await until(() => emitted.some((e) => e.type === 'sink.recovered'), 'the recovery is reported');
     } finally {
       await sink.close();
+    }
+  });
+
+  it('relp-tls from the sink thread, as `serve` runs it: every event arrives', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-relp-thread-'));
+    dirs.push(dataDir);
+    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: 'relp', transport: 'relp-tls', host: '127.0.0.1', port: rs.relpTlsPort, batch_wait: '0s', tls: { ca: pki.caPath, cert: join(pki.dir, 'srv.pem'), key: join(pki.dir, 'srv.key') } }] }));
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const sinks = new ThreadedSinks({ sinks: [resolveSink(c.config.sinks[0] as SinkConfig, 'gw1')], dataDir, emit: () => {}, onError: () => {} });
+    try {
+      for (let i = 0; i < 200; i++) sinks.write(ev(i, 't-thread'));
+      await until(() => mine('t-thread').length >= 200, '200 messages from the sink thread');
+      assert.equal(mine('t-thread').length, 200);
+    } finally {
+      await sinks.close();
     }
   });
 
