@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { DecisionEvent } from '../src/events/catalogue.js';
 import { startCheckpointer } from '../src/store/checkpointer.js';
-import { openStore } from '../src/store/index.js';
+import { openStore, type Store } from '../src/store/index.js';
 import { insertDecisions, queryDecisions } from '../src/store/recent.js';
 
 const decision = (i: number): DecisionEvent => ({
@@ -20,12 +20,22 @@ const decision = (i: number): DecisionEvent => ({
   reason: 'allowed', rule: 'groups.g.allow[0]', mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: 'x'.repeat(300), status: null,
 });
 
+/** A store in a fresh directory (with the helper thread unless `helper` is false), removed afterwards. */
+async function withStore(helper: boolean, fn: (store: Store, dir: string, errors: string[]) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
+  const errors: string[] = [];
+  const store = await openStore({ dataDir: dir, ...(helper ? { backgroundCheckpoints: { onError: (m: string) => errors.push(m) } } : {}) });
+  try {
+    await fn(store, dir, errors);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('SQLite checkpoints on a worker thread', () => {
   it('the gateway connection does not checkpoint; the worker copies the WAL into the database file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
-    const errors: string[] = [];
-    const store = await openStore({ dataDir: dir, backgroundCheckpoints: { onError: (m) => errors.push(m) } });
-    try {
+    await withStore(true, async (store, dir, errors) => {
       const file = join(dir, 'chokepoint.db');
       const before = statSync(file).size;
       // About 8 MB of WAL, written on the main connection (decision appends go to the helper
@@ -39,17 +49,11 @@ describe('SQLite checkpoints on a worker thread', () => {
       while (statSync(file).size <= before + 4 * 1024 * 1024 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.ok(statSync(file).size > before + 4 * 1024 * 1024, 'the worker checkpointed the WAL into the database file');
       assert.deepEqual(errors, []);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('decision appends and prunes run on the helper thread; the rows are there for the main connection, in order', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
-    const errors: string[] = [];
-    const store = await openStore({ dataDir: dir, backgroundCheckpoints: { onError: (m) => errors.push(m) } });
-    try {
+    await withStore(true, async (store, _dir, errors) => {
       for (let i = 0; i < 5; i++) await store.appendDecisions(Array.from({ length: 500 }, (_, k) => decision(i * 500 + k)));
       const newest = await queryDecisions(store.db, { limit: 3 });
       assert.deepEqual(newest.map((r) => r.event.id), ['id-2499', 'id-2498', 'id-2497']);
@@ -58,24 +62,16 @@ describe('SQLite checkpoints on a worker thread', () => {
       assert.equal(Number(left.n), 1000);
       assert.equal(await store.pruneDecisions(1000), 0, 'nothing more to prune');
       assert.deepEqual(errors, []);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('without the helper thread, appends and prunes run on the main connection', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cp-ckpt-'));
-    const store = await openStore({ dataDir: dir });
-    try {
+    await withStore(false, async (store) => {
       await store.appendDecisions(Array.from({ length: 300 }, (_, k) => decision(k)));
       assert.equal(await store.pruneDecisions(100), 200);
       const newest = await queryDecisions(store.db, { limit: 1 });
       assert.equal(newest[0]?.event.id, 'id-299');
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('when the worker cannot do its job, automatic checkpoints come back on and the failure is reported', async () => {

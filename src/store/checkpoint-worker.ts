@@ -9,7 +9,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionEvent } from '../events/catalogue.js';
-import { DECISION_INSERT_ONE, decisionRow } from './recent.js';
+import { eventFromJson } from '../events/json.js';
+import { DECISION_INSERT_ONE, decisionRow, pruneBounds } from './recent.js';
 
 export type ToHelper =
   | 'stop'
@@ -19,7 +20,6 @@ export type FromHelper =
   | { readonly error: string }
   | { readonly t: 'done'; readonly id: number; readonly n?: number; readonly error?: string };
 
-const PRUNE_CHUNK = 1000;
 const { file, everyMs } = workerData as { file: string; everyMs: number };
 const db = new Database(file);
 db.pragma('busy_timeout = 5000');
@@ -30,7 +30,9 @@ function prepared(): NonNullable<typeof stmts> {
   const insert = db.prepare(DECISION_INSERT_ONE);
   stmts = {
     appendAll: db.transaction((texts: string[]) => {
-      for (const t of texts) insert.run(decisionRow(JSON.parse(t) as DecisionEvent));
+      // eventFromJson keeps the received text as the event's JSON: the stored body is those
+      // bytes, not a second serialization.
+      for (const t of texts) insert.run(decisionRow(eventFromJson(t) as DecisionEvent));
     }),
     bounds: db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM events'),
     prune: db.prepare('DELETE FROM events WHERE seq <= ?'),
@@ -41,12 +43,10 @@ function prepared(): NonNullable<typeof stmts> {
 function pruneTo(maxRows: number): number {
   const { bounds, prune } = prepared();
   const r = bounds.get() as { lo: number | null; hi: number | null };
-  if (r.lo === null || r.hi === null) return 0;
-  const cut = r.hi - maxRows;
   let deleted = 0;
   // Chunks: each DELETE holds the write lock only briefly, so the gateway's own writes
   // (audit, devices) never wait long behind it.
-  for (let from = r.lo; from <= cut; from += PRUNE_CHUNK) deleted += prune.run(Math.min(cut, from + PRUNE_CHUNK - 1)).changes;
+  for (const upTo of pruneBounds(r.lo, r.hi, maxRows)) deleted += prune.run(upTo).changes;
   return deleted;
 }
 

@@ -159,16 +159,19 @@ function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly 
 
 /**
  * SQLite work the helper thread takes (checkpointer.ts) while it runs; on this connection when
- * there is none, it has died, or it failed this call (its transaction rolled back, so nothing
- * is done twice — except in the instant between its commit and its answer, which costs at most
- * one batch of duplicate rows in a query cache).
+ * there is none or it has died (even during this call: its transaction rolled back, so nothing
+ * is done twice — except in the instant between its commit and its death, which costs at most
+ * one batch of duplicate rows in a query cache). A statement that failed on a live helper
+ * (a busy or broken database) is reported, not retried here: this connection would only meet
+ * the same lock, waiting for it on the proxy's thread.
  */
 function onHelper<A, R>(helper: Checkpointer | null, viaHelper: (h: Checkpointer, a: A) => Promise<R>, here: (a: A) => Promise<R>): (a: A) => Promise<R> {
   return async (a) => {
     if (helper === null || !helper.alive) return here(a);
     try {
       return await viaHelper(helper, a);
-    } catch {
+    } catch (err) {
+      if (helper.alive) throw err;
       return here(a);
     }
   };

@@ -70,15 +70,25 @@ const PRUNE_CHUNK = 1000;
  */
 export async function pruneDecisions(db: Exec, maxRows: number, pause: () => Promise<void> = yieldTurn): Promise<number> {
   const r = await db.selectFrom('events').select((eb) => [eb.fn.min('seq').as('lo'), eb.fn.max('seq').as('hi')]).executeTakeFirst();
-  if (r?.lo === null || r?.lo === undefined || r.hi === null || r.hi === undefined) return 0;
-  const cut = Number(r.hi) - maxRows;
   let deleted = 0;
-  for (let from = Number(r.lo); from <= cut; from += PRUNE_CHUNK) {
-    const res = await db.deleteFrom('events').where('seq', '<=', Math.min(cut, from + PRUNE_CHUNK - 1)).executeTakeFirst();
+  for (const upTo of pruneBounds(r?.lo, r?.hi, maxRows)) {
+    const res = await db.deleteFrom('events').where('seq', '<=', upTo).executeTakeFirst();
     deleted += Number(res.numDeletedRows);
     await pause();
   }
   return deleted;
+}
+
+/**
+ * The `seq <= x` bound of each chunked DELETE that keeps the newest `maxRows` of the rows
+ * `lo..hi` (shared with the SQLite helper thread, which runs the same prune on its connection).
+ */
+export function pruneBounds(lo: number | string | null | undefined, hi: number | string | null | undefined, maxRows: number): number[] {
+  if (lo === null || lo === undefined || hi === null || hi === undefined) return [];
+  const cut = Number(hi) - maxRows;
+  const bounds: number[] = [];
+  for (let from = Number(lo); from <= cut; from += PRUNE_CHUNK) bounds.push(Math.min(cut, from + PRUNE_CHUNK - 1));
+  return bounds;
 }
 
 /** Lets the event loop run (the proxy's sockets) between chunks of store work. */
