@@ -44,7 +44,8 @@ export interface ThreadedSinksOptions {
   readonly workerUrl?: URL;
 }
 
-interface InFlight { readonly events: number; readonly bytes: number; readonly perSink: readonly number[] }
+/** Texts handed over (or about to be) in one message, and how many events and bytes each sink gets of them. */
+interface Batch { texts: string[]; bytes: number; readonly events: number[]; readonly eventBytes: number[] }
 
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 60_000;
@@ -58,14 +59,11 @@ export class ThreadedSinks {
   readonly #acceptsAll: boolean;
   readonly #maxBytes: number;
   #worker: Worker | null = null;
-  #queued: string[] = [];
-  #queuedBytes = 0;
-  #queuedPerSink: number[];
-  #inflight: InFlight[] = [];
+  /** Waiting for the next hand-over. */
+  #queued: Batch;
+  /** Handed over, not yet acknowledged by the thread: oldest first. */
+  #inflight: Batch[] = [];
   #inflightBytes = 0;
-  /** Events (and bytes) waiting here or in flight, per sink: part of its pending figures. */
-  #pendingPerSink: number[];
-  #pendingBytesPerSink: number[];
   #droppedHere: number[];
   #dropReport: number[];
   #timer: NodeJS.Timeout | null = null;
@@ -86,9 +84,7 @@ export class ThreadedSinks {
     this.#acceptsAll = o.sinks.some((s) => s.config.types.length === 0);
     this.#maxBytes = o.maxBytes ?? 64 * 1024 * 1024;
     const zeros = () => this.#names.map(() => 0);
-    this.#queuedPerSink = zeros();
-    this.#pendingPerSink = zeros();
-    this.#pendingBytesPerSink = zeros();
+    this.#queued = this.#emptyBatch();
     this.#droppedHere = zeros();
     this.#dropReport = zeros();
     this.views = this.#names.map((name, i) => ({ name, stats: () => this.#stats(name, i) }));
@@ -103,23 +99,23 @@ export class ThreadedSinks {
     const text = jsonOf(e);
     // UTF-16 units, not UTF-8 bytes: exact for ASCII, within 3x for the rest; enough for a memory bound.
     const bytes = text.length + 1;
-    const full = this.#queuedBytes + this.#inflightBytes + bytes > this.#maxBytes;
+    const q = this.#queued;
+    const full = q.bytes + this.#inflightBytes + bytes > this.#maxBytes;
     for (let i = 0; i < this.#accepts.length; i++) {
       if (!(this.#accepts[i] as (t: string) => boolean)(type)) continue;
       if (full) {
         (this.#droppedHere[i] as number)++;
         (this.#dropReport[i] as number)++;
       } else {
-        (this.#queuedPerSink[i] as number)++;
-        (this.#pendingPerSink[i] as number)++;
-        this.#pendingBytesPerSink[i] = (this.#pendingBytesPerSink[i] as number) + bytes;
+        (q.events[i] as number)++;
+        q.eventBytes[i] = (q.eventBytes[i] as number) + bytes;
       }
     }
     if (!full) {
-      this.#queued.push(text);
-      this.#queuedBytes += bytes;
+      q.texts.push(text);
+      q.bytes += bytes;
     }
-    if (this.#queuedBytes >= WRITE_NOW_BYTES) this.#flush();
+    if (q.bytes >= WRITE_NOW_BYTES) this.#flush();
     else this.#timer ??= setTimeout(() => this.#flush(), COALESCE_MS);
   };
 
@@ -132,7 +128,7 @@ export class ThreadedSinks {
       const done = () => { clearTimeout(t); this.#statsWaiters.delete(id); this.#refreshing = null; resolve(); };
       const t = setTimeout(done, this.#o.statsTimeoutMs ?? 1000);
       this.#statsWaiters.set(id, done);
-      this.#post(w, { t: 'stats', id });
+      w.postMessage({ t: 'stats', id } satisfies ToSinkThread);
     });
     return this.#refreshing;
   }
@@ -145,13 +141,13 @@ export class ThreadedSinks {
       const w = this.#worker;
       if (w === null) {
         // Closing while a failed thread waits for its restart: what is queued has nowhere to go.
-        this.#queuedPerSink.forEach((n, i) => { this.#droppedHere[i] = (this.#droppedHere[i] as number) + n; });
-        this.#reportDrops('thread_failed', this.#queuedPerSink);
+        this.#lose([this.#queued]);
+        this.#queued = this.#emptyBatch();
         return;
       }
       w.ref(); // waiting for the thread's answer must keep the process alive until it comes
       const closed = new Promise<void>((resolve) => { this.#closed = resolve; });
-      this.#post(w, { t: 'close' });
+      w.postMessage({ t: 'close' } satisfies ToSinkThread);
       await closed;
       await w.terminate();
     })();
@@ -169,11 +165,18 @@ export class ThreadedSinks {
     this.#closed?.();
   }
 
+  /** The thread's figures, plus the events for this sink still on this side (queued or unacknowledged). */
   #stats(name: string, i: number): SinkStats {
     const r = this.#remote[name] ?? ZERO;
+    let events = 0;
+    let bytes = 0;
+    for (const b of [this.#queued, ...this.#inflight]) {
+      events += b.events[i] as number;
+      bytes += b.eventBytes[i] as number;
+    }
     return {
-      pending_events: r.pending_events + (this.#pendingPerSink[i] as number),
-      pending_bytes: r.pending_bytes + (this.#pendingBytesPerSink[i] as number),
+      pending_events: r.pending_events + events,
+      pending_bytes: r.pending_bytes + bytes,
       dropped: r.dropped + (this.#droppedHere[i] as number),
       delivered: r.delivered,
       up: r.up,
@@ -183,14 +186,24 @@ export class ThreadedSinks {
   #flush(): void {
     if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
     this.#reportDrops('queue_full', this.#dropReport);
-    if (this.#queued.length === 0 || this.#worker === null) return;
-    const batch: InFlight = { events: this.#queued.length, bytes: this.#queuedBytes, perSink: this.#queuedPerSink };
-    this.#post(this.#worker, { t: 'lines', data: this.#queued.join('\n'), events: batch.events });
-    this.#inflight.push(batch);
-    this.#inflightBytes += batch.bytes;
-    this.#queued = [];
-    this.#queuedBytes = 0;
-    this.#queuedPerSink = this.#names.map(() => 0);
+    const b = this.#queued;
+    if (b.texts.length === 0 || this.#worker === null) return;
+    this.#worker.postMessage({ t: 'lines', data: b.texts.join('\n'), events: b.texts.length } satisfies ToSinkThread);
+    b.texts = []; // the thread has its own copy; only the counts are kept until it acknowledges
+    this.#inflight.push(b);
+    this.#inflightBytes += b.bytes;
+    this.#queued = this.#emptyBatch();
+  }
+
+  #emptyBatch(): Batch {
+    return { texts: [], bytes: 0, events: this.#names.map(() => 0), eventBytes: this.#names.map(() => 0) };
+  }
+
+  /** Events that will never reach their sinks: counted and reported per sink. */
+  #lose(batches: readonly Batch[]): void {
+    const lost = this.#names.map((_, i) => batches.reduce((n, b) => n + (b.events[i] as number), 0));
+    lost.forEach((n, i) => { this.#droppedHere[i] = (this.#droppedHere[i] as number) + n; });
+    this.#reportDrops('thread_failed', lost);
   }
 
   #reportDrops(reason: 'queue_full' | 'thread_failed', counts: number[]): void {
@@ -200,10 +213,6 @@ export class ThreadedSinks {
       counts[i] = 0;
       this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.#names[i] as string, dropped: n, reason });
     }
-  }
-
-  #post(w: Worker, m: ToSinkThread): void {
-    w.postMessage(m);
   }
 
   #start(): void {
@@ -229,9 +238,7 @@ export class ThreadedSinks {
     switch (m.t) {
       case 'ack': {
         const b = this.#inflight.shift();
-        if (b === undefined) return;
-        this.#inflightBytes -= b.bytes;
-        this.#settle(b);
+        if (b !== undefined) this.#inflightBytes -= b.bytes;
         return;
       }
       case 'emit': this.#o.emit(m.event); return;
@@ -250,30 +257,15 @@ export class ThreadedSinks {
     }
   }
 
-  /** A batch left this side: the thread holds it now (or it was lost with the thread). */
-  #settle(b: InFlight): void {
-    const perEvent = b.events > 0 ? b.bytes / b.events : 0;
-    b.perSink.forEach((n, i) => {
-      this.#pendingPerSink[i] = (this.#pendingPerSink[i] as number) - n;
-      this.#pendingBytesPerSink[i] = Math.max(0, (this.#pendingBytesPerSink[i] as number) - Math.round(n * perEvent));
-    });
-  }
-
   #onExit(w: Worker, code: number): void {
     if (this.#worker !== w) return; // destroyed
     this.#worker = null;
     for (const done of this.#statsWaiters.values()) done();
     if (this.#closing !== null) { this.#closed?.(); return; }
     // Whatever the thread had not acknowledged is gone with it: say so, per sink.
-    const lost = this.#names.map(() => 0);
-    for (const b of this.#inflight) {
-      this.#settle(b);
-      b.perSink.forEach((n, i) => { lost[i] = (lost[i] as number) + n; });
-    }
+    this.#lose(this.#inflight);
     this.#inflight = [];
     this.#inflightBytes = 0;
-    lost.forEach((n, i) => { this.#droppedHere[i] = (this.#droppedHere[i] as number) + n; });
-    this.#reportDrops('thread_failed', lost);
     this.#o.onError(this.#names.join(','), new Error(`sink thread exited (code ${code}); restarting`));
     // A thread that ran a while gets a quick restart; one that keeps dying backs off.
     if (Date.now() - this.#startedAt > RESTART_MAX_MS) this.#restartDelay = RESTART_MIN_MS;
