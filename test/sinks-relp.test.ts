@@ -74,6 +74,21 @@ describe('RELP frames', () => {
   });
 });
 
+describe('RELP config', () => {
+  it('refuses TLS settings on a plain transport (they would be ignored and the link left in clear text)', () => {
+    const problems = (sink: Record<string, unknown>) => {
+      const r = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: 's', host: '127.0.0.1', ...sink }] }));
+      return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    for (const transport of ['relp', 'tcp', 'udp']) {
+      assert.deepEqual(problems({ transport, tls: { ca: '/etc/ca.pem' } }), ['sinks[0].tls: tls settings apply only to transport tls or relp-tls; set one of those or remove them'], transport);
+      assert.deepEqual(problems({ transport }), [], transport);
+    }
+    assert.deepEqual(problems({ transport: 'relp-tls', tls: { ca: '/etc/ca.pem' } }), []);
+    assert.deepEqual(problems({ transport: 'tls', tls: { ca: '/etc/ca.pem' } }), []);
+  });
+});
+
 describe('RELP sink to a real rsyslog (imrelp)', { skip: relpAvailable() ? false : 'rsyslog-relp not installed (.ci/run installs it)' }, () => {
   let pki: TestPki;
   let rs: RsyslogRelp;

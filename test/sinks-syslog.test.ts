@@ -58,7 +58,7 @@ describe('syslog sink to a real rsyslog', { skip: rsyslogAvailable() ? false : '
   function sink(transport: string, port: number, emitted: EvidenceEvent[] = [], extra: Record<string, unknown> = {}): Sink {
     const dataDir = mkdtempSync(join(tmpdir(), 'cp-syslog-'));
     dirs.push(dataDir);
-    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: `s-${transport}`, transport, host: '127.0.0.1', port, hostname: 'gw-test', tls: { ca: pki.caPath }, retry: { min_delay: '50ms', max_delay: '300ms' }, ...extra }] }));
+    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: `s-${transport}`, transport, host: '127.0.0.1', port, hostname: 'gw-test', ...(transport === 'tls' ? { tls: { ca: pki.caPath } } : {}), retry: { min_delay: '50ms', max_delay: '300ms' }, ...extra }] }));
     if (!c.ok) throw new Error(JSON.stringify(c.problems));
     const s = createSink(c.config.sinks[0] as SinkConfig, { dataDir, emit: (e) => emitted.push(e), onError: () => {} });
     sinks.push(s);

@@ -105,7 +105,12 @@ const syslogSink = z.strictObject({
   batch_wait: duration('200ms', 0),
   buffer,
   retry,
-});
+})
+  // TLS settings on a plain transport would be ignored: an operator who wrote `tls:` under
+  // `transport: relp` (or tcp) believing the link encrypted would send evidence in clear text.
+  .refine((s) => s.transport === 'tls' || s.transport === 'relp-tls' || Object.values(s.tls).every((v) => v === undefined), {
+    path: ['tls'], message: 'tls settings apply only to transport tls or relp-tls; set one of those or remove them',
+  });
 
 const webhookSink = z.strictObject({
   type: z.literal('webhook'),
