@@ -24,7 +24,7 @@ const { file, everyMs } = workerData as { file: string; everyMs: number };
 const db = new Database(file);
 db.pragma('busy_timeout = 5000');
 // Prepared on first use: the checkpoints alone need no schema.
-let stmts: { appendAll: (texts: string[]) => void; bounds: Database.Statement; prune: Database.Statement } | null = null;
+let stmts: { appendAll: (texts: string[]) => void; lo: Database.Statement; hi: Database.Statement; prune: Database.Statement } | null = null;
 function prepared(): NonNullable<typeof stmts> {
   if (stmts !== null) return stmts;
   const insert = db.prepare(DECISION_INSERT_ONE);
@@ -34,19 +34,23 @@ function prepared(): NonNullable<typeof stmts> {
       // bytes, not a second serialization.
       for (const t of texts) insert.run(decisionRow(eventFromJson(t) as DecisionEvent));
     }),
-    bounds: db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM events'),
+    // Separate statements: SQLite answers a lone min() or max() from the primary key, but
+    // `SELECT min(seq), max(seq)` scans the whole table.
+    lo: db.prepare('SELECT min(seq) AS v FROM events'),
+    hi: db.prepare('SELECT max(seq) AS v FROM events'),
     prune: db.prepare('DELETE FROM events WHERE seq <= ?'),
   };
   return stmts;
 }
 
 function pruneTo(maxRows: number): number {
-  const { bounds, prune } = prepared();
-  const r = bounds.get() as { lo: number | null; hi: number | null };
+  const { lo, hi, prune } = prepared();
+  const first = (lo.get() as { v: number | null }).v;
+  const last = (hi.get() as { v: number | null }).v;
   let deleted = 0;
   // Chunks: each DELETE holds the write lock only briefly, so the gateway's own writes
   // (audit, devices) never wait long behind it.
-  for (const upTo of pruneBounds(r.lo, r.hi, maxRows)) deleted += prune.run(upTo).changes;
+  for (const upTo of pruneBounds(first, last, maxRows)) deleted += prune.run(upTo).changes;
   return deleted;
 }
 

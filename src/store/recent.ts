@@ -69,9 +69,13 @@ const PRUNE_CHUNK = 1000;
  * tens of milliseconds.
  */
 export async function pruneDecisions(db: Exec, maxRows: number, pause: () => Promise<void> = yieldTurn): Promise<number> {
-  const r = await db.selectFrom('events').select((eb) => [eb.fn.min('seq').as('lo'), eb.fn.max('seq').as('hi')]).executeTakeFirst();
+  // Two queries, not `SELECT min(seq), max(seq)`: SQLite answers a lone min() or max() from
+  // the primary key's b-tree, but both in one statement scan the whole table (every row of
+  // the window, at every prune).
+  const lo = await db.selectFrom('events').select((eb) => eb.fn.min('seq').as('v')).executeTakeFirst();
+  const hi = await db.selectFrom('events').select((eb) => eb.fn.max('seq').as('v')).executeTakeFirst();
   let deleted = 0;
-  for (const upTo of pruneBounds(r?.lo, r?.hi, maxRows)) {
+  for (const upTo of pruneBounds(lo?.v, hi?.v, maxRows)) {
     const res = await db.deleteFrom('events').where('seq', '<=', upTo).executeTakeFirst();
     deleted += Number(res.numDeletedRows);
     await pause();
