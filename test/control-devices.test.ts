@@ -11,10 +11,11 @@ import { hashToken } from '../src/store/index.js';
 import { policyText, startControl, type TestControl } from './helpers/control.js';
 import { BACKENDS } from './helpers/store.js';
 
-function decision(i: number, verdict: 'allow' | 'deny', group: string): DecisionEvent {
+/** Decision i; each from its own client address, so that none folds into another (recorder.ts). */
+function decision(i: number, verdict: 'allow' | 'deny', group: string, host = `h${i % 3}.example.com`): DecisionEvent {
   return {
-    v: 1, type: 'gateway.decision', time: new Date(Date.now() - 1000 + i).toISOString(), id: randomUUID(), listener: 'proxy', client_ip: '127.0.0.9', client_port: 5000 + i,
-    group, method: 'CONNECT', host: `h${i % 3}.example.com`, port: 443, address: null, verdict, reason: verdict === 'allow' ? 'allowed' : 'no_rule_matched', rule: null, mode: 'enforce',
+    v: 1, type: 'gateway.decision', time: new Date(Date.now() - 1000 + i).toISOString(), id: randomUUID(), listener: 'proxy', client_ip: `127.0.1.${i}`, client_port: 5000 + i,
+    group, method: 'CONNECT', host, port: 443, address: null, verdict, reason: verdict === 'allow' ? 'allowed' : 'no_rule_matched', rule: null, mode: 'enforce',
     sni: null, tls_version: null, address_class: null, detail: null, status: verdict === 'allow' ? null : 403, device_id: i % 2 === 0 ? 'dev-a' : null, asset_id: null, serial: null,
   } as DecisionEvent;
 }
@@ -130,6 +131,22 @@ for (const make of BACKENDS) {
       const scoped = await c.call('GET', '/api/v1/events', { token: c.tokens['operator-scoped'] });
       assert.ok(scoped.body.items.every((e: DecisionEvent) => e.group === 'servers'));
       assert.equal((await c.call('GET', '/api/v1/events?group=laptops', { token: c.tokens['operator-scoped'] })).status, 403);
+    });
+
+    it('returns identical decisions folded into the first one, with their count and the latest time', async () => {
+      const first = decision(200, 'deny', 'servers', 'fold.example.com');
+      c.bus.publish(first);
+      for (let k = 0; k < 3; k++) c.bus.publish({ ...first, id: randomUUID(), client_port: 6000 + k, time: new Date().toISOString() });
+      await recorder.flush();
+      const r = await c.call('GET', '/api/v1/events?host=fold.example.com', { token: c.tokens.viewer });
+      assert.equal(r.body.items.length, 1);
+      const item = r.body.items[0];
+      assert.equal(item.id, first.id, 'the stored row is the first decision');
+      assert.equal(item.repeats, 3);
+      assert.ok(Math.abs(Date.parse(item.last_time) - Date.now()) < 60_000, `last_time ${item.last_time}`);
+      const other = await c.call('GET', '/api/v1/events?host=h1.example.com&limit=1');
+      assert.equal(other.body.items[0].repeats, 0);
+      assert.equal(other.body.items[0].last_time, null);
     });
 
     it('stores alerts from the bus; operators acknowledge and resolve them', async () => {

@@ -7,8 +7,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
 import type { DecisionEvent } from '../src/events/catalogue.js';
-import type { Store } from '../src/store/index.js';
+import { MIGRATIONS, openStore, type Store } from '../src/store/index.js';
+import { migrate } from '../src/store/migrate.js';
+import type { DB } from '../src/store/schema.js';
 import { pruneDecisions, queryDecisions } from '../src/store/recent.js';
 import { BACKENDS } from './helpers/store.js';
 
@@ -55,6 +62,21 @@ for (const make of BACKENDS) {
       assert.equal(await pruneDecisions(store.db, 1200), 0, 'nothing more to prune');
     });
 
+    it('adds folded repeats to a stored decision and returns them with it; a row that is gone takes none', async () => {
+      const d = decision(95_000, 'folded.example.com');
+      const plain = decision(95_001, 'plain.example.com');
+      await store.appendDecisions([d, plain]);
+      await store.foldDecisions([{ id: d.id, repeats: 41, lastTime: 1_800_000_100_000 }]);
+      await store.foldDecisions([{ id: d.id, repeats: 1, lastTime: 1_800_000_200_000 }, { id: 'no-such-event', repeats: 5, lastTime: 1 }]);
+      const [r] = await queryDecisions(store.db, { host: 'folded.example.com', limit: 5 });
+      assert.deepEqual(r?.event, d);
+      assert.equal(r?.repeats, 42);
+      assert.equal(r?.lastTime, 1_800_000_200_000);
+      const [p] = await queryDecisions(store.db, { host: 'plain.example.com', limit: 5 });
+      assert.equal(p?.repeats, 0);
+      assert.equal(p?.lastTime, null);
+    });
+
     it('does not join a transaction that is open on the same store (its rollback keeps the decisions)', async () => {
       const marker = decision(90_001, 'during-tx.example.com');
       let release!: () => void;
@@ -80,3 +102,30 @@ for (const make of BACKENDS) {
     });
   });
 }
+
+describe('recent decisions on a store written before decision folding', () => {
+  it('gains the repeats and last_time columns; its rows read as never repeated', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-store-old-'));
+    try {
+      const sqlite = new Database(join(dataDir, 'chokepoint.db'));
+      const old = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+      await migrate(old, 'sqlite', MIGRATIONS.filter((m) => m.id !== '0003_decision_folds'));
+      const d = decision(7, 'before-upgrade.example.com');
+      await old.insertInto('events').values({ event_id: d.id, time: 0, verdict: d.verdict, reason: d.reason, host: d.host, body: JSON.stringify(d) } as never).execute();
+      await old.destroy();
+      const store = await openStore({ dataDir });
+      try {
+        const [r] = await queryDecisions(store.db, { host: 'before-upgrade.example.com', limit: 5 });
+        assert.deepEqual(r?.event, d);
+        assert.equal(r?.repeats, 0);
+        assert.equal(r?.lastTime, null);
+        await store.foldDecisions([{ id: d.id, repeats: 2, lastTime: 5 }]);
+        assert.equal((await queryDecisions(store.db, { host: 'before-upgrade.example.com', limit: 5 }))[0]?.repeats, 2);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

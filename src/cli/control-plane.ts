@@ -143,7 +143,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onPolicyApplied, onDeviceChanged,
     policyLoaded: () => gw.policy !== null,
   });
-  const recorder = new EventRecorder({ store, bus, logger });
+  const recorder = new EventRecorder({ store, bus, logger, maxRows: config.recent_decisions.max_rows, foldMs: config.recent_decisions.fold });
 
   let file: FilePolicySync | null = null;
   if (config.policy !== undefined) {

@@ -87,6 +87,15 @@ export const configSchema = z.strictObject({
   database: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// URL').optional(),
   control_tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   policy_change: z.strictObject({ two_person: z.boolean().default(false) }).prefault({}),
+  /**
+   * The store's window of recent decisions, for the events query and policy-diff replays (the
+   * sinks keep every decision). Identical decisions within `fold` of the stored one are counted
+   * on it (`repeats`, `last_time`) instead of stored again; `0s` stores each.
+   */
+  recent_decisions: z.strictObject({
+    max_rows: int(100_000, 100, 100_000_000),
+    fold: duration('60s', 0, 24 * 3600_000),
+  }).prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -39,7 +39,11 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
       if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
       const rows = await queryDecisions(ctx.store.db, { ...q, beforeSeq: q.cursor, limit: q.limit });
       const last = rows[rows.length - 1];
-      const items = rows.map((r) => r.event).filter((e) => scopes === undefined || (e.group !== null && scopes.includes(e.group)));
+      // Each item is the stored decision event plus the store's count of identical decisions
+      // folded into it (recorder.ts) and the time of the latest.
+      const items = rows
+        .filter((r) => scopes === undefined || (r.event.group !== null && scopes.includes(r.event.group)))
+        .map((r) => ({ ...r.event, repeats: r.repeats, last_time: r.lastTime === null ? null : new Date(r.lastTime).toISOString() }));
       return { items, next: rows.length === q.limit && last ? encodeCursor(last.seq) : null };
     });
 

@@ -14,11 +14,14 @@
 import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import type { FromHelper, ToHelper } from './checkpoint-worker.js';
+import type { DecisionFold } from './recent.js';
 
 export interface Checkpointer {
   stop(): Promise<void>;
   /** Appends decision events (their JSON texts) on the thread; rejects if it is gone or fails. */
   append(texts: readonly string[]): Promise<void>;
+  /** Adds folded repeats to stored decisions on the thread. */
+  fold(folds: readonly DecisionFold[]): Promise<void>;
   /** Prunes the recent window to its newest `maxRows` on the thread; resolves with rows deleted. */
   prune(maxRows: number): Promise<number>;
   /** False once the thread has failed or stopped: callers fall back to their own connection. */
@@ -41,7 +44,7 @@ export function startCheckpointer(sqlite: Database.Database, file: string, onErr
   } catch (err) {
     fallBack(`cannot start the checkpoint thread: ${(err as Error).message}`);
     const gone = () => Promise.reject(new Error('no checkpoint thread'));
-    return { stop: async () => {}, append: gone, prune: gone, alive: false };
+    return { stop: async () => {}, append: gone, fold: gone, prune: gone, alive: false };
   }
   sqlite.pragma('wal_autocheckpoint = 0');
   let stopping = false;
@@ -73,6 +76,7 @@ export function startCheckpointer(sqlite: Database.Database, file: string, onErr
   return {
     get alive() { return alive && !stopping; },
     append: async (texts) => { if (texts.length > 0) await call({ t: 'append', id: ++nextId, data: texts.join('\n') }); },
+    fold: async (folds) => { if (folds.length > 0) await call({ t: 'fold', id: ++nextId, folds }); },
     prune: (maxRows) => call({ t: 'prune', id: ++nextId, maxRows }),
     stop: async () => {
       if (stopping) return exited;

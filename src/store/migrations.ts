@@ -171,9 +171,21 @@ async function identity(db: AnyDb): Promise<void> {
     .execute();
 }
 
+/**
+ * Folded repeats of a recent decision (see control/recorder.ts): a count and the latest time on
+ * the first decision's row, found by event id (hence the index).
+ */
+async function decisionFolds(db: AnyDb): Promise<void> {
+  // Two statements: SQLite adds one column per ALTER TABLE.
+  await db.schema.alterTable('events').addColumn('repeats', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema.alterTable('events').addColumn('last_time', 'bigint').execute();
+  await db.schema.createIndex('events_event_id').on('events').column('event_id').execute();
+}
+
 export const CORE_MIGRATIONS: readonly Migration[] = [
   { id: '0001_core', up: core },
   { id: '0002_identity_tables', up: (db) => identity(db) },
+  { id: '0003_decision_folds', up: decisionFolds },
 ];
 
 /** Every migration in the order it runs: the core list, then the identity work's. */

@@ -15,7 +15,7 @@ import { migrate, type Dialect } from './migrate.js';
 import { MIGRATIONS } from './migrations.js';
 import type { DB } from './schema.js';
 import type { DecisionEvent } from '../events/catalogue.js';
-import { decisionRow, DECISION_INSERT_ONE, insertDecisions, pruneDecisions, yieldTurn } from './recent.js';
+import { decisionRow, DECISION_FOLD_SQL, DECISION_INSERT_ONE, foldDecisions, insertDecisions, pruneDecisions, yieldTurn, type DecisionFold } from './recent.js';
 
 /** Decisions per synchronous SQLite transaction (about 1 ms of work). */
 const APPEND_SLICE = 128;
@@ -46,6 +46,8 @@ export interface Store {
   ping(): Promise<void>;
   /** Appends gateway decisions to the recent window (the gateway's hot write), in order, in slices of a few ms at most. */
   appendDecisions(events: readonly DecisionEvent[]): Promise<void>;
+  /** Adds folded repeats to stored decisions (rows pruned meanwhile are skipped). */
+  foldDecisions(folds: readonly DecisionFold[]): Promise<void>;
   /** Keeps the newest `maxRows` decisions of the recent window; resolves with rows deleted. */
   pruneDecisions(maxRows: number): Promise<number>;
   close(): Promise<void>;
@@ -123,6 +125,9 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     appendDecisions: sqliteDb === null
       ? (events) => tx((trx) => insertDecisions(trx, dialect, events))
       : onHelper(checkpointer, (h, events) => h.append(events.map(jsonOf)), sqliteAppender(sqliteDb, (events) => tx((trx) => insertDecisions(trx, dialect, events)))),
+    foldDecisions: sqliteDb === null
+      ? (folds) => tx((trx) => foldDecisions(trx, folds))
+      : onHelper(checkpointer, (h, folds) => h.fold(folds), sqliteFolder(sqliteDb, (folds) => tx((trx) => foldDecisions(trx, folds)))),
     pruneDecisions: onHelper(checkpointer, (h, maxRows: number) => h.prune(maxRows), (maxRows) => pruneDecisions(db, maxRows)),
     ping: async () => { await sql`SELECT 1`.execute(db); },
     close: async () => {
@@ -151,6 +156,22 @@ function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly 
     for (let i = 0; i < events.length; i += APPEND_SLICE) {
       if (i > 0) await yieldTurn();
       const slice = events.slice(i, i + APPEND_SLICE);
+      if (sqlite.inTransaction) await viaKysely(slice);
+      else all(slice);
+    }
+  };
+}
+
+/** SQLite's fold writer on this connection, on the same terms as sqliteAppender. */
+function sqliteFolder(sqlite: Database.Database, viaKysely: (folds: readonly DecisionFold[]) => Promise<void>): (folds: readonly DecisionFold[]) => Promise<void> {
+  const update = sqlite.prepare(DECISION_FOLD_SQL);
+  const all = sqlite.transaction((folds: readonly DecisionFold[]) => {
+    for (const f of folds) update.run(f.repeats, f.lastTime, f.id);
+  });
+  return async (folds) => {
+    for (let i = 0; i < folds.length; i += APPEND_SLICE) {
+      if (i > 0) await yieldTurn();
+      const slice = folds.slice(i, i + APPEND_SLICE);
       if (sqlite.inTransaction) await viaKysely(slice);
       else all(slice);
     }

@@ -59,6 +59,25 @@ export async function insertDecisions(db: Exec, dialect: Dialect, events: readon
   }
 }
 
+/** Repeats of a stored decision (recorder.ts folds identical decisions into the first one's row). */
+export interface DecisionFold {
+  /** The stored decision's event id. */
+  readonly id: string;
+  readonly repeats: number;
+  /** Time (ms) of the latest repeat. */
+  readonly lastTime: number;
+}
+
+/** Adds repeats to a stored decision's row (none when it was pruned meanwhile). */
+export const DECISION_FOLD_SQL = 'update events set repeats = repeats + ?, last_time = ? where event_id = ?';
+
+/** Counts folds on their rows through Kysely (PostgreSQL, or SQLite without its helper thread). */
+export async function foldDecisions(db: Exec, folds: readonly DecisionFold[]): Promise<void> {
+  for (const f of folds) {
+    await db.updateTable('events').set((eb) => ({ repeats: eb('repeats', '+', f.repeats), last_time: f.lastTime })).where('event_id', '=', f.id).execute();
+  }
+}
+
 /** Rows deleted per statement when pruning: each statement holds SQLite's (synchronous) connection. */
 const PRUNE_CHUNK = 1000;
 
@@ -113,8 +132,16 @@ export interface DecisionQuery {
   readonly limit: number;
 }
 
-export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<{ seq: number; event: DecisionEvent }[]> {
-  let s = db.selectFrom('events').select(['seq', 'body']).orderBy('seq', 'desc').limit(q.limit);
+/** A stored decision: the event, and how often it repeated (folded) until `lastTime` (ms, null: never). */
+export interface StoredDecision {
+  readonly seq: number;
+  readonly event: DecisionEvent;
+  readonly repeats: number;
+  readonly lastTime: number | null;
+}
+
+export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<StoredDecision[]> {
+  let s = db.selectFrom('events').select(['seq', 'body', 'repeats', 'last_time']).orderBy('seq', 'desc').limit(q.limit);
   if (q.verdict !== undefined) s = s.where('verdict', '=', q.verdict);
   if (q.reason !== undefined) s = s.where('reason', '=', q.reason);
   if (q.group !== undefined) s = s.where('group_name', '=', q.group);
@@ -123,7 +150,9 @@ export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<{ seq:
   if (q.since !== undefined) s = s.where('time', '>=', q.since);
   if (q.until !== undefined) s = s.where('time', '<', q.until);
   if (q.beforeSeq !== undefined) s = s.where('seq', '<', q.beforeSeq);
-  return (await s.execute()).map((r) => ({ seq: Number(r.seq), event: JSON.parse(r.body) as DecisionEvent }));
+  return (await s.execute()).map((r) => ({
+    seq: Number(r.seq), event: JSON.parse(r.body) as DecisionEvent, repeats: Number(r.repeats), lastTime: r.last_time === null ? null : Number(r.last_time),
+  }));
 }
 
 /** Distinct recent (group, host, port) triples, newest first, for replay in policy diffs. */

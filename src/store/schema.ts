@@ -97,6 +97,10 @@ export interface EventsTable {
   rule: string | null;
   /** The whole event as JSON text. */
   body: string;
+  /** Identical decisions folded into this one after it (see recorder.ts). */
+  repeats: Generated<number>;
+  /** Time (ms) of the latest of those, null when there were none. */
+  last_time: number | null;
 }
 
 export interface AlertsTable {
