@@ -86,6 +86,26 @@ describe('metrics', () => {
     assert.equal(sample(body, METRICS.decisions.name, { host: 'other' }), 995);
   });
 
+  it('counts across scrapes without loss or double counting; a series first seen at zero is exposed', async () => {
+    const m = new EvidenceMetrics({ host_labels: false, max_label_values: 10, process: false });
+    for (let i = 0; i < 3; i++) m.observe(decision({}));
+    m.observe(closed('servers', 0, 0));
+    const first = (await m.exposition()).body;
+    assert.equal(sample(first, METRICS.decisions.name, { verdict: 'allow' }), 3);
+    assert.equal(sample(first, METRICS.tunnelBytes.name, { direction: 'up', group: 'servers' }), 0, 'a tunnel that moved no bytes still has its series');
+    assert.equal(sample(await m.exposition().then((x) => x.body), METRICS.decisions.name, { verdict: 'allow' }), 3, 'a scrape with nothing new changes nothing');
+    for (let i = 0; i < 2; i++) m.observe(decision({}));
+    m.observe(closed('servers', 10, 20));
+    const second = (await m.exposition()).body;
+    assert.equal(sample(second, METRICS.decisions.name, { verdict: 'allow' }), 5);
+    assert.equal(sample(second, METRICS.tunnelBytes.name, { direction: 'down', group: 'servers' }), 20);
+  });
+
+  it('spellings that sanitize to one value are one series, and count once against the cap', () => {
+    const cap = new LabelCap(2);
+    assert.deepEqual(['a!b', 'a?b', 'a#b', 'c', 'd', 'a!b'].map((v) => cap.value('g', v)), ['a_b', 'a_b', 'a_b', 'c', 'other', 'a_b']);
+  });
+
   it('passes promtool check metrics', { skip: promtool ? false : 'promtool not installed (.ci/run installs prometheus)' }, async () => {
     const m = new EvidenceMetrics({ host_labels: true, max_label_values: 100, process: true }, () => [{ name: 'siem', stats: () => ({ pending_events: 1, pending_bytes: 2, dropped: 0, delivered: 0, up: true }) }]);
     m.observe(decision({}));

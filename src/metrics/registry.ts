@@ -27,19 +27,62 @@ export interface MetricsHandle {
 
 export class LabelCap {
   readonly #max: number;
+  /** Per label: the distinct clean values admitted so far (at most `max`). */
   readonly #seen = new Map<string, Set<string>>();
+  /**
+   * Per label: raw value → its answer, so the hot path (every event) pays a Map lookup, not a
+   * regex. Bounded too: distinct raw spellings of one clean value (`a!b`, `a?b`) are the
+   * client's to invent, so past `2 × max` entries answers are computed and not remembered.
+   */
+  readonly #memo = new Map<string, Map<string, string>>();
   constructor(max: number) { this.#max = max; }
 
   /** Letters, digits and `_.:/@+-` (others become `_`), at most 64 characters, `none` for null, `other` past the cap. */
   value(label: string, v: string | null | undefined): string {
     if (v === null || v === undefined || v === '') return 'none';
+    let memo = this.#memo.get(label);
+    if (memo === undefined) this.#memo.set(label, (memo = new Map()));
+    const known = memo.get(v);
+    if (known !== undefined) return known;
     const clean = v.replace(/[^A-Za-z0-9_.:/@+-]/g, '_').slice(0, 64);
     let set = this.#seen.get(label);
     if (!set) this.#seen.set(label, (set = new Set()));
-    if (set.has(clean)) return clean;
-    if (set.size >= this.#max) return 'other';
-    set.add(clean);
-    return clean;
+    let answer = clean;
+    if (!set.has(clean)) {
+      if (set.size >= this.#max) answer = 'other';
+      else set.add(clean);
+    }
+    // `other` is not remembered: a value refused now stays refused (the set is full for good).
+    if (answer !== 'other' && memo.size < 2 * this.#max) memo.set(v, answer);
+    return answer;
+  }
+}
+
+/**
+ * A counter's increments on the data plane's path, kept as plain numbers per series and handed
+ * to prom-client when it is scraped. prom-client hashes the label object on every `inc` (about
+ * a microsecond and a few hundred bytes of garbage each; a tunnel makes six). `key` must
+ * identify the series (built from capped label values, so the series stay bounded).
+ */
+class Tally {
+  /** `fresh`: not yet handed over, so a series first added with 0 (no bytes) still appears. */
+  readonly #series = new Map<string, { readonly labels: Record<string, string>; value: number; synced: number; fresh: boolean }>();
+  constructor(readonly counter: Counter) {}
+
+  add(key: string, labels: () => Record<string, string>, v = 1): void {
+    const s = this.#series.get(key);
+    if (s !== undefined) s.value += v;
+    else this.#series.set(key, { labels: labels(), value: v, synced: 0, fresh: true });
+  }
+
+  /** Moves what was added since the last scrape into the prom-client counter. */
+  sync(): void {
+    for (const s of this.#series.values()) {
+      if (s.value === s.synced && !s.fresh) continue;
+      this.counter.inc(s.labels, s.value - s.synced);
+      s.synced = s.value;
+      s.fresh = false;
+    }
   }
 }
 
@@ -47,10 +90,10 @@ export class EvidenceMetrics implements MetricsHandle {
   readonly registry = new Registry();
   readonly #cap: LabelCap;
   readonly #hosts: boolean;
-  readonly #decisions: Counter;
-  readonly #closed: Counter;
-  readonly #bytes: Counter;
-  readonly #tls: Counter;
+  readonly #decisions: Tally;
+  readonly #closed: Tally;
+  readonly #bytes: Tally;
+  readonly #tls: Tally;
   readonly #resolver: Histogram;
   readonly #sinkDropped: Counter;
   readonly #certExpiry = new Map<string, Date>();
@@ -59,7 +102,7 @@ export class EvidenceMetrics implements MetricsHandle {
   readonly #policyLoaded: Gauge;
   readonly #policyRejected: Counter;
   readonly #alerts: Counter;
-  readonly #events: Counter;
+  readonly #events: Tally;
   #open = 0;
   #tunnelsFn: (() => number) | null = null;
 
@@ -68,11 +111,16 @@ export class EvidenceMetrics implements MetricsHandle {
     this.#cap = new LabelCap(cfg.max_label_values);
     this.#hosts = cfg.host_labels;
     const m = METRICS;
-    this.#decisions = new Counter({ ...m.decisions, labelNames: this.#hosts ? ['verdict', 'reason', 'group', 'host'] : ['verdict', 'reason', 'group'], registers: r });
+    // Data-plane counters are tallied (see Tally) and synced when scraped.
+    const tallied = (c: ConstructorParameters<typeof Counter>[0]): Tally => {
+      const t: Tally = new Tally(new Counter({ ...c, registers: r, collect: () => t.sync() }));
+      return t;
+    };
+    this.#decisions = tallied({ ...m.decisions, labelNames: this.#hosts ? ['verdict', 'reason', 'group', 'host'] : ['verdict', 'reason', 'group'] });
     const active: Gauge = new Gauge({ ...m.tunnelsActive, registers: r, collect: () => { active.set(this.#tunnelsFn ? this.#tunnelsFn() : this.#open); } });
-    this.#closed = new Counter({ ...m.tunnelsClosed, labelNames: ['close_reason', 'group'], registers: r });
-    this.#bytes = new Counter({ ...m.tunnelBytes, labelNames: ['direction', 'group'], registers: r });
-    this.#tls = new Counter({ ...m.tlsFailures, labelNames: ['reason'], registers: r });
+    this.#closed = tallied({ ...m.tunnelsClosed, labelNames: ['close_reason', 'group'] });
+    this.#bytes = tallied({ ...m.tunnelBytes, labelNames: ['direction', 'group'] });
+    this.#tls = tallied({ ...m.tlsFailures, labelNames: ['reason'] });
     this.#resolver = new Histogram({ ...m.resolverLatency, labelNames: ['result'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: r });
     // Sink gauges are read at scrape time: no timer, always current (network sinks' figures are
     // fetched from their thread first; the three gauges of one scrape share that one fetch).
@@ -90,7 +138,7 @@ export class EvidenceMetrics implements MetricsHandle {
     this.#policyLoaded = new Gauge({ ...m.policyLoaded, registers: r });
     this.#policyRejected = new Counter({ ...m.policyRejected, registers: r });
     this.#alerts = new Counter({ ...m.alerts, labelNames: ['detector', 'severity'], registers: r });
-    this.#events = new Counter({ ...m.events, labelNames: ['type'], registers: r });
+    this.#events = tallied({ ...m.events, labelNames: ['type'] });
     if (cfg.process) {
       collectDefaultMetrics({ register: this.registry, prefix: PROCESS_PREFIX });
       // These three are gauges named `_total`, which the exposition conventions (and promtool) reject.
@@ -100,23 +148,30 @@ export class EvidenceMetrics implements MetricsHandle {
 
   /** Bus subscriber: cheap counter updates only. */
   readonly observe = (e: ChokepointEvent): void => {
-    this.#events.inc({ type: this.#cap.value('type', e.type) });
+    const type = this.#cap.value('type', e.type);
+    this.#events.add(type, () => ({ type }));
     switch (e.type) {
       case 'gateway.decision': {
         const group = this.#cap.value('group', e.group);
-        const labels: Record<string, string> = { verdict: e.verdict, reason: this.#cap.value('reason', e.reason), group };
-        if (this.#hosts) labels.host = this.#cap.value('host', e.host);
-        this.#decisions.inc(labels);
-        if (e.verdict === 'allow') this.#open++;
-        if (e.verdict === 'deny' && TLS_REASONS.has(e.reason)) this.#tls.inc({ reason: e.reason });
+        const reason = this.#cap.value('reason', e.reason);
+        const verdict = e.verdict;
+        if (this.#hosts) {
+          const host = this.#cap.value('host', e.host);
+          this.#decisions.add(`${verdict}\u0000${reason}\u0000${group}\u0000${host}`, () => ({ verdict, reason, group, host }));
+        } else {
+          this.#decisions.add(`${verdict}\u0000${reason}\u0000${group}`, () => ({ verdict, reason, group }));
+        }
+        if (verdict === 'allow') this.#open++;
+        if (verdict === 'deny' && TLS_REASONS.has(e.reason)) this.#countTls(e.reason);
         break;
       }
       case 'gateway.tunnel.closed': {
         const group = this.#cap.value('group', e.group);
+        const closeReason = this.#cap.value('close_reason', e.close_reason);
         this.#open = Math.max(0, this.#open - 1);
-        this.#closed.inc({ close_reason: this.#cap.value('close_reason', e.close_reason), group });
-        this.#bytes.inc({ direction: 'up', group }, e.bytes_up);
-        this.#bytes.inc({ direction: 'down', group }, e.bytes_down);
+        this.#closed.add(`${closeReason}\u0000${group}`, () => ({ close_reason: closeReason, group }));
+        this.#bytes.add(`up\u0000${group}`, () => ({ direction: 'up', group }), e.bytes_up);
+        this.#bytes.add(`down\u0000${group}`, () => ({ direction: 'down', group }), e.bytes_down);
         break;
       }
       case 'gateway.policy.loaded':
@@ -125,7 +180,7 @@ export class EvidenceMetrics implements MetricsHandle {
         this.#policyLoaded.set(Date.parse(e.time) / 1000);
         break;
       case 'gateway.tls.handshake_failed':
-        this.#tls.inc({ reason: this.#cap.value('tls_reason', e.error) });
+        this.#countTls(this.#cap.value('tls_reason', e.error));
         break;
       case 'gateway.policy.rejected':
         this.#policyRejected.inc();
@@ -154,7 +209,11 @@ export class EvidenceMetrics implements MetricsHandle {
   }
 
   countTlsFailure(reason: string): void {
-    this.#tls.inc({ reason: this.#cap.value('tls_reason', reason) });
+    this.#countTls(this.#cap.value('tls_reason', reason));
+  }
+
+  #countTls(reason: string): void {
+    this.#tls.add(reason, () => ({ reason }));
   }
 
   setActiveTunnelsSource(fn: () => number): void {
