@@ -100,6 +100,18 @@ for (const make of BACKENDS) {
       assert.equal((await rows('b4.bound.example.com')).length, 1);
     });
 
+    it('a decision refused by a full queue takes no repeats: the next of its run is stored', async () => {
+      const { r, bus } = recorder();
+      for (let i = 0; i < 10_000; i++) bus.publish(decision(`q${i}.queue.example.com`));
+      bus.publish(decision('late.queue.example.com'));
+      bus.publish(decision('late.queue.example.com'));
+      assert.equal(r.dropped, 2, 'the queue (10,000) was full for both');
+      await r.flush();
+      bus.publish(decision('late.queue.example.com'));
+      await r.flush();
+      assert.deepEqual((await rows('late.queue.example.com')).map((x) => x.repeats), [0]);
+    });
+
     it('counts what a failed append loses, and stores the next decision of that run anew', async () => {
       let fail = true;
       const flaky: Store = { ...store, appendDecisions: (e) => (fail ? Promise.reject(new Error('store down')) : store.appendDecisions(e)) };

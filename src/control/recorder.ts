@@ -5,10 +5,9 @@
  * counted (these rows are a query cache; the sinks hold the evidence of record) — except
  * alerts, which are kept in memory (bounded) and retried.
  *
- * Repeats are folded: a decision identical to one stored less than `foldMs` ago in everything
- * but its id, time and client port (same verdict, reason, rule, group, device, client address,
- * method and destination) is not stored again; the stored row counts it (`repeats`) and keeps
- * the time of the latest (`last_time`). Agents poll the same few destinations all day, so
+ * Repeats are folded: a decision identical to one stored less than `foldMs` ago (identical as
+ * `foldKey` defines it: all but the id, time, client port and detail) is not stored again; the
+ * stored row counts it (`repeats`) and keeps the time of the latest (`last_time`). Agents poll the same few destinations all day, so
  * without folding the window filled with copies: at 20,000 decisions a second its 100,000 rows
  * held five seconds of history, writing them cost about a quarter of the gateway's CPU
  * (measured under keep-alive HTTP load), and one device repeating a request could push every
@@ -73,9 +72,12 @@ export class EventRecorder {
   constructor(readonly opts: RecorderOptions) {
     this.#unsub = opts.bus.subscribe((e) => {
       if (e.type === 'gateway.decision') {
-        if (this.#fold(e)) { this.#schedule(); return; }
+        const key = this.#fold(e);
+        if (key === null) { this.#schedule(); return; }
         if (this.#decisions.length >= MAX_PENDING) { this.dropped++; return; }
         this.#decisions.push(e);
+        // Only a decision that is queued for storage may take repeats.
+        if (key !== '') this.#remember(key, e.id);
       } else if (e.type === 'alert') {
         if (this.#alerts.length >= MAX_PENDING) { this.dropped++; return; }
         this.#alerts.push(e);
@@ -84,25 +86,29 @@ export class EventRecorder {
     });
   }
 
-  /** Counts `e` on the row of an identical recent decision; false when `e` must be stored. */
-  #fold(e: DecisionEvent): boolean {
-    const window = this.opts.foldMs ?? 60_000;
-    if (window <= 0) return false;
-    const now = Date.now();
+  /**
+   * Counts `e` on the row of an identical recent decision and answers null; otherwise answers
+   * its fold key (empty when folding is off), for #remember once it is queued.
+   */
+  #fold(e: DecisionEvent): string | null {
+    if ((this.opts.foldMs ?? 60_000) <= 0) return '';
     const key = foldKey(e);
     const f = this.#folds.get(key);
-    if (f !== undefined && now < f.until) {
-      f.repeats++;
-      f.lastTime = now;
-      if (!f.dirty) {
-        f.dirty = true;
-        this.#dirty.push(f);
-      }
-      return true;
+    const now = Date.now();
+    if (f === undefined || now >= f.until) return key;
+    f.repeats++;
+    f.lastTime = now;
+    if (!f.dirty) {
+      f.dirty = true;
+      this.#dirty.push(f);
     }
-    if (f === undefined && this.#folds.size >= (this.opts.maxFolds ?? MAX_FOLDS)) this.#sweep(now);
-    this.#folds.set(key, { id: e.id, until: now + window, repeats: 0, lastTime: now, dirty: false });
-    return false;
+    return null;
+  }
+
+  #remember(key: string, id: string): void {
+    const now = Date.now();
+    if (!this.#folds.has(key) && this.#folds.size >= (this.opts.maxFolds ?? MAX_FOLDS)) this.#sweep(now);
+    this.#folds.set(key, { id, until: now + (this.opts.foldMs ?? 60_000), repeats: 0, lastTime: now, dirty: false });
   }
 
   /** Forgets expired folds; if every one is live (a flood of distinct decisions), forgets all. */
