@@ -61,6 +61,10 @@ describe('SQLite checkpoints on a worker thread', () => {
       const left = await store.db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
       assert.equal(Number(left.n), 1000);
       assert.equal(await store.pruneDecisions(1000), 0, 'nothing more to prune');
+      // Folded repeats go the same way, onto the rows the helper wrote.
+      await store.foldDecisions([{ id: 'id-2499', repeats: 7, lastTime: 1234 }, { id: 'id-0', repeats: 1, lastTime: 1 }]);
+      const [top] = await queryDecisions(store.db, { limit: 1 });
+      assert.deepEqual([top?.repeats, top?.lastTime], [7, 1234]);
       assert.deepEqual(errors, []);
     });
   });
@@ -71,6 +75,8 @@ describe('SQLite checkpoints on a worker thread', () => {
       assert.equal(await store.pruneDecisions(100), 200);
       const newest = await queryDecisions(store.db, { limit: 1 });
       assert.equal(newest[0]?.event.id, 'id-299');
+      await store.foldDecisions([{ id: 'id-299', repeats: 2, lastTime: 99 }]);
+      assert.equal((await queryDecisions(store.db, { limit: 1 }))[0]?.repeats, 2);
     });
   });
 

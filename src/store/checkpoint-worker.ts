@@ -2,9 +2,9 @@
  * The SQLite helper thread (see checkpointer.ts), with its own connection to the database file:
  * - WAL checkpoints every `everyMs`. A PASSIVE checkpoint copies what it can without waiting
  *   for, or blocking, the gateway's connection.
- * - Appends of recent decisions (their event JSON texts), their folded repeats, and prunes of that window, so the
- *   inserts and deletes — about 5 µs of the proxy thread's time per decision when they ran
- *   there (measured) — happen here.
+ * - Appends of recent decisions (their event JSON texts), their folded repeats and prunes of
+ *   that window, so the inserts, updates and deletes (about 5 µs of the proxy thread's time
+ *   per decision when they ran there, measured) happen here.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';

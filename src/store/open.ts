@@ -124,10 +124,10 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     db, dialect, location, tx,
     appendDecisions: sqliteDb === null
       ? (events) => tx((trx) => insertDecisions(trx, dialect, events))
-      : onHelper(checkpointer, (h, events) => h.append(events.map(jsonOf)), sqliteAppender(sqliteDb, (events) => tx((trx) => insertDecisions(trx, dialect, events)))),
+      : onHelper(checkpointer, (h, events) => h.append(events.map(jsonOf)), sqliteSliced(sqliteDb, DECISION_INSERT_ONE, decisionRow, (events) => tx((trx) => insertDecisions(trx, dialect, events)))),
     foldDecisions: sqliteDb === null
       ? (folds) => tx((trx) => foldDecisions(trx, folds))
-      : onHelper(checkpointer, (h, folds) => h.fold(folds), sqliteFolder(sqliteDb, (folds) => tx((trx) => foldDecisions(trx, folds)))),
+      : onHelper(checkpointer, (h, folds) => h.fold(folds), sqliteSliced(sqliteDb, DECISION_FOLD_SQL, (f: DecisionFold) => [f.repeats, f.lastTime, f.id], (folds) => tx((trx) => foldDecisions(trx, folds)))),
     pruneDecisions: onHelper(checkpointer, (h, maxRows: number) => h.prune(maxRows), (maxRows) => pruneDecisions(db, maxRows)),
     ping: async () => { await sql`SELECT 1`.execute(db); },
     close: async () => {
@@ -140,38 +140,23 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
 }
 
 /**
- * SQLite's decision appender: one prepared statement in a synchronous transaction, about 8 µs
- * a row against 20–70 µs through the query builder (which prepares a new statement per call).
- * Kysely drives the same connection; while one of its transactions is open (it awaits between
- * statements), these rows would silently join it, so they take Kysely's path and wait their turn.
+ * SQLite writes of the recent window on this connection (decision appends, fold updates): one
+ * prepared statement in a synchronous transaction, about 8 µs a row against 20–70 µs through
+ * the query builder (which prepares a new statement per call). Kysely drives the same
+ * connection; while one of its transactions is open (it awaits between statements), these rows
+ * would silently join it, so they take Kysely's path and wait their turn.
  */
-function sqliteAppender(sqlite: Database.Database, viaKysely: (events: readonly DecisionEvent[]) => Promise<void>): (events: readonly DecisionEvent[]) => Promise<void> {
-  const insert = sqlite.prepare(DECISION_INSERT_ONE);
-  const all = sqlite.transaction((events: readonly DecisionEvent[]) => {
-    for (const e of events) insert.run(decisionRow(e));
+function sqliteSliced<T>(sqlite: Database.Database, text: string, params: (item: T) => unknown[], viaKysely: (items: readonly T[]) => Promise<void>): (items: readonly T[]) => Promise<void> {
+  const statement = sqlite.prepare(text);
+  const all = sqlite.transaction((items: readonly T[]) => {
+    for (const x of items) statement.run(params(x));
   });
-  return async (events) => {
-    // Slices, yielding between them: the inserts run on the event loop, and a 200 ms batch at
-    // several thousand decisions a second would otherwise stall every tunnel for milliseconds.
-    for (let i = 0; i < events.length; i += APPEND_SLICE) {
+  return async (items) => {
+    // Slices, yielding between them: the statements run on the event loop, and a 200 ms batch
+    // at several thousand decisions a second would otherwise stall every tunnel for milliseconds.
+    for (let i = 0; i < items.length; i += APPEND_SLICE) {
       if (i > 0) await yieldTurn();
-      const slice = events.slice(i, i + APPEND_SLICE);
-      if (sqlite.inTransaction) await viaKysely(slice);
-      else all(slice);
-    }
-  };
-}
-
-/** SQLite's fold writer on this connection, on the same terms as sqliteAppender. */
-function sqliteFolder(sqlite: Database.Database, viaKysely: (folds: readonly DecisionFold[]) => Promise<void>): (folds: readonly DecisionFold[]) => Promise<void> {
-  const update = sqlite.prepare(DECISION_FOLD_SQL);
-  const all = sqlite.transaction((folds: readonly DecisionFold[]) => {
-    for (const f of folds) update.run(f.repeats, f.lastTime, f.id);
-  });
-  return async (folds) => {
-    for (let i = 0; i < folds.length; i += APPEND_SLICE) {
-      if (i > 0) await yieldTurn();
-      const slice = folds.slice(i, i + APPEND_SLICE);
+      const slice = items.slice(i, i + APPEND_SLICE);
       if (sqlite.inTransaction) await viaKysely(slice);
       else all(slice);
     }
