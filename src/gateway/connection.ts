@@ -46,6 +46,8 @@ export function clientIpOf(socket: Socket): string {
 }
 
 export class ProxyConnection {
+  /** This object's slot in the gateway's LiveSet (live-set.ts). */
+  liveSlot = -1;
   readonly clientIp: string;
   readonly clientPort: number;
   /** Bytes received and not yet consumed by a request head, body or tunnel. */

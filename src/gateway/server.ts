@@ -17,6 +17,7 @@ import { clientIpOf, ProxyConnection } from './connection.js';
 import { MTLS_CIPHERS, peerInfo } from './peer.js';
 import { Resolver } from './resolver.js';
 import type { Logger } from './logger.js';
+import { LiveSet, type LiveMember } from './live-set.js';
 import type { DenyReason } from '../core/reasons.js';
 
 export interface GatewayOptions {
@@ -45,7 +46,7 @@ export interface MtlsListenOptions {
 }
 
 /** Something that holds a tunnel slot and can be cut. */
-export interface LiveTunnel {
+export interface LiveTunnel extends LiveMember {
   readonly startedAt: number;
   cut(reason: 'lifetime_exceeded' | 'shutdown'): void;
   /** Publishes `gateway.tunnel.progress` if one is due by `now` (CONNECT tunnels only). */
@@ -61,8 +62,9 @@ export class Gateway {
   #policy: CompiledPolicy | null;
   #self: ReadonlySet<string> = new Set();
   #servers: Server[] = [];
-  readonly connections = new Set<ProxyConnection>();
-  readonly #tunnels = new Set<LiveTunnel>();
+  // LiveSets, not Sets: see live-set.ts (a churning Set keeps dead tunnels alive across scavenges).
+  readonly connections = new LiveSet<ProxyConnection>();
+  readonly #tunnels = new LiveSet<LiveTunnel>();
   readonly #perClient = new Map<string, number>();
   #sweeper: NodeJS.Timeout | null = null;
   /** The sweeper's period: lifetimes and progress reports are checked this often. */
@@ -263,7 +265,7 @@ export class Gateway {
    */
   revokeDevice(deviceId: string, serial: string | null = null): number {
     let n = 0;
-    for (const c of [...this.connections]) {
+    for (const c of this.connections.values()) {
       // A revoked serial cuts only what that certificate opened; a revoked device, everything.
       if (c.mtls !== null && c.deviceId === deviceId && (serial === null || c.serial === serial)) {
         c.revoke();
@@ -291,7 +293,7 @@ export class Gateway {
     const now = performance.now();
     const limit = now - this.config.timeouts.lifetime;
     const every = this.config.timeouts.progress;
-    for (const t of this.#tunnels) {
+    for (const t of this.#tunnels.values()) {
       if (t.startedAt <= limit) t.cut('lifetime_exceeded');
       // Interim counts for long tunnels (like a firewall's interim log records): volume that
       // leaves through a tunnel open for hours must not stay invisible until it closes.
@@ -310,7 +312,7 @@ export class Gateway {
       // server.close() only calls back once every connection has ended, so do not wait for
       // it before asking the connections to drain.
       for (const s of this.#servers) s.close();
-      for (const c of this.connections) c.drain();
+      for (const c of this.connections.values()) c.drain();
       const until = Date.now() + deadlineMs;
       while (this.connections.size > 0 && Date.now() < until) await sleep(50);
       this.destroy();
@@ -326,8 +328,8 @@ export class Gateway {
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
     for (const s of this.#servers) s.close();
-    for (const t of [...this.#tunnels]) t.cut('shutdown');
-    for (const c of [...this.connections]) c.destroy();
+    for (const t of this.#tunnels.values()) t.cut('shutdown');
+    for (const c of this.connections.values()) c.destroy();
   }
 }
 

@@ -58,6 +58,8 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
 type Phase = 'peek' | 'relay' | 'done';
 
 class ConnectTunnel implements ClientOwner, LiveTunnel {
+  /** This object's slot in the gateway's LiveSet (live-set.ts). */
+  liveSlot = -1;
   readonly startedAt = performance.now();
   #up!: Socket;
   #phase: Phase = 'peek';

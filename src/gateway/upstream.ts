@@ -17,6 +17,8 @@ export interface UpstreamOwner {
 }
 
 export class Upstream implements LiveTunnel {
+  /** This object's slot in the gateway's LiveSet (live-set.ts). */
+  liveSlot = -1;
   readonly startedAt = performance.now();
   #owner: UpstreamOwner | null = null;
   #closed = false;
