@@ -81,6 +81,9 @@ describe('webhook config', () => {
     };
     assert.deepEqual(problems({ url: 'http://siem.example/x', secret: SECRET }), ['sinks[0].url: plain http is allowed only to a loopback address; use https']);
     assert.deepEqual(problems({ url: 'http://127.0.0.1:9/x', secret: SECRET }), []);
+    // TLS settings on an http:// URL would be ignored and the events sent in clear text.
+    assert.deepEqual(problems({ url: 'http://127.0.0.1:9/x', secret: SECRET, tls: { ca: '/etc/ca.pem' } }), ['sinks[0].tls: tls settings apply only to an https URL; use https or remove them']);
+    assert.deepEqual(problems({ url: 'https://siem.example/x', secret: SECRET, tls: { ca: '/etc/ca.pem' } }), []);
     assert.deepEqual(problems({ url: 'https://siem.example/x' }), ['sinks[0]: give exactly one of secret and secret_file']);
     assert.match(problems({ url: 'https://siem.example/x', secret: 'short' })[0] as string, /^sinks\[0\]\.secret: secret must be at least 16/);
     assert.match(problems({ url: 'ftp://x/', secret: SECRET })[0] as string, /^sinks\[0\]\.url:/);

@@ -129,7 +129,11 @@ const webhookSink = z.strictObject({
   retry,
 }).refine((w) => (w.secret === undefined) !== (w.secret_file === undefined), { message: 'give exactly one of secret and secret_file' })
   // Plain http would hand every event (and the replayable signature) to anyone on the path.
-  .refine((w) => !w.url.startsWith('http:') || /^http:\/\/(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d+)?\//i.test(w.url), { path: ['url'], message: 'plain http is allowed only to a loopback address; use https' });
+  .refine((w) => !w.url.startsWith('http:') || /^http:\/\/(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d+)?\//i.test(w.url), { path: ['url'], message: 'plain http is allowed only to a loopback address; use https' })
+  // TLS settings on an http:// URL would be ignored (the same trap as on a plain syslog transport).
+  .refine((w) => !w.url.startsWith('http:') || Object.values(w.tls).every((v) => v === undefined), {
+    path: ['tls'], message: 'tls settings apply only to an https URL; use https or remove them',
+  });
 
 export const sinksSchema = z.array(z.discriminatedUnion('type', [fileSink, syslogSink, webhookSink]))
   .default([])
