@@ -77,6 +77,19 @@ for (const make of BACKENDS) {
       assert.equal(p?.lastTime, null);
     });
 
+    it('folds thousands of rows in one call (PostgreSQL: a statement per thousand), each onto its own row', async () => {
+      const many = Array.from({ length: 2500 }, (_, i) => decision(120_000 + i, `many-${i}.example.com`));
+      await store.appendDecisions(many);
+      await store.foldDecisions(many.map((d, i) => ({ id: d.id, repeats: i + 1, lastTime: 1_900_000_000_000 + i })));
+      const rows = (await queryDecisions(store.db, { limit: 10_000 })).filter((r) => r.event.host?.startsWith('many-'));
+      assert.equal(rows.length, 2500);
+      for (const r of rows) {
+        const i = Number(r.event.host?.slice(5, -12));
+        assert.equal(r.repeats, i + 1, r.event.host ?? '');
+        assert.equal(r.lastTime, 1_900_000_000_000 + i);
+      }
+    });
+
     it('does not join a transaction that is open on the same store (its rollback keeps the decisions)', async () => {
       const marker = decision(90_001, 'during-tx.example.com');
       let release!: () => void;

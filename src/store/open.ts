@@ -126,8 +126,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
       ? (events) => tx((trx) => insertDecisions(trx, dialect, events))
       : onHelper(checkpointer, (h, events) => h.append(events.map(jsonOf)), sqliteSliced(sqliteDb, DECISION_INSERT_ONE, decisionRow, (events) => tx((trx) => insertDecisions(trx, dialect, events)))),
     foldDecisions: sqliteDb === null
-      ? (folds) => tx((trx) => foldDecisions(trx, folds))
-      : onHelper(checkpointer, (h, folds) => h.fold(folds), sqliteSliced(sqliteDb, DECISION_FOLD_SQL, (f: DecisionFold) => [f.repeats, f.lastTime, f.id], (folds) => tx((trx) => foldDecisions(trx, folds)))),
+      ? (folds) => tx((trx) => foldDecisions(trx, dialect, folds))
+      : onHelper(checkpointer, (h, folds) => h.fold(folds), sqliteSliced(sqliteDb, DECISION_FOLD_SQL, (f: DecisionFold) => [f.repeats, f.lastTime, f.id], (folds) => tx((trx) => foldDecisions(trx, dialect, folds)))),
     pruneDecisions: onHelper(checkpointer, (h, maxRows: number) => h.prune(maxRows), (maxRows) => pruneDecisions(db, maxRows)),
     ping: async () => { await sql`SELECT 1`.execute(db); },
     close: async () => {

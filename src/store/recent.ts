@@ -71,10 +71,33 @@ export interface DecisionFold {
 /** Adds repeats to a stored decision's row (none when it was pruned meanwhile). */
 export const DECISION_FOLD_SQL = 'update events set repeats = repeats + ?, last_time = ? where event_id = ?';
 
-/** Counts folds on their rows through Kysely (PostgreSQL, or SQLite without its helper thread). */
-export async function foldDecisions(db: Exec, folds: readonly DecisionFold[]): Promise<void> {
-  for (const f of folds) {
-    await db.updateTable('events').set((eb) => ({ repeats: eb('repeats', '+', f.repeats), last_time: f.lastTime })).where('event_id', '=', f.id).execute();
+/** Folds per UPDATE on PostgreSQL (three parameters each, well under the protocol's 65535). */
+const FOLDS_PER_UPDATE = 1000;
+
+/**
+ * Counts folds on their rows through Kysely: on PostgreSQL one UPDATE … FROM (VALUES …) per
+ * thousand folds (a busy gateway has thousands of distinct decisions repeating each flush, and
+ * a round trip per row would take longer than the flush interval); on SQLite (only while
+ * another transaction holds the connection) one statement per fold, in process.
+ */
+export async function foldDecisions(db: Exec, dialect: Dialect, folds: readonly DecisionFold[]): Promise<void> {
+  if (dialect === 'sqlite') {
+    for (const f of folds) {
+      await db.updateTable('events').set((eb) => ({ repeats: eb('repeats', '+', f.repeats), last_time: f.lastTime })).where('event_id', '=', f.id).execute();
+    }
+    return;
+  }
+  for (let i = 0; i < folds.length; i += FOLDS_PER_UPDATE) {
+    const chunk = folds.slice(i, i + FOLDS_PER_UPDATE);
+    const params: unknown[] = [];
+    const rows = chunk.map((f, k) => {
+      params.push(f.id, f.repeats, f.lastTime);
+      return `($${3 * k + 1}::text, $${3 * k + 2}::integer, $${3 * k + 3}::bigint)`;
+    });
+    await db.executeQuery(CompiledQuery.raw(
+      `update events set repeats = events.repeats + v.repeats, last_time = v.last_time from (values ${rows.join(', ')}) as v(event_id, repeats, last_time) where events.event_id = v.event_id`,
+      params,
+    ));
   }
 }
 
