@@ -75,6 +75,13 @@ for (const make of BACKENDS) {
       const [p] = await queryDecisions(store.db, { host: 'plain.example.com', limit: 5 });
       assert.equal(p?.repeats, 0);
       assert.equal(p?.lastTime, null);
+      // A time range matches a run that overlaps it, not only one that began in it.
+      const t0 = Date.parse(d.time);
+      const inRange = (since: number, until?: number) => queryDecisions(store.db, { host: 'folded.example.com', since, until, limit: 5 }).then((x) => x.length);
+      assert.equal(await inRange(t0 + 1000), 1, 'began before, repeated after');
+      assert.equal(await inRange(1_800_000_200_001), 0, 'ended before');
+      assert.equal(await inRange(t0 - 1000, t0), 0, 'began after the range');
+      assert.equal(await queryDecisions(store.db, { host: 'plain.example.com', since: Date.parse(plain.time) + 1, limit: 5 }).then((x) => x.length), 0, 'an unrepeated row is its own time');
     });
 
     it('folds thousands of rows in one call (PostgreSQL: a statement per thousand), each onto its own row', async () => {

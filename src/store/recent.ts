@@ -170,7 +170,11 @@ export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<Stored
   if (q.group !== undefined) s = s.where('group_name', '=', q.group);
   if (q.host !== undefined) s = s.where('host', '=', q.host);
   if (q.device !== undefined) s = s.where('device_id', '=', q.device);
-  if (q.since !== undefined) s = s.where('time', '>=', q.since);
+  // A row stands for a run of identical decisions from `time` to `last_time`: it matches a
+  // range its run overlaps, so "did this device reach that host since 10:00" finds a run that
+  // began at 09:59 and repeated at 10:00:30.
+  const since = q.since;
+  if (since !== undefined) s = s.where((eb) => eb.or([eb('time', '>=', since), eb('last_time', '>=', since)]));
   if (q.until !== undefined) s = s.where('time', '<', q.until);
   if (q.beforeSeq !== undefined) s = s.where('seq', '<', q.beforeSeq);
   return (await s.execute()).map((r) => ({
