@@ -212,6 +212,19 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /unknown key "bogus"/);
   });
 
+  it('checks the recent-decisions window: fold 0s (store each) to 24h, at least 100 rows', async () => {
+    const file = join(dir, 'r.yaml');
+    for (const [body, code, pattern] of [
+      ['{fold: 0s}', 0, null], ['{fold: 10m, max_rows: 5000}', 0, null],
+      ['{fold: 2d}', 1, /recent_decisions\.fold/], ['{max_rows: 10}', 1, /recent_decisions\.max_rows/], ['{folds: 1m}', 1, /unknown key "folds"/],
+    ] as const) {
+      writeFileSync(file, `recent_decisions: ${body}\n`);
+      const r = await cli(['config', 'check', file]);
+      assert.equal(r.code, code, `${body}: ${r.stdout}`);
+      if (pattern !== null) assert.match(r.stdout, pattern);
+    }
+  });
+
   it('bounds the progress interval: 0s turns it off, below a second is refused (an event per tunnel per interval)', async () => {
     const file = join(dir, 'p.yaml');
     for (const [v, code] of [['0s', 0], ['1s', 0], ['5m', 0], ['500ms', 1], ['1ms', 1]] as const) {
