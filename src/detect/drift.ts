@@ -31,6 +31,10 @@ export class DriftDetector implements Detector {
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'gateway.decision';
+  }
+
   observe(e: ChokepointEvent): void {
     if (e.type !== 'gateway.decision' || e.host === null) return;
     const now = this.#ctx.clock.now();

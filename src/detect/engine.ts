@@ -34,6 +34,7 @@ export class DetectEngine {
   readonly #o: DetectEngineOptions;
   readonly #clock: Clock;
   readonly #detectors: Detector[];
+  readonly #routes = new Map<string, readonly Detector[]>();
   readonly #thresholds = new Map<string | null, Thresholds>();
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
@@ -68,7 +69,13 @@ export class DetectEngine {
   /** Bus subscriber. Alerts are ignored as input: a detector never feeds on its own output. */
   readonly observe = (e: ChokepointEvent): void => {
     if (this.#closed || e.type === 'alert') return;
-    for (const d of this.#detectors) {
+    // The detectors that take this type, worked out once per type (the catalogue is finite).
+    let route = this.#routes.get(e.type);
+    if (route === undefined) {
+      route = this.#detectors.filter((d) => d.accepts(e.type));
+      this.#routes.set(e.type, route);
+    }
+    for (const d of route) {
       try {
         d.observe(e);
       } catch (err) {

@@ -33,6 +33,10 @@ export class OffHoursDetector implements Detector {
   readonly #reported = new Map<string, number>();
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'gateway.decision';
+  }
+
   observe(e: ChokepointEvent): void {
     if (e.type !== 'gateway.decision' || e.verdict !== 'allow' || e.group === null) return;
     const th = this.#ctx.thresholds(e.group);
@@ -62,6 +66,10 @@ export class OfflineDetector implements Detector {
   readonly #ctx: DetectorContext;
   readonly #seen = new Map<string, Seen>();
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
+
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'gateway.decision' || t === 'identity.device.enrolled';
+  }
 
   observe(e: ChokepointEvent): void {
     let device: string | null = null;

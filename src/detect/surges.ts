@@ -37,6 +37,10 @@ export class TlsSurgeDetector implements Detector {
   #quietUntil = 0;
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'gateway.decision' || t === 'gateway.tls.handshake_failed';
+  }
+
   observe(e: ChokepointEvent): void {
     let device: string;
     let reason: string;
@@ -78,6 +82,10 @@ export class EnrollmentSurgeDetector implements Detector {
   readonly #bad = new Window();
   readonly #quiet = new Map<string, number>();
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
+
+  accepts(t: ChokepointEvent['type']): boolean {
+    return NEW_DEVICE_TYPES.has(t) || BAD_TOKEN_RE.test(t);
+  }
 
   observe(e: ChokepointEvent): void {
     const now = this.#ctx.clock.now();
@@ -133,6 +141,10 @@ export class AdminSurgeDetector implements Detector {
   readonly #w = new Map<string, Window>();
   readonly #quiet = new Map<string, number>();
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
+
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'audit.entry';
+  }
 
   observe(e: ChokepointEvent): void {
     if (e.type !== 'audit.entry') return;

@@ -28,6 +28,12 @@ export interface DetectorContext {
 
 export interface Detector {
   readonly name: string;
+  /**
+   * Whether events of this type concern the detector at all. The engine asks once per type and
+   * then hands each event only to the detectors that take it: seven detectors each testing
+   * every event's type cost more than the detection itself on the data plane's thread.
+   */
+  accepts(type: ChokepointEvent['type']): boolean;
   observe(e: ChokepointEvent): void;
   /** Time-driven checks and pruning; called every `tick_interval`. */
   tick(): void;

@@ -24,6 +24,10 @@ export class VolumeDetector implements Detector {
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
+  accepts(t: ChokepointEvent['type']): boolean {
+    return t === 'gateway.tunnel.closed' || t === 'gateway.tunnel.progress';
+  }
+
   observe(e: ChokepointEvent): void {
     if (e.type !== 'gateway.tunnel.closed' && e.type !== 'gateway.tunnel.progress') return;
     const device = deviceOf(e);
