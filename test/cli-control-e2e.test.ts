@@ -213,6 +213,22 @@ for (const backend of ['sqlite', 'postgres'] as const) {
         assert.equal(rb.code, 0, rb.stderr);
         assert.equal((await status(s.proxyPort, `echo.test:${echo.port}`)).status, 200);
 
+        // The events query: the two identical allows of echo.test (before the swap and after the
+        // rollback) are one row with one repeat; the deny in between is its own row.
+        await new Promise((r) => setTimeout(r, 400)); // the recorder batches decision rows
+        const ev = await cli(['events', '--host', 'echo.test', '--since', '1h', '--json'], env);
+        assert.equal(ev.code, 0, ev.stderr);
+        const rows = JSON.parse(ev.stdout).items as { verdict: string; reason: string; repeats: number; last_time: string | null }[];
+        assert.deepEqual(rows.map((r) => [r.verdict, r.reason, r.repeats]), [['deny', 'no_rule_matched', 0], ['allow', 'allowed', 1]]);
+        assert.notEqual(rows[1]?.last_time, null);
+        const human = await cli(['events', '--client', '127.0.0.1', '--verdict', 'deny'], env);
+        assert.equal(human.code, 0, human.stderr);
+        assert.match(human.stdout, /^TIME +LAST +REPEATS +VERDICT/);
+        assert.match(human.stdout, /deny +no_rule_matched +servers +127\.0\.0\.1 +echo\.test:\d+/);
+        const badSince = await cli(['events', '--since', 'yesterday'], env);
+        assert.equal(badSince.code, 2);
+        assert.match(badSince.stderr, /--since must be a duration ago/);
+
         const ok = await cli(['audit', 'verify'], env);
         assert.equal(ok.code, 0, ok.stderr);
         assert.match(ok.stdout, /audit chain ok/);

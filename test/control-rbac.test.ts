@@ -121,6 +121,7 @@ for (const make of BACKENDS) {
         ['GET', '/api/v1/events?limit=0', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?cursor=!!', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?reason=not_a_reason', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/events?client=evil.example', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/policy/versions/abc', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/policy/versions/999', {}, 404, 'RESOURCE_NOT_FOUND'],
       ];

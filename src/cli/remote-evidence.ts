@@ -1,9 +1,21 @@
-/** `chokepoint token|audit|alert …` (control API client). */
+/** `chokepoint token|audit|alert|events …` (control API client). */
 import type { Command } from 'commander';
+import { parseDuration } from '../config/duration.js';
 import { verifyChain, type ChainedEntry } from '../store/audit-chain.js';
 import { action, ApiClient, CliError, out, remote, table, when, type RemoteFlags } from './client.js';
 
 const enc = encodeURIComponent;
+
+/** `--since 2h` (that long ago) or an ISO time, as the API's milliseconds. */
+function instant(flag: string, v: string, now = Date.now()): number {
+  const ago = parseDuration(v);
+  if (ago !== null) return now - ago;
+  const t = /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : Number.NaN;
+  if (Number.isNaN(t)) throw new CliError('USAGE', `${flag} must be a duration ago (15m, 2h, 1d) or an ISO time (2026-11-30T10:00:00Z), not ${JSON.stringify(v)}`, 2);
+  return t;
+}
+
+type EventsFlags = RemoteFlags & { verdict?: string; reason?: string; group?: string; host?: string; device?: string; client?: string; since?: string; until?: string; limit: string };
 
 export function registerEvidenceCommands(program: Command): void {
   const token = program.command('token').description('device enrollment tokens (control API client)');
@@ -54,6 +66,22 @@ export function registerEvidenceCommands(program: Command): void {
         throw new CliError('AUDIT_CHAIN_BROKEN', `the audit log hash chain is broken at entry ${v.seq}`);
       }
       out(f, v, () => `audit chain ok: ${v.entries} entries, head ${v.head}`);
+    }));
+
+  remote(program.command('events').description('recent decisions from the store, newest first; identical decisions within recent_decisions.fold are one row with their count (REPEATS) and the latest time (LAST)')
+    .option('--verdict <v>', 'allow | deny').option('--reason <code>', 'a reason code (docs/reasons.md)').option('--group <g>')
+    .option('--host <name>', 'the destination host').option('--device <id>').option('--client <ip>', 'the client address')
+    .option('--since <when>', 'a duration ago (15m, 2h, 1d) or an ISO time').option('--until <when>', 'likewise').option('--limit <n>', 'how many', '50'))
+    .action(action(async (f: EventsFlags) => {
+      const q = new URLSearchParams({ limit: f.limit });
+      for (const k of ['verdict', 'reason', 'group', 'host', 'device', 'client'] as const) if (f[k]) q.set(k, f[k] as string);
+      if (f.since) q.set('since', String(instant('--since', f.since)));
+      if (f.until) q.set('until', String(instant('--until', f.until)));
+      const r = await new ApiClient(f).call('GET', `/api/v1/events?${q}`);
+      out(f, r, () => table(r.items.map((e: Record<string, unknown>) => ({
+        time: when(Date.parse(String(e.time))), last: e.last_time === null ? null : when(Date.parse(String(e.last_time))), repeats: e.repeats,
+        verdict: e.verdict, reason: e.reason, group: e.group, who: e.device_id ?? e.client_ip, destination: `${String(e.host ?? '?')}:${String(e.port ?? '?')}`, rule: e.rule,
+      })), ['time', 'last', 'repeats', 'verdict', 'reason', 'group', 'who', 'destination', 'rule']));
     }));
 
   const alert = program.command('alert').description('anomaly alerts (control API client)');

@@ -15,6 +15,8 @@ const eventsQuery = z.strictObject({
   group: groupName.optional(),
   host: z.string().min(1).max(253).optional(),
   device: z.string().min(1).max(128).optional(),
+  /** The client address (the plain listener's clients have no device id). */
+  client: z.string().min(2).max(45).regex(/^[0-9A-Fa-f.:]+$/, 'an IPv4 or IPv6 address').optional(),
   since: time.optional(),
   until: time.optional(),
   limit,

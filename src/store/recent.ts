@@ -148,6 +148,7 @@ export interface DecisionQuery {
   readonly group?: string;
   readonly host?: string;
   readonly device?: string;
+  readonly client?: string;
   readonly since?: number;
   readonly until?: number;
   /** Rows strictly older (lower seq) than this. */
@@ -170,6 +171,7 @@ export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<Stored
   if (q.group !== undefined) s = s.where('group_name', '=', q.group);
   if (q.host !== undefined) s = s.where('host', '=', q.host);
   if (q.device !== undefined) s = s.where('device_id', '=', q.device);
+  if (q.client !== undefined) s = s.where('client_ip', '=', q.client);
   // A row stands for a run of identical decisions from `time` to `last_time`: it matches a
   // range its run overlaps, so "did this device reach that host since 10:00" finds a run that
   // began at 09:59 and repeated at 10:00:30.
