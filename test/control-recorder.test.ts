@@ -90,6 +90,17 @@ for (const make of BACKENDS) {
       assert.deepEqual((await rows('unfolded.example.com')).map((x) => x.repeats), [0, 0, 0, 0, 0]);
     });
 
+    it('forgets expired folds at a flush once per window, not only when the table is full', async () => {
+      const { r, bus } = recorder({ foldMs: 50 });
+      for (let i = 0; i < 20; i++) bus.publish(decision(`e${i}.expire.example.com`));
+      await r.flush();
+      assert.equal(r.folds, 20);
+      await sleep(80);
+      bus.publish(decision('late.expire.example.com'));
+      await r.flush();
+      assert.equal(r.folds, 1, 'only the live one is left');
+    });
+
     it('bounds the fold table: a decision it had to forget is stored again, not lost', async () => {
       const { r, bus } = recorder({ maxFolds: 3 });
       for (const h of ['b1', 'b2', 'b3']) bus.publish(decision(`${h}.bound.example.com`));

@@ -67,6 +67,7 @@ export class EventRecorder {
   #flushing: Promise<void> = Promise.resolve();
   #unsub: () => void;
   #sincePrune = 0;
+  #lastSweep = Date.now();
   dropped = 0;
 
   constructor(readonly opts: RecorderOptions) {
@@ -111,8 +112,14 @@ export class EventRecorder {
     this.#folds.set(key, { id, until: now + (this.opts.foldMs ?? 60_000), repeats: 0, lastTime: now, dirty: false });
   }
 
+  /** Distinct decisions the fold table remembers now (for tests and diagnostics). */
+  get folds(): number {
+    return this.#folds.size;
+  }
+
   /** Forgets expired folds; if every one is live (a flood of distinct decisions), forgets all. */
   #sweep(now: number): void {
+    this.#lastSweep = now;
     for (const [k, f] of this.#folds) if (now >= f.until) this.#folds.delete(k);
     if (this.#folds.size >= (this.opts.maxFolds ?? MAX_FOLDS)) this.#folds.clear();
   }
@@ -129,6 +136,10 @@ export class EventRecorder {
   }
 
   async #flushNow(): Promise<void> {
+    // Expired folds are forgotten once per window, so a past burst of distinct decisions does
+    // not hold its keys until the table fills.
+    const now = Date.now();
+    if (now - this.#lastSweep >= (this.opts.foldMs ?? 60_000)) this.#sweep(now);
     const decisions = this.#decisions.splice(0);
     const alerts = this.#alerts.splice(0);
     const folds = this.#dirty.splice(0).map((f) => {
