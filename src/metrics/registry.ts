@@ -61,18 +61,25 @@ export class LabelCap {
 /**
  * A counter's increments on the data plane's path, kept as plain numbers per series and handed
  * to prom-client when it is scraped. prom-client hashes the label object on every `inc` (about
- * a microsecond and a few hundred bytes of garbage each; a tunnel makes six). `key` must
- * identify the series (built from capped label values, so the series stay bounded).
+ * a microsecond and a few hundred bytes of garbage each; a tunnel makes six). Label values come
+ * positionally, in the counter's `labelNames` order, already capped (so the series stay
+ * bounded); nothing is allocated for a series already seen but its key.
  */
 class Tally {
   /** `fresh`: not yet handed over, so a series first added with 0 (no bytes) still appears. */
   readonly #series = new Map<string, { readonly labels: Record<string, string>; value: number; synced: number; fresh: boolean }>();
-  constructor(readonly counter: Counter) {}
+  constructor(readonly counter: Counter, readonly labelNames: readonly string[]) {}
 
-  add(key: string, labels: () => Record<string, string>, v = 1): void {
+  add(v: number, a: string, b?: string, c?: string, d?: string): void {
+    const key = b === undefined ? a : c === undefined ? `${a}\u0000${b}` : d === undefined ? `${a}\u0000${b}\u0000${c}` : `${a}\u0000${b}\u0000${c}\u0000${d}`;
     const s = this.#series.get(key);
-    if (s !== undefined) s.value += v;
-    else this.#series.set(key, { labels: labels(), value: v, synced: 0, fresh: true });
+    if (s !== undefined) {
+      s.value += v;
+      return;
+    }
+    const values = [a, b, c, d];
+    const labels = Object.fromEntries(this.labelNames.map((n, i) => [n, values[i] as string]));
+    this.#series.set(key, { labels, value: v, synced: 0, fresh: true });
   }
 
   /** Moves what was added since the last scrape into the prom-client counter. */
@@ -112,8 +119,8 @@ export class EvidenceMetrics implements MetricsHandle {
     this.#hosts = cfg.host_labels;
     const m = METRICS;
     // Data-plane counters are tallied (see Tally) and synced when scraped.
-    const tallied = (c: ConstructorParameters<typeof Counter>[0]): Tally => {
-      const t: Tally = new Tally(new Counter({ ...c, registers: r, collect: () => t.sync() }));
+    const tallied = (c: ConstructorParameters<typeof Counter>[0] & { labelNames: readonly string[] }): Tally => {
+      const t: Tally = new Tally(new Counter({ ...c, registers: r, collect: () => t.sync() }), c.labelNames);
       return t;
     };
     this.#decisions = tallied({ ...m.decisions, labelNames: this.#hosts ? ['verdict', 'reason', 'group', 'host'] : ['verdict', 'reason', 'group'] });
@@ -149,29 +156,23 @@ export class EvidenceMetrics implements MetricsHandle {
   /** Bus subscriber: cheap counter updates only. */
   readonly observe = (e: ChokepointEvent): void => {
     const type = this.#cap.value('type', e.type);
-    this.#events.add(type, () => ({ type }));
+    this.#events.add(1, type);
     switch (e.type) {
       case 'gateway.decision': {
         const group = this.#cap.value('group', e.group);
         const reason = this.#cap.value('reason', e.reason);
-        const verdict = e.verdict;
-        if (this.#hosts) {
-          const host = this.#cap.value('host', e.host);
-          this.#decisions.add(`${verdict}\u0000${reason}\u0000${group}\u0000${host}`, () => ({ verdict, reason, group, host }));
-        } else {
-          this.#decisions.add(`${verdict}\u0000${reason}\u0000${group}`, () => ({ verdict, reason, group }));
-        }
-        if (verdict === 'allow') this.#open++;
-        if (verdict === 'deny' && TLS_REASONS.has(e.reason)) this.#countTls(e.reason);
+        this.#decisions.add(1, e.verdict, reason, group, this.#hosts ? this.#cap.value('host', e.host) : undefined);
+        if (e.verdict === 'allow') this.#open++;
+        if (e.verdict === 'deny' && TLS_REASONS.has(e.reason)) this.#countTls(e.reason);
         break;
       }
       case 'gateway.tunnel.closed': {
         const group = this.#cap.value('group', e.group);
         const closeReason = this.#cap.value('close_reason', e.close_reason);
         this.#open = Math.max(0, this.#open - 1);
-        this.#closed.add(`${closeReason}\u0000${group}`, () => ({ close_reason: closeReason, group }));
-        this.#bytes.add(`up\u0000${group}`, () => ({ direction: 'up', group }), e.bytes_up);
-        this.#bytes.add(`down\u0000${group}`, () => ({ direction: 'down', group }), e.bytes_down);
+        this.#closed.add(1, closeReason, group);
+        this.#bytes.add(e.bytes_up, 'up', group);
+        this.#bytes.add(e.bytes_down, 'down', group);
         break;
       }
       case 'gateway.policy.loaded':
@@ -213,7 +214,7 @@ export class EvidenceMetrics implements MetricsHandle {
   }
 
   #countTls(reason: string): void {
-    this.#tls.add(reason, () => ({ reason }));
+    this.#tls.add(1, reason);
   }
 
   setActiveTunnelsSource(fn: () => number): void {
