@@ -35,11 +35,27 @@ function ev(i: number): ChokepointEvent {
 }
 
 function webhookSink(rx: WebhookReceiver, dataDir: string, extra: Record<string, unknown> = {}, emitted: EvidenceEvent[] = []): Sink {
-  const r = parseConfig(null, {});
-  assert.ok(r.ok);
   const c = parseConfig(JSON.stringify({ sinks: [{ type: 'webhook', name: 'hook', url: rx.url, secret: SECRET, tls: { ca: rx.pki.caPath }, retry: { min_delay: '20ms', max_delay: '200ms' }, ...extra }] }));
   if (!c.ok) throw new Error(JSON.stringify(c.problems));
   return createSink(c.config.sinks[0] as SinkConfig, { dataDir, emit: (e) => emitted.push(e), onError: () => {} });
+}
+
+/** A receiver and a sink to it for one test (receiver settings applied first); both closed after it. */
+async function withWebhook(
+  o: { down?: boolean; status?: number; maxBodyBytes?: number; sink?: Record<string, unknown> },
+  fn: (t: { rx: WebhookReceiver; sink: Sink; emitted: EvidenceEvent[] }) => Promise<void>,
+): Promise<void> {
+  const rx = await startWebhookReceiver(SECRET, o.down ? { down: true } : undefined);
+  if (o.status !== undefined) rx.status = o.status;
+  if (o.maxBodyBytes !== undefined) rx.maxBodyBytes = o.maxBodyBytes;
+  const emitted: EvidenceEvent[] = [];
+  const sink = webhookSink(rx, tmp(), o.sink, emitted);
+  try {
+    await fn({ rx, sink, emitted });
+  } finally {
+    await sink.close();
+    await rx.close();
+  }
 }
 
 async function until(pred: () => boolean, ms = 30_000): Promise<void> {
@@ -95,10 +111,8 @@ describe('webhook config', () => {
 });
 
 describe('webhook sink', () => {
-  it('delivers signed, schema-valid batches in order over HTTPS', async () => {
-    const rx = await startWebhookReceiver(SECRET);
-    const sink = webhookSink(rx, tmp());
-    try {
+  it('delivers signed, schema-valid batches in order over HTTPS', () =>
+    withWebhook({}, async ({ rx, sink }) => {
       for (let i = 0; i < 1200; i++) sink.write(ev(i));
       await rx.waitEvents(1200);
       assert.ok(rx.batches.length >= 3, 'batches of at most batch_max (500)');
@@ -106,18 +120,11 @@ describe('webhook sink', () => {
       assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: 1200 }, (_, i) => i));
       assert.deepEqual(validateEvent(rx.events()[0]), []);
       assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'batch ids are distinct');
-    } finally {
-      await sink.close();
-      await rx.close();
-    }
-  });
+    }));
 
-  it('a destination that refuses batches as too large (413) gets smaller ones: everything arrives, in order, none dropped', async () => {
-    const rx = await startWebhookReceiver(SECRET);
-    rx.maxBodyBytes = 3000; // far below batch_max_bytes (4 MiB): a receiver's body limit
-    const emitted: EvidenceEvent[] = [];
-    const sink = webhookSink(rx, tmp(), { batch_wait: '50ms' }, emitted);
-    try {
+  it('a destination that refuses batches as too large (413) gets smaller ones: everything arrives, in order, none dropped', () =>
+    // 3000 bytes: far below batch_max_bytes (4 MiB), a receiver's body limit.
+    withWebhook({ maxBodyBytes: 3000, sink: { batch_wait: '50ms' } }, async ({ rx, sink, emitted }) => {
       for (let i = 0; i < 300; i++) sink.write(ev(i));
       await rx.waitEvents(300);
       assert.ok(rx.requests.some((r) => r.status === 413), 'the first batch was refused');
@@ -126,18 +133,10 @@ describe('webhook sink', () => {
       assert.equal(sink.stats().dropped, 0);
       assert.equal(emitted.filter((e) => e.type === 'sink.dropped').length, 0);
       assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'a smaller batch from the same start has its own id');
-    } finally {
-      await sink.close();
-      await rx.close();
-    }
-  });
+    }));
 
-  it('a single event refused as too large (413) is dropped, counted and reported (rejected); the ones after it arrive', async () => {
-    const rx = await startWebhookReceiver(SECRET);
-    rx.maxBodyBytes = 3000;
-    const emitted: EvidenceEvent[] = [];
-    const sink = webhookSink(rx, tmp(), { batch_wait: '50ms' }, emitted);
-    try {
+  it('a single event refused as too large (413) is dropped, counted and reported (rejected); the ones after it arrive', () =>
+    withWebhook({ maxBodyBytes: 3000, sink: { batch_wait: '50ms' } }, async ({ rx, sink, emitted }) => {
       for (let i = 0; i < 10; i++) sink.write(ev(i));
       sink.write({ v: 1, type: 'sink.recovered', time: new Date().toISOString(), sink: 'x'.repeat(5000), down_ms: 10, pending_events: 0 });
       for (let i = 11; i < 20; i++) sink.write(ev(i));
@@ -150,18 +149,10 @@ describe('webhook sink', () => {
       assert.deepEqual(validateEvent(dropped[0]), []);
       assert.equal(sink.stats().dropped, 1);
       assert.equal(sink.stats().pending_events, 0, 'the refused event is not left pending');
-    } finally {
-      await sink.close();
-      await rx.close();
-    }
-  });
+    }));
 
-  it('retries through 503s, reports sink.backlog then sink.recovered, and loses nothing', async () => {
-    const rx = await startWebhookReceiver(SECRET);
-    rx.status = 503;
-    const emitted: EvidenceEvent[] = [];
-    const sink = webhookSink(rx, tmp(), {}, emitted);
-    try {
+  it('retries through 503s, reports sink.backlog then sink.recovered, and loses nothing', () =>
+    withWebhook({ status: 503 }, async ({ rx, sink, emitted }) => {
       for (let i = 0; i < 100; i++) sink.write(ev(i));
       await until(() => emitted.some((e) => e.type === 'sink.backlog'));
       const backlog = emitted.find((e) => e.type === 'sink.backlog');
@@ -174,11 +165,7 @@ describe('webhook sink', () => {
       assert.equal(sink.stats().up, true);
       assert.equal(sink.stats().pending_events, 0);
       for (const e of emitted) assert.deepEqual(validateEvent(e), []);
-    } finally {
-      await sink.close();
-      await rx.close();
-    }
-  });
+    }));
 
   it('regression: 100k events across an outage and a restart arrive, none lost, in order', async () => {
     const dataDir = tmp();
@@ -207,12 +194,9 @@ describe('webhook sink', () => {
     }
   });
 
-  it('at the bound drops the oldest whole segments, counts them, emits sink.dropped; the rest arrive in order', async () => {
-    const rx = await startWebhookReceiver(SECRET, { down: true });
-    const emitted: EvidenceEvent[] = [];
-    const sink = webhookSink(rx, tmp(), { buffer: { max_bytes: '64KiB', segment_bytes: '4KiB' } }, emitted);
-    const N = 5000;
-    try {
+  it('at the bound drops the oldest whole segments, counts them, emits sink.dropped; the rest arrive in order', () =>
+    withWebhook({ down: true, sink: { buffer: { max_bytes: '64KiB', segment_bytes: '4KiB' } } }, async ({ rx, sink, emitted }) => {
+      const N = 5000;
       for (let i = 0; i < N; i++) {
         sink.write(ev(i));
         if (i % 500 === 0) await new Promise((r) => setImmediate(r));
@@ -241,9 +225,5 @@ describe('webhook sink', () => {
       const seq = rx.events().map((e) => e.down_ms as number);
       assert.equal(seq.length, kept, 'dropped + delivered = written');
       assert.deepEqual(seq, Array.from({ length: kept }, (_, i) => N - kept + i), 'the newest survive, in order');
-    } finally {
-      await sink.close();
-      await rx.close();
-    }
-  });
+    }));
 });
