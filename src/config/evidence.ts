@@ -82,6 +82,9 @@ const tlsClient = z.strictObject({
   server_name: z.string().min(1).optional(),
 }).prefault({}).refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'cert and key go together' });
 
+/** No TLS setting given (for links that do not use TLS, where one would be silently ignored). */
+const tlsUnset = (t: z.output<typeof tlsClient>): boolean => Object.values(t).every((v) => v === undefined);
+
 const syslogSink = z.strictObject({
   type: z.literal('syslog'),
   name: sinkName,
@@ -108,7 +111,7 @@ const syslogSink = z.strictObject({
 })
   // TLS settings on a plain transport would be ignored: an operator who wrote `tls:` under
   // `transport: relp` (or tcp) believing the link encrypted would send evidence in clear text.
-  .refine((s) => s.transport === 'tls' || s.transport === 'relp-tls' || Object.values(s.tls).every((v) => v === undefined), {
+  .refine((s) => s.transport === 'tls' || s.transport === 'relp-tls' || tlsUnset(s.tls), {
     path: ['tls'], message: 'tls settings apply only to transport tls or relp-tls; set one of those or remove them',
   });
 
@@ -131,7 +134,7 @@ const webhookSink = z.strictObject({
   // Plain http would hand every event (and the replayable signature) to anyone on the path.
   .refine((w) => !w.url.startsWith('http:') || /^http:\/\/(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d+)?\//i.test(w.url), { path: ['url'], message: 'plain http is allowed only to a loopback address; use https' })
   // TLS settings on an http:// URL would be ignored (the same trap as on a plain syslog transport).
-  .refine((w) => !w.url.startsWith('http:') || Object.values(w.tls).every((v) => v === undefined), {
+  .refine((w) => !w.url.startsWith('http:') || tlsUnset(w.tls), {
     path: ['tls'], message: 'tls settings apply only to an https URL; use https or remove them',
   });
 
