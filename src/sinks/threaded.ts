@@ -69,7 +69,8 @@ export class ThreadedSinks {
   #timer: NodeJS.Timeout | null = null;
   #remote: Readonly<Record<string, SinkStats>> = {};
   #statsId = 0;
-  #statsWaiters = new Map<number, () => void>();
+  /** The one stats request in flight (refresh() shares it), answered by its id. */
+  #statsWaiter: { readonly id: number; readonly done: () => void } | null = null;
   #refreshing: Promise<void> | null = null;
   #restartDelay = RESTART_MIN_MS;
   #restartTimer: NodeJS.Timeout | null = null;
@@ -125,9 +126,9 @@ export class ThreadedSinks {
     if (w === null || this.#closing !== null) return Promise.resolve();
     this.#refreshing ??= new Promise<void>((resolve) => {
       const id = ++this.#statsId;
-      const done = () => { clearTimeout(t); this.#statsWaiters.delete(id); this.#refreshing = null; resolve(); };
+      const done = () => { clearTimeout(t); this.#statsWaiter = null; this.#refreshing = null; resolve(); };
       const t = setTimeout(done, this.#o.statsTimeoutMs ?? 1000);
-      this.#statsWaiters.set(id, done);
+      this.#statsWaiter = { id, done };
       w.postMessage({ t: 'stats', id } satisfies ToSinkThread);
     });
     return this.#refreshing;
@@ -250,7 +251,7 @@ export class ThreadedSinks {
       }
       case 'stats': {
         this.#remote = m.stats;
-        this.#statsWaiters.get(m.id)?.();
+        if (this.#statsWaiter?.id === m.id) this.#statsWaiter.done();
         return;
       }
       case 'closed': this.#closed?.(); return;
@@ -260,7 +261,7 @@ export class ThreadedSinks {
   #onExit(w: Worker, code: number): void {
     if (this.#worker !== w) return; // destroyed
     this.#worker = null;
-    for (const done of this.#statsWaiters.values()) done();
+    this.#statsWaiter?.done();
     if (this.#closing !== null) { this.#closed?.(); return; }
     // Whatever the thread had not acknowledged is gone with it: say so, per sink.
     this.#lose(this.#inflight);
