@@ -13,10 +13,10 @@ import type { SinkConfig } from '../src/config/evidence.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
 import { validateEvent } from '../src/events/schemas.js';
-import { backoff } from '../src/sinks/buffered.js';
+import { backoff, BufferedSink } from '../src/sinks/buffered.js';
 import { createSink } from '../src/sinks/factory.js';
 import type { Sink } from '../src/sinks/types.js';
-import { signWebhook, verifyWebhook } from '../src/sinks/webhook.js';
+import { signWebhook, verifyWebhook, WebhookTransport } from '../src/sinks/webhook.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
 
 const SECRET = 'test-secret-0123456789abcdef';
@@ -134,6 +134,39 @@ describe('webhook sink', () => {
       assert.equal(emitted.filter((e) => e.type === 'sink.dropped').length, 0);
       assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'a smaller batch from the same start has its own id');
     }));
+
+  it('after a 413, batches grow back once the destination has taken smaller ones for the regrowth period', async () => {
+    const rx = await startWebhookReceiver(SECRET);
+    rx.maxBodyBytes = 3000;
+    const errors: string[] = [];
+    const sink = new BufferedSink({
+      name: 'hook', spool: { dir: tmp(), maxBytes: 1 << 24, segmentBytes: 1 << 20, fsync: 'never', fsyncIntervalMs: 1000 },
+      transport: new WebhookTransport({ url: rx.url, secret: SECRET, timeoutMs: 5000, tls: { ca: Buffer.from(rx.pki.caCert) } }),
+      batchMax: 500, batchMaxBytes: 4 << 20, batchWaitMs: 20, retry: { minDelayMs: 20, maxDelayMs: 200 },
+      emit: () => {}, onError: (e) => errors.push(e.message), regrowAfterMs: 100,
+    });
+    try {
+      for (let i = 0; i < 300; i++) sink.write(ev(i));
+      await rx.waitEvents(300);
+      assert.ok(rx.requests.some((r) => r.status === 413), 'refused while the limit held');
+      assert.ok(errors.some((m) => /413.*larger again after 0 s/.test(m)), errors.join('\n'));
+      // The receiver's limit is lifted. Small batches go on being delivered while the period
+      // runs; after it, each success doubles the limits until a batch carries the backlog.
+      rx.maxBodyBytes = Infinity;
+      for (let round = 0; round < 12; round++) {
+        await new Promise((r) => setTimeout(r, 120));
+        for (let i = 0; i < 300; i++) sink.write(ev(300 + round * 300 + i));
+      }
+      await rx.waitEvents(300 + 12 * 300);
+      const late = rx.requests.slice(-3).map((r) => r.bytes);
+      assert.ok(late.some((b) => b > 3000 * 4), `batches grew back (last: ${late.join(', ')} bytes)`);
+      assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: 300 + 12 * 300 }, (_, i) => i), 'in order, none lost');
+      assert.equal(sink.stats().dropped, 0);
+    } finally {
+      await sink.close();
+      await rx.close();
+    }
+  });
 
   it('a single event refused as too large (413) is dropped, counted and reported (rejected); the ones after it arrive', () =>
     withWebhook({ maxBodyBytes: 3000, sink: { batch_wait: '50ms' } }, async ({ rx, sink, emitted }) => {

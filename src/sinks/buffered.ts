@@ -36,9 +36,15 @@ export interface BufferedSinkOptions {
   readonly onError?: (err: Error) => void;
   /** Serializes an event into one record; default JSON. */
   readonly format?: (e: ChokepointEvent) => string;
+  /**
+   * After a 413 lowered the batch limits, how long delivery must go on without another 413
+   * before they are doubled back towards batch_max (default 10 minutes).
+   */
+  readonly regrowAfterMs?: number;
 }
 
 const BACKLOG_REPEAT_MS = 60_000;
+const REGROW_AFTER_MS = 10 * 60_000;
 
 const tooLarge = (err: unknown): boolean => (err as { status?: unknown } | null)?.status === 413;
 
@@ -98,9 +104,15 @@ export class BufferedSink implements Sink {
   async #run(): Promise<void> {
     await this.#spool.ready;
     let lingered = false;
-    // Lowered (for the rest of this run) when the destination refuses a batch as too large.
+    // Halved when the destination refuses a batch as too large (413), doubled back after
+    // `regrowAfterMs` without another: a receiver's body limit may be raised, or the 413 may
+    // have come from a proxy in between for a while, and a sink left at tiny batches for the
+    // rest of its life would fall behind under load until its buffer overflowed. A limit that
+    // still holds costs one refused request (retried smaller, nothing lost) per period.
     let maxRecords = this.#o.batchMax;
     let maxBytes = this.#o.batchMaxBytes;
+    const regrowMs = this.#o.regrowAfterMs ?? REGROW_AFTER_MS;
+    let resizedAt = 0;
     while (!this.#stopped) {
       let batch;
       try {
@@ -129,6 +141,11 @@ export class BufferedSink implements Sink {
           this.#delivered += batch.lines.length;
           await this.#spool.ack(batch);
           this.#up();
+          if ((maxRecords < this.#o.batchMax || maxBytes < this.#o.batchMaxBytes) && Date.now() - resizedAt >= regrowMs) {
+            maxRecords = Math.min(this.#o.batchMax, maxRecords * 2);
+            maxBytes = Math.min(this.#o.batchMaxBytes, maxBytes * 2);
+            resizedAt = Date.now();
+          }
           break;
         } catch (err) {
           if (tooLarge(err)) {
@@ -139,7 +156,8 @@ export class BufferedSink implements Sink {
             if (batch.lines.length > 1) {
               maxRecords = Math.max(1, Math.floor(batch.lines.length / 2));
               maxBytes = Math.max(1, Math.floor(batch.bytes / 2));
-              this.#o.onError?.(new Error(`sink ${this.name}: the destination refused ${batch.lines.length} events (${batch.bytes} bytes) as too large (413); sending at most ${maxRecords} events, ${maxBytes} bytes a batch from now on`));
+              resizedAt = Date.now();
+              this.#o.onError?.(new Error(`sink ${this.name}: the destination refused ${batch.lines.length} events (${batch.bytes} bytes) as too large (413); sending at most ${maxRecords} events, ${maxBytes} bytes a batch, larger again after ${Math.round(regrowMs / 1000)} s without a 413`));
             } else {
               await this.#spool.ack(batch);
               this.#onDrop(1, 'rejected');
