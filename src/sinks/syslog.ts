@@ -47,8 +47,25 @@ function field(s: string, max: number): string {
  * structured data, and the event's JSON as MSG (UTF-8; JSON never contains a raw newline).
  */
 export function formatSyslog(e: ChokepointEvent, f: SyslogFormat): string {
-  const pri = f.facility * 8 + severityOf(e);
-  return `<${pri}>1 ${e.time} ${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)} ${field(e.type, 32)} - ${jsonOf(e)}`;
+  return syslogFormatter(f)(e);
+}
+
+/**
+ * formatSyslog for one sink: the header fields that never change (hostname, app name, process
+ * id) are cleaned once, and each event type's MSGID once, instead of four regex passes on every
+ * event (two per tunnel, on the sinks' thread).
+ */
+export function syslogFormatter(f: SyslogFormat): (e: ChokepointEvent) => string {
+  const fixed = `${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)}`;
+  const msgIds = new Map<string, string>();
+  return (e) => {
+    let id = msgIds.get(e.type);
+    if (id === undefined) {
+      id = field(e.type, 32);
+      if (msgIds.size < 256) msgIds.set(e.type, id);
+    }
+    return `<${f.facility * 8 + severityOf(e)}>1 ${e.time} ${fixed} ${id} - ${jsonOf(e)}`;
+  };
 }
 
 /** RFC 6587 §3.4.1 octet counting: the length is of the message's bytes, not its characters. */
