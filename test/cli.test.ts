@@ -212,10 +212,11 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /unknown key "bogus"/);
   });
 
-  it('checks the recent-decisions window: fold 0s (store each) to 24h, at least 100 rows', async () => {
+  it('checks the recent-decisions window: fold 0s (store each) to 24h, at least 100 rows, a whole per-client budget', async () => {
     const file = join(dir, 'r.yaml');
     for (const [body, code, pattern] of [
-      ['{fold: 0s}', 0, null], ['{fold: 10m, max_rows: 5000}', 0, null],
+      ['{fold: 0s}', 0, null], ['{fold: 10m, max_rows: 5000}', 0, null], ['{max_rows_per_client: 0}', 0, null], ['{max_rows_per_client: 500}', 0, null],
+      ['{max_rows_per_client: -1}', 1, /recent_decisions\.max_rows_per_client/], ['{max_rows_per_client: 1.5}', 1, /recent_decisions\.max_rows_per_client/],
       ['{fold: 2d}', 1, /recent_decisions\.fold/], ['{max_rows: 10}', 1, /recent_decisions\.max_rows/], ['{folds: 1m}', 1, /unknown key "folds"/],
     ] as const) {
       writeFileSync(file, `recent_decisions: ${body}\n`);

@@ -30,9 +30,9 @@ for (const make of BACKENDS) {
   describe(`decision folding on ${backend.name}`, () => {
     let store: Store;
     const recorders: EventRecorder[] = [];
-    const recorder = (o: { foldMs?: number; maxFolds?: number; store?: Store } = {}) => {
+    const recorder = (o: { foldMs?: number; maxFolds?: number; store?: Store; maxRowsPerClient?: number } = {}) => {
       const bus = new EventBus();
-      const r = new EventRecorder({ store: o.store ?? store, bus, flushMs: 5, foldMs: o.foldMs, maxFolds: o.maxFolds });
+      const r = new EventRecorder({ store: o.store ?? store, bus, flushMs: 5, foldMs: o.foldMs, maxFolds: o.maxFolds, maxRowsPerClient: o.maxRowsPerClient });
       recorders.push(r);
       return { r, bus };
     };
@@ -88,6 +88,39 @@ for (const make of BACKENDS) {
       for (let i = 0; i < 5; i++) off.bus.publish(decision('unfolded.example.com'));
       await off.r.flush();
       assert.deepEqual((await rows('unfolded.example.com')).map((x) => x.repeats), [0, 0, 0, 0, 0]);
+    });
+
+    it('a client past its row budget gets one overflow row per verdict and reason; other clients keep theirs; the next window starts afresh', async () => {
+      const { r, bus } = recorder({ foldMs: 300, maxRowsPerClient: 5 });
+      const sprayer = { device_id: 'dev-spray', verdict: 'deny', reason: 'no_rule_matched', rule: null, status: 403 } as const;
+      // A device inventing a new name per request (DNS-tunnel-like or a scan), and a quiet one.
+      const firstOver: DecisionEvent[] = [];
+      for (let i = 0; i < 40; i++) {
+        const d = decision(`x${i}.spray.example`, sprayer);
+        if (i === 5) firstOver.push(d);
+        bus.publish(d);
+      }
+      for (let i = 0; i < 3; i++) bus.publish(decision(`q${i}.quiet.example`, { device_id: 'dev-quiet' }));
+      bus.publish(decision('x0.spray.example', { ...sprayer, reason: 'address_denied', detail: 'resolved to 10.0.0.1' }));
+      await r.flush();
+      const all = await queryDecisions(store.db, { device: 'dev-spray', limit: 1000 });
+      const named = all.filter((x) => x.event.host !== null);
+      const overflow = all.filter((x) => x.event.host === null);
+      assert.equal(named.length, 5, 'the budget: five rows with their destinations');
+      assert.equal(overflow.length, 2, 'one overflow row per verdict and reason');
+      const nrm = overflow.find((x) => x.event.reason === 'no_rule_matched');
+      assert.equal(nrm?.repeats, 34, 'the other 35 distinct decisions: one row and 34 repeats');
+      assert.equal(nrm?.event.id, firstOver[0]?.id, 'the row is the first decision over the budget');
+      assert.match(String(nrm?.event.detail), /max_rows_per_client \(5 rows per window\).*in the sinks/);
+      assert.equal(nrm?.event.port, null);
+      assert.equal(overflow.find((x) => x.event.reason === 'address_denied')?.repeats, 0);
+      assert.equal((await queryDecisions(store.db, { device: 'dev-quiet', limit: 1000 })).length, 3, 'another device is not charged');
+      // The next window: budgets start again.
+      await sleep(350);
+      await r.flush();
+      bus.publish(decision('late.spray.example', sprayer));
+      await r.flush();
+      assert.equal((await rows('late.spray.example')).length, 1, 'stored with its destination in the new window');
     });
 
     it('forgets expired folds at a flush once per window, not only when the table is full', async () => {

@@ -143,7 +143,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onPolicyApplied, onDeviceChanged,
     policyLoaded: () => gw.policy !== null,
   });
-  const recorder = new EventRecorder({ store, bus, logger, maxRows: config.recent_decisions.max_rows, foldMs: config.recent_decisions.fold });
+  const rd = config.recent_decisions;
+  const recorder = new EventRecorder({ store, bus, logger, maxRows: rd.max_rows, foldMs: rd.fold, maxRowsPerClient: rd.max_rows_per_client ?? Math.floor(rd.max_rows / 10) });
 
   let file: FilePolicySync | null = null;
   if (config.policy !== undefined) {

@@ -95,6 +95,8 @@ export const configSchema = z.strictObject({
   recent_decisions: z.strictObject({
     max_rows: int(100_000, 100, 100_000_000),
     fold: duration('60s', 0, 24 * 3600_000),
+    // Rows one client may add per fold window; unset: a tenth of max_rows; 0: no budget.
+    max_rows_per_client: z.number().int().min(0).max(100_000_000).optional(),
   }).prefault({}),
 });
 

@@ -12,6 +12,10 @@
  * held five seconds of history, writing them was the largest cost after the sockets under
  * keep-alive HTTP load (folded: about 20% less CPU per request, measured), and one device
  * repeating a request could push every other device's decisions out of it in seconds. Every decision still goes to the sinks.
+ *
+ * Folding cannot help against a client whose every decision is distinct (a random name per
+ * request), so each client also has a row budget per fold window (`maxRowsPerClient`): past
+ * it, its decisions are counted on one overflow row per verdict and reason.
  */
 import type { EventBus } from '../events/bus.js';
 import type { DecisionEvent } from '../events/catalogue.js';
@@ -30,6 +34,12 @@ export interface RecorderOptions {
   readonly foldMs?: number;
   /** Distinct decisions remembered for folding (default 100,000). */
   readonly maxFolds?: number;
+  /**
+   * Rows one client (its device, else its address) may add to the window per fold window;
+   * past it, its further distinct decisions are counted on one overflow row per verdict and
+   * reason. 0: no budget. Needs folding on.
+   */
+  readonly maxRowsPerClient?: number;
 }
 
 const MAX_PENDING = 10_000;
@@ -57,6 +67,22 @@ function foldKey(e: DecisionEvent): string {
   return [e.verdict, e.reason, e.rule, e.mode, e.group, e.device_id, e.listener, e.client_ip, e.method, e.host, e.port, e.address, e.sni, e.tls_version].join('\u0000');
 }
 
+/** Who a row budget is charged to: the device when one was identified, else the client address. */
+const clientOf = (e: DecisionEvent): string => e.device_id ?? e.client_ip;
+
+/**
+ * The row a client's decisions past its budget are counted on: the first of them, with what
+ * varies between them (destination, rule, method, SNI) cleared and the detail saying so. One
+ * per client, verdict and reason, so a device spraying random names still shows as "device X,
+ * deny no_rule_matched, N times" without pushing other devices' rows out of the window.
+ */
+function overflowRow(e: DecisionEvent, budget: number): DecisionEvent {
+  return {
+    ...e, method: null, host: null, port: null, address: null, rule: null, sni: null, tls_version: null, address_class: null,
+    detail: `over recent_decisions.max_rows_per_client (${budget} rows per window): this client's further distinct ${e.verdict} ${e.reason} decisions are counted here (repeats), not stored one by one; every one is in the sinks`,
+  };
+}
+
 export class EventRecorder {
   #decisions: DecisionEvent[] = [];
   #alerts: AlertEvent[] = [];
@@ -68,17 +94,28 @@ export class EventRecorder {
   #unsub: () => void;
   #sincePrune = 0;
   #lastSweep = Date.now();
+  /** Rows each client added since the last sweep (the row budget). */
+  #rowsByClient = new Map<string, number>();
   dropped = 0;
 
   constructor(readonly opts: RecorderOptions) {
     this.#unsub = opts.bus.subscribe((e) => {
       if (e.type === 'gateway.decision') {
-        const key = this.#fold(e);
+        let row: DecisionEvent = e;
+        let key = this.#fold(e);
         if (key === null) { this.#schedule(); return; }
+        if (key !== '') {
+          const over = this.#overBudget(e);
+          if (over !== null) {
+            if (this.#countOn(over)) { this.#schedule(); return; }
+            row = overflowRow(e, this.opts.maxRowsPerClient as number);
+            key = over;
+          }
+        }
         if (this.#decisions.length >= MAX_PENDING) { this.dropped++; return; }
-        this.#decisions.push(e);
+        this.#decisions.push(row);
         // Only a decision that is queued for storage may take repeats.
-        if (key !== '') this.#remember(key, e.id);
+        if (key !== '') this.#remember(key, row.id);
       } else if (e.type === 'alert') {
         if (this.#alerts.length >= MAX_PENDING) { this.dropped++; return; }
         this.#alerts.push(e);
@@ -94,15 +131,35 @@ export class EventRecorder {
   #fold(e: DecisionEvent): string | null {
     if ((this.opts.foldMs ?? 60_000) <= 0) return '';
     const key = foldKey(e);
+    return this.#countOn(key) ? null : key;
+  }
+
+  /** Counts one repeat on the live row of `key`; false when there is none. */
+  #countOn(key: string): boolean {
     const f = this.#folds.get(key);
     const now = Date.now();
-    if (f === undefined || now >= f.until) return key;
+    if (f === undefined || now >= f.until) return false;
     f.repeats++;
     f.lastTime = now;
     if (!f.dirty) {
       f.dirty = true;
       this.#dirty.push(f);
     }
+    return true;
+  }
+
+  /**
+   * Charges a new row to its client's budget; over budget, answers the key of the client's
+   * overflow row for this verdict and reason instead (the row is not charged again).
+   */
+  #overBudget(e: DecisionEvent): string | null {
+    const budget = this.opts.maxRowsPerClient ?? 0;
+    if (budget <= 0) return null;
+    const client = clientOf(e);
+    const n = this.#rowsByClient.get(client) ?? 0;
+    if (n >= budget) return `\u0001overflow\u0000${client}\u0000${e.verdict}\u0000${e.reason}\u0000${e.group}`;
+    // Bounded like the fold table: past it, new clients go uncounted until the next sweep.
+    if (n > 0 || this.#rowsByClient.size < (this.opts.maxFolds ?? MAX_FOLDS)) this.#rowsByClient.set(client, n + 1);
     return null;
   }
 
@@ -139,7 +196,11 @@ export class EventRecorder {
     // Expired folds are forgotten once per window, so a past burst of distinct decisions does
     // not hold its keys until the table fills.
     const now = Date.now();
-    if (now - this.#lastSweep >= (this.opts.foldMs ?? 60_000)) this.#sweep(now);
+    if (now - this.#lastSweep >= (this.opts.foldMs ?? 60_000)) {
+      this.#sweep(now);
+      // Row budgets are per window: each client starts the next one afresh.
+      this.#rowsByClient.clear();
+    }
     const decisions = this.#decisions.splice(0);
     const alerts = this.#alerts.splice(0);
     const folds = this.#dirty.splice(0).map((f) => {
