@@ -153,6 +153,21 @@ describe('data volume', () => {
     assert.equal(s.of('data_volume').length, 1);
   });
 
+  it('counts each tunnel once with more tunnels reporting progress than the per-device table holds', () => {
+    const s = setup(cfg);
+    for (let w = 0; w < 4; w++) { s.feed(closed('dev-3', 10e6)); s.clock.t += HOUR; }
+    // 150,000 long tunnels open at once (MAX_TRACKED is 100,000), each reporting 100 bytes;
+    // then the first one reports again, and closes.
+    const { close_reason: _c, status: _s, ...base } = closed('dev-3', 0) as unknown as Record<string, unknown>;
+    const report = (id: string, bytesUp: number) => ({ ...base, type: 'gateway.tunnel.progress', id, bytes_up: bytesUp } as unknown as ChokepointEvent);
+    for (let i = 0; i < 150_000; i++) s.feed(report(`t${i}`, 100));
+    s.feed(report('t0', 200));
+    s.feed({ ...closed('dev-3', 300), id: 't0' } as ChokepointEvent);
+    s.feed(closed('dev-3', 60e6)); // over the 1 MiB floor and 5x the baseline together with the above
+    const a = s.of('data_volume')[0] as AlertEvent;
+    assert.equal(a.evidence.bytes_up, 150_000 * 100 + 200 + 60e6, 'the first tunnel counted 300 bytes in all, not its running total again');
+  });
+
   it('the floor keeps a small device quiet; a new device without history never fires', () => {
     const s = setup(cfg);
     for (let w = 0; w < 5; w++) { s.feed(closed('tiny', 1000)); s.clock.t += HOUR; }

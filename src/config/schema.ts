@@ -17,6 +17,9 @@ const listen = (def: string) => z.string().default(def).transform((v, ctx) => {
   return l;
 });
 
+/** The largest `limits.max_tunnels` a configuration may set (what per-tunnel tables must hold). */
+export const MAX_TUNNELS_LIMIT = 1_000_000;
+
 const int = (def: number, min: number, max: number) => z.number().int().min(min).max(max).default(def);
 
 const resolverAddr = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:[0-9]{1,5})?$/, 'resolver must be an IP address with an optional port, e.g. 127.0.0.1:53 or [::1]:53');
@@ -71,7 +74,7 @@ export const configSchema = z.strictObject({
   limits: z.strictObject({
     max_header_bytes: int(32 * 1024, 1024, 1024 * 1024),
     max_connections: int(20_000, 1, 1_000_000),
-    max_tunnels: int(10_000, 1, 1_000_000),
+    max_tunnels: int(10_000, 1, MAX_TUNNELS_LIMIT),
     max_tunnels_per_client: int(2_000, 1, 1_000_000),
   }).prefault({}),
   // Evidence pipeline (issue #5): extra sinks, /metrics, anomaly detectors (src/config/evidence.ts).

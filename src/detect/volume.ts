@@ -8,6 +8,7 @@
  * tunnels open longer than `timeouts.progress`) and when it closes (gateway.tunnel.closed).
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
+import { MAX_TUNNELS_LIMIT } from '../config/schema.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 interface Dev { ewma: number; windows: number; start: number; bytes: number; alerted: boolean; group: string | null }
@@ -19,7 +20,12 @@ export class VolumeDetector implements Detector {
   readonly name = 'data_volume';
   readonly #ctx: DetectorContext;
   readonly #devs = new Map<string, Dev>();
-  /** Bytes up already counted for tunnels that reported progress, by attempt id. */
+  /**
+   * Bytes up already counted for tunnels that reported progress, by attempt id; an entry lives
+   * until its tunnel closes. Bounded by the most tunnels a gateway may hold open (not by
+   * MAX_TRACKED): an entry forgotten while its tunnel is open would count that tunnel's whole
+   * running total again at its next report, a false data_volume alert.
+   */
   readonly #counted = new Map<string, number>();
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
@@ -36,7 +42,7 @@ export class VolumeDetector implements Detector {
     // the same tunnel, and at close only the rest.
     const seen = this.#counted.get(e.id) ?? 0;
     const bytes = Math.max(0, e.bytes_up - seen);
-    if (e.type === 'gateway.tunnel.progress') boundedSet(this.#counted, e.id, e.bytes_up, MAX_TRACKED);
+    if (e.type === 'gateway.tunnel.progress') boundedSet(this.#counted, e.id, e.bytes_up, MAX_TUNNELS_LIMIT);
     else this.#counted.delete(e.id);
     const now = this.#ctx.clock.now();
     const th = this.#ctx.thresholds(e.group);
