@@ -18,9 +18,17 @@
  * again while a write of it is pending. After handing a slice to the other socket, if that
  * socket has anything queued, reading pauses and resumes only when its queue is empty.
  *
- * Memory: buffers come from a bounded pool (POOL_MAX of BUFFER_BYTES) and go back when both
- * sockets of the direction have closed; with the pool empty a direction simply stays on `data`
- * events. Idle and short tunnels never take one (promotion needs a full 64 KiB read first).
+ * Memory: buffers come from a bounded pool (POOL_MAX of BUFFER_BYTES). A direction holds one
+ * only while its reads keep filling it: after a read that does not (the burst is over, or the
+ * sender is slower than us), the next read goes into one small buffer shared by every such
+ * direction and copied out at once (what Node does anyway, with a fresh allocation per read),
+ * and the pooled buffer goes back as soon as no write of it is pending. A full read of the
+ * shared buffer takes a pooled one again. So a long-lived tunnel that once moved a burst and
+ * then idles for hours holds nothing, and the pool stays available to the tunnels that are busy
+ * now. Node's own mechanism switches the buffers: `onread.buffer` as a function (`kBufferGen`),
+ * asked for the next buffer after each read. With the pool empty a direction simply stays on
+ * `data` events, or on the shared buffer. Idle and short tunnels never take one (promotion
+ * needs a full 64 KiB read first). Buffers also go back when both sockets have closed.
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -52,7 +60,7 @@ export function bulkBuffersInUse(): number {
 }
 
 type ReadCb = (n: number, buf: Buffer) => boolean;
-interface Internals { kBuffer: symbol; kBufferCb: symbol }
+interface Internals { kBuffer: symbol; kBufferCb: symbol; kBufferGen: symbol }
 let internals: Internals | null | undefined;
 
 function findInternals(s: Socket): Internals | null {
@@ -60,9 +68,17 @@ function findInternals(s: Socket): Internals | null {
   const syms = Object.getOwnPropertySymbols(s);
   const kBuffer = syms.find((x) => x.description === 'kBuffer');
   const kBufferCb = syms.find((x) => x.description === 'kBufferCb');
-  internals = kBuffer && kBufferCb ? { kBuffer, kBufferCb } : null;
+  const kBufferGen = syms.find((x) => x.description === 'kBufferGen');
+  internals = kBuffer && kBufferCb && kBufferGen ? { kBuffer, kBufferCb, kBufferGen } : null;
   return internals;
 }
+
+/**
+ * Where a direction reads when its reads stopped filling a pooled buffer. Shared: every read
+ * into it is copied out before the callback returns, and libuv reads one socket at a time, so
+ * no two reads can be in it at once.
+ */
+const SHARED = Buffer.allocUnsafeSlow(DEFAULT_READ_BYTES);
 
 /**
  * Switches `src` to read into a pooled buffer and write each read to `dst`, in place of its
@@ -79,30 +95,63 @@ export function promoteToBulk(src: Socket, dst: Socket): boolean {
   if (k === null) return false;
   const s = src as unknown as Record<symbol, unknown>;
   if (s[k.kBuffer] !== null && s[k.kBuffer] !== undefined) return false; // already switched
-  const buf = take();
-  if (buf === null) return false;
+  const first = take();
+  if (first === null) return false;
+  /** The pooled buffer this direction holds, if any (being read into, or still being written from). */
+  let held: Buffer | null = first;
+  /** What the next read goes into: `held`, or SHARED. */
+  let next: Buffer = first;
   let paused = false;
+  let closed = false;
+  const release = (): void => {
+    if (held !== null && next !== held) {
+      give(held);
+      held = null;
+    }
+  };
   const afterWrite = (): void => {
-    // Every write of the buffer has left the queue: reading into it is safe again.
-    if (paused && dst.writableLength === 0 && !src.destroyed) {
+    if (dst.writableLength !== 0) return;
+    // Every write of the pooled buffer has left the queue: it may be read into again, or go back.
+    release();
+    if (paused && !src.destroyed) {
       paused = false;
       src.resume();
     }
   };
-  const onRead: ReadCb = (n) => {
-    dst.write(buf.subarray(0, n), afterWrite);
-    if (dst.writableLength === 0) return true;
+  const onRead: ReadCb = (n, buf) => {
+    const full = n === buf.length;
+    if (buf === SHARED) {
+      dst.write(Buffer.from(SHARED.subarray(0, n)), afterWrite); // a copy: SHARED is the next reader's
+      if (full && !closed && held === null) {
+        const b = take(); // reads fill even the small buffer: bulk again, if the pool has one
+        if (b !== null) next = held = b;
+      }
+    } else {
+      dst.write(buf.subarray(0, n), afterWrite);
+      if (!full) next = SHARED; // the burst is over, or the sender is slower than us
+    }
+    if (dst.writableLength === 0) {
+      release();
+      return true;
+    }
     paused = true;
     src.pause(); // stops the handle reading (socket.pause knows the user-buffer mode)
     return false;
   };
-  s[k.kBuffer] = buf;
+  s[k.kBuffer] = first;
   s[k.kBufferCb] = onRead;
-  handle.useUserBuffer(buf);
+  // Asked by Node after each read for the buffer of the next one (its `onread.buffer` function).
+  s[k.kBufferGen] = (): Buffer => next;
+  handle.useUserBuffer(first);
   // Back to the pool once neither socket can touch it: src reads into it, dst's queue points at it.
   let open = 2;
-  const closed = (): void => { if (--open === 0) give(buf); };
-  src.once('close', closed);
-  dst.once('close', closed);
+  const onClose = (): void => {
+    if (--open > 0) return;
+    closed = true;
+    next = SHARED;
+    release();
+  };
+  src.once('close', onClose);
+  dst.once('close', onClose);
   return true;
 }
