@@ -245,11 +245,13 @@ describe('bulk relay', () => {
   it('a tunnel cut in the middle of a bulk transfer gives its buffers back', async () => {
     const t = await openTunnel(g.port, `127.0.0.1:${origins.sourcePort}`);
     let got = 0;
+    let sawBulk = false;
     await new Promise<void>((resolve) => {
-      t.socket.on('data', (c: Buffer) => { got += c.length; if (got > 8 * MB) resolve(); });
+      // Whether a buffer is held at a given instant depends on whether reads fill it then.
+      t.socket.on('data', (c: Buffer) => { got += c.length; if (bulkBuffersInUse() > 0) sawBulk = true; if (got > 8 * MB) resolve(); });
       t.socket.resume();
     });
-    assert.ok(bulkBuffersInUse() > 0, 'the download took a bulk buffer');
+    assert.ok(sawBulk, 'the download took a bulk buffer');
     t.socket.destroy();
     await poolDrained();
   });
