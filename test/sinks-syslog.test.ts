@@ -13,7 +13,7 @@ import type { SinkConfig } from '../src/config/evidence.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
 import { createSink } from '../src/sinks/factory.js';
-import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
+import { formatSyslog, frameOctetCounted, syslogFormatter } from '../src/sinks/syslog.js';
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { rsyslogAvailable, startRsyslog, type Rsyslog } from './helpers/receivers.js';
@@ -37,7 +37,27 @@ describe('syslog format', () => {
     const f = frameOctetCounted('é');
     assert.equal(f.toString('latin1'), '2 \xc3\xa9');
   });
+
+  it('one formatter per sink: each event gets its own type as MSGID and its own severity, whatever came before', () => {
+    const fmt = syslogFormatter({ facility: 16, appName: 'choke point', hostname: 'gw\t1', procId: '7' });
+    const deny: ChokepointEvent = { ...decisionBase, verdict: 'deny', reason: 'no_rule_matched' } as ChokepointEvent;
+    const allow: ChokepointEvent = { ...decisionBase, verdict: 'allow', reason: 'allowed' } as ChokepointEvent;
+    const lines = [alert, deny, alert, allow].map(fmt);
+    assert.deepEqual(lines.map((l) => l.split(' ').slice(0, 6).join(' ')), [
+      '<130>1 2025-03-01T12:00:00.000Z gw1 chokepoint 7 alert', // fields keep printable ASCII only (RFC 5424 §6)
+      '<132>1 2025-03-01T12:00:01.000Z gw1 chokepoint 7 gateway.decision',
+      '<130>1 2025-03-01T12:00:00.000Z gw1 chokepoint 7 alert',
+      '<134>1 2025-03-01T12:00:01.000Z gw1 chokepoint 7 gateway.decision',
+    ]);
+    assert.equal(lines[1]?.endsWith(` - ${JSON.stringify(deny)}`), true);
+  });
 });
+
+const decisionBase = {
+  v: 1, type: 'gateway.decision', time: '2025-03-01T12:00:01.000Z', id: 'd1', listener: 'proxy', client_ip: '10.0.0.1', client_port: 5000,
+  group: 'servers', device_id: null, asset_id: null, serial: null, method: 'CONNECT', host: 'a.example', port: 443, address: null,
+  rule: null, mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: null, status: null,
+};
 
 describe('syslog sink to a real rsyslog', { skip: rsyslogAvailable() ? false : 'rsyslog not installed (.ci/run installs it)' }, () => {
   let pki: TestPki;
