@@ -3,6 +3,7 @@
  * Every field has a safe default, so an empty file (or none) is a valid configuration.
  */
 import { z } from 'zod';
+import { MAX_TUNNELS_LIMIT } from '../core/limits.js';
 import { duration } from './fields.js';
 import { parseListen } from './listen.js';
 import { identitySchema } from './identity.js';
@@ -16,9 +17,6 @@ const listen = (def: string) => z.string().default(def).transform((v, ctx) => {
   }
   return l;
 });
-
-/** The largest `limits.max_tunnels` a configuration may set (what per-tunnel tables must hold). */
-export const MAX_TUNNELS_LIMIT = 1_000_000;
 
 const int = (def: number, min: number, max: number) => z.number().int().min(min).max(max).default(def);
 

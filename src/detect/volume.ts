@@ -8,7 +8,7 @@
  * tunnels open longer than `timeouts.progress`) and when it closes (gateway.tunnel.closed).
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
-import { MAX_TUNNELS_LIMIT } from '../config/schema.js';
+import { MAX_TUNNELS_LIMIT } from '../core/limits.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 interface Dev { ewma: number; windows: number; start: number; bytes: number; alerted: boolean; group: string | null }
