@@ -216,7 +216,8 @@ describe('chokepoint config check', () => {
     const file = join(dir, 'r.yaml');
     for (const [body, code, pattern] of [
       ['{fold: 0s}', 0, null], ['{fold: 10m, max_rows: 5000}', 0, null], ['{max_rows_per_client: 0}', 0, null], ['{max_rows_per_client: 500}', 0, null],
-      ['{max_rows_per_client: -1}', 1, /recent_decisions\.max_rows_per_client/], ['{max_rows_per_client: 1.5}', 1, /recent_decisions\.max_rows_per_client/],
+      ['{max_rows_per_client: -1}', 1, /recent_decisions\.max_rows_per_client/], ['{fold: 0s, max_rows_per_client: 0}', 0, null],
+      ['{fold: 0s, max_rows_per_client: 500}', 1, /recent_decisions\.max_rows_per_client: needs folding on/], ['{max_rows_per_client: 1.5}', 1, /recent_decisions\.max_rows_per_client/],
       ['{fold: 2d}', 1, /recent_decisions\.fold/], ['{max_rows: 10}', 1, /recent_decisions\.max_rows/], ['{folds: 1m}', 1, /unknown key "folds"/],
     ] as const) {
       writeFileSync(file, `recent_decisions: ${body}\n`);

@@ -98,7 +98,13 @@ export const configSchema = z.strictObject({
     fold: duration('60s', 0, 24 * 3600_000),
     // Rows one client may add per fold window; unset: a tenth of max_rows; 0: no budget.
     max_rows_per_client: z.number().int().min(0).max(100_000_000).optional(),
-  }).prefault({}),
+  })
+    // The budget is counted per fold window and enforced by folding: with folding off it would
+    // be silently ignored, and an operator relying on it would have no protection.
+    .refine((r) => r.fold > 0 || !r.max_rows_per_client, {
+      path: ['max_rows_per_client'], message: 'needs folding on (fold above 0s); set a fold window or remove it',
+    })
+    .prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -96,9 +96,17 @@ export class EventRecorder {
   #lastSweep = Date.now();
   /** Rows each client added since the last sweep (the row budget). */
   #rowsByClient = new Map<string, number>();
+  /** The options with their defaults, resolved once. */
+  readonly #foldMs: number;
+  readonly #maxFolds: number;
+  readonly #budget: number;
   dropped = 0;
 
   constructor(readonly opts: RecorderOptions) {
+    this.#foldMs = opts.foldMs ?? 60_000;
+    this.#maxFolds = opts.maxFolds ?? MAX_FOLDS;
+    // A budget is counted in fold windows and enforced through folding: none without folding.
+    this.#budget = this.#foldMs > 0 ? opts.maxRowsPerClient ?? 0 : 0;
     this.#unsub = opts.bus.subscribe((e) => {
       if (e.type === 'gateway.decision') {
         let row: DecisionEvent = e;
@@ -108,7 +116,7 @@ export class EventRecorder {
           const over = this.#overBudget(e);
           if (over !== null) {
             if (this.#countOn(over)) { this.#schedule(); return; }
-            row = overflowRow(e, this.opts.maxRowsPerClient as number);
+            row = overflowRow(e, this.#budget);
             key = over;
           }
         }
@@ -129,7 +137,7 @@ export class EventRecorder {
    * its fold key (empty when folding is off), for #remember once it is queued.
    */
   #fold(e: DecisionEvent): string | null {
-    if ((this.opts.foldMs ?? 60_000) <= 0) return '';
+    if (this.#foldMs <= 0) return '';
     const key = foldKey(e);
     return this.#countOn(key) ? null : key;
   }
@@ -153,20 +161,19 @@ export class EventRecorder {
    * overflow row for this verdict and reason instead (the row is not charged again).
    */
   #overBudget(e: DecisionEvent): string | null {
-    const budget = this.opts.maxRowsPerClient ?? 0;
-    if (budget <= 0) return null;
+    if (this.#budget <= 0) return null;
     const client = clientOf(e);
     const n = this.#rowsByClient.get(client) ?? 0;
-    if (n >= budget) return `\u0001overflow\u0000${client}\u0000${e.verdict}\u0000${e.reason}\u0000${e.group}`;
+    if (n >= this.#budget) return `\u0001overflow\u0000${client}\u0000${e.verdict}\u0000${e.reason}\u0000${e.group}`;
     // Bounded like the fold table: past it, new clients go uncounted until the next sweep.
-    if (n > 0 || this.#rowsByClient.size < (this.opts.maxFolds ?? MAX_FOLDS)) this.#rowsByClient.set(client, n + 1);
+    if (n > 0 || this.#rowsByClient.size < this.#maxFolds) this.#rowsByClient.set(client, n + 1);
     return null;
   }
 
   #remember(key: string, id: string): void {
     const now = Date.now();
-    if (!this.#folds.has(key) && this.#folds.size >= (this.opts.maxFolds ?? MAX_FOLDS)) this.#sweep(now);
-    this.#folds.set(key, { id, until: now + (this.opts.foldMs ?? 60_000), repeats: 0, lastTime: now, dirty: false });
+    if (!this.#folds.has(key) && this.#folds.size >= this.#maxFolds) this.#sweep(now);
+    this.#folds.set(key, { id, until: now + this.#foldMs, repeats: 0, lastTime: now, dirty: false });
   }
 
   /** Distinct decisions the fold table remembers now (for tests and diagnostics). */
@@ -178,7 +185,7 @@ export class EventRecorder {
   #sweep(now: number): void {
     this.#lastSweep = now;
     for (const [k, f] of this.#folds) if (now >= f.until) this.#folds.delete(k);
-    if (this.#folds.size >= (this.opts.maxFolds ?? MAX_FOLDS)) this.#folds.clear();
+    if (this.#folds.size >= this.#maxFolds) this.#folds.clear();
   }
 
   #schedule(): void {
@@ -196,7 +203,7 @@ export class EventRecorder {
     // Expired folds are forgotten once per window, so a past burst of distinct decisions does
     // not hold its keys until the table fills.
     const now = Date.now();
-    if (now - this.#lastSweep >= (this.opts.foldMs ?? 60_000)) {
+    if (now - this.#lastSweep >= this.#foldMs) {
       this.#sweep(now);
       // Row budgets are per window: each client starts the next one afresh.
       this.#rowsByClient.clear();
