@@ -17,8 +17,12 @@ import { openTunnel } from './helpers/tunnel.js';
 const MB = 1024 * 1024;
 const sha = (b: Buffer | Buffer[]) => createHash('sha256').update(Array.isArray(b) ? Buffer.concat(b) : b).digest('hex');
 
-/** Reads a socket to its end, stalling now and then (so the writer's queue fills), and hashes it. */
-function slowRead(s: Socket): Promise<{ digest: string; bytes: number }> {
+/**
+ * Reads a socket to its end, stalling `pauseMs` after every `every` chunks (so the writer's
+ * queue fills), and hashes it; `onChunk` sees each chunk as it comes.
+ */
+function slowRead(s: Socket, o: { every?: number; pauseMs?: number; onChunk?: (c: Buffer) => void } = {}): Promise<{ digest: string; bytes: number }> {
+  const every = o.every ?? 16;
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
     let bytes = 0;
@@ -26,9 +30,10 @@ function slowRead(s: Socket): Promise<{ digest: string; bytes: number }> {
     s.on('data', (c: Buffer) => {
       h.update(c);
       bytes += c.length;
-      if (++n % 16 === 0) {
+      o.onChunk?.(c);
+      if (++n % every === 0) {
         s.pause();
-        setTimeout(() => s.resume(), 5);
+        setTimeout(() => s.resume(), o.pauseMs ?? 5);
       }
     });
     s.on('end', () => resolve({ digest: h.digest('hex'), bytes }));
@@ -81,20 +86,7 @@ before(async () => {
   // Stall sink: a receiver slower than its senders (one read every 10 ms), so the kernel's
   // buffers fill and the gateway's writes to it stay queued.
   const stalled: Origins['stalled'] = [];
-  const stall = await listen((s) => {
-    stalled.push(new Promise((resolve, reject) => {
-      const h = createHash('sha256');
-      let bytes = 0;
-      s.on('data', (c: Buffer) => {
-        h.update(c);
-        bytes += c.length;
-        s.pause();
-        setTimeout(() => s.resume(), 10);
-      });
-      s.on('end', () => { s.end(); resolve({ digest: h.digest('hex'), bytes }); });
-      s.on('error', reject);
-    }));
-  });
+  const stall = await listen((s) => { stalled.push(slowRead(s, { every: 1, pauseMs: 10 })); s.on('end', () => s.end()); });
   const port = (x: Server) => (x.address() as AddressInfo).port;
   origins = { sinkPort: port(sink), sourcePort: port(source), echoPort: port(echo), burstPort: port(burst), stallPort: port(stall), stalled, received, servers: [sink, source, echo, burst, stall] };
   g = await startGateway(`version: 1
@@ -186,31 +178,19 @@ describe('bulk relay', () => {
   it('a tunnel that moved a burst and then idles holds no pooled buffer; the next burst is bulk again and intact', async () => {
     const t = await openTunnel(g.port, `127.0.0.1:${origins.burstPort}`);
     assert.equal(t.status, 200);
-    const h = createHash('sha256');
     let got = 0;
     let sawBulk = false;
-    let n = 0;
-    const arrived = (want: number) => new Promise<void>((resolve) => {
-      const check = () => { if (got >= want) resolve(); else setTimeout(check, 5); };
-      check();
-    });
-    t.socket.on('data', (c: Buffer) => {
-      h.update(c);
-      got += c.length;
-      if (bulkBuffersInUse() > 0) sawBulk = true;
-      if (++n % 16 === 0) { t.socket.pause(); setTimeout(() => t.socket.resume(), 5); } // a slow reader
-    });
-    t.socket.resume();
-    await arrived(16 * MB);
+    const read = slowRead(t.socket, { onChunk: (c) => { got += c.length; if (bulkBuffersInUse() > 0) sawBulk = true; } });
+    while (got < 16 * MB) await new Promise((r) => setTimeout(r, 5));
     assert.ok(sawBulk, 'the first burst ran on a bulk buffer');
     // The tunnel stays open and idle: its buffer is back in the pool.
     await poolDrained();
     sawBulk = false;
     t.socket.write('x');
-    await new Promise<void>((r) => t.socket.once('end', () => r()));
-    assert.equal(got, 32 * MB);
+    const all = await read;
+    assert.equal(all.bytes, 32 * MB);
     const half = payload.subarray(0, 16 * MB);
-    assert.equal(h.digest('hex'), sha([half, half]), 'not one byte changed across the switches');
+    assert.equal(all.digest, sha([half, half]), 'not one byte changed across the switches');
     assert.ok(sawBulk, 'the second burst took a bulk buffer again');
     t.socket.end();
     await poolDrained();
