@@ -149,6 +149,23 @@ for (const make of BACKENDS) {
       assert.equal(other.body.items[0].last_time, null);
     });
 
+    it('a scoped admin gets full pages of its groups, however many newer rows of other groups there are', async () => {
+      // The scope used to be applied to a page after the database's LIMIT: newer rows of other
+      // groups filled the page, and the scoped admin got an empty one with a cursor.
+      for (let i = 0; i < 6; i++) c.bus.publish(decision(300 + i, 'deny', 'servers', 'paged.example.com'));
+      for (let i = 0; i < 12; i++) c.bus.publish(decision(400 + i, 'deny', 'laptops', 'paged.example.com'));
+      await recorder.flush();
+      const t = c.tokens['operator-scoped'];
+      const p1 = await c.call('GET', '/api/v1/events?host=paged.example.com&limit=4', { token: t });
+      assert.equal(p1.body.items.length, 4, JSON.stringify(p1.body));
+      assert.ok(p1.body.items.every((e: DecisionEvent) => e.group === 'servers'));
+      const p2 = await c.call('GET', `/api/v1/events?host=paged.example.com&limit=4&cursor=${p1.body.next}`, { token: t });
+      assert.equal(p2.body.items.length, 2);
+      assert.equal(p2.body.next, null);
+      const all = await c.call('GET', '/api/v1/events?host=paged.example.com&limit=100');
+      assert.equal(all.body.items.length, 18, 'an unscoped admin sees every group');
+    });
+
     it('stores alerts from the bus; operators acknowledge and resolve them', async () => {
       c.bus.publish({ v: 1, type: 'alert', time: new Date().toISOString(), id: 'al-1', detector: 'destination_drift', severity: 'high', device_id: 'dev-a', group: 'servers', summary: 'new destinations', evidence: { n: 5 }, suggested_action: 'look' });
       c.bus.publish({ v: 1, type: 'alert', time: new Date().toISOString(), id: 'al-2', detector: 'volume', severity: 'low', device_id: null, group: 'laptops', summary: 's', evidence: {}, suggested_action: 'x' });
@@ -163,6 +180,26 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/alerts/al-1/resolve', { token: c.tokens.operator })).body.state, 'resolved');
       assert.equal((await c.call('GET', '/api/v1/alerts?state=resolved')).body.items[0].resolved_by, 'operator');
       assert.equal((await c.call('POST', '/api/v1/alerts/nope/ack')).status, 404);
+    });
+
+    it('a scoped admin lists and handles only the alerts of its groups', async () => {
+      const base = { v: 1, type: 'alert', time: new Date().toISOString(), severity: 'medium', device_id: null, summary: 's', evidence: {}, suggested_action: 'x' } as const;
+      c.bus.publish({ ...base, id: 'sc-in', detector: 'volume', group: 'servers' });
+      c.bus.publish({ ...base, id: 'sc-out', detector: 'volume', group: 'laptops' });
+      c.bus.publish({ ...base, id: 'sc-none', detector: 'enrollment_surge', group: null });
+      await recorder.flush();
+      const t = c.tokens['operator-scoped'];
+      const mine = await c.call('GET', '/api/v1/alerts?state=open', { token: t });
+      assert.deepEqual(mine.body.items.map((a: { id: string }) => a.id), ['sc-in']);
+      assert.equal((await c.call('GET', '/api/v1/alerts?group=laptops', { token: t })).body.code, 'FORBIDDEN_SCOPE');
+      // An alert of no group (here an enrollment surge) is outside every scope.
+      const none = await c.call('POST', '/api/v1/alerts/sc-none/ack', { token: t });
+      assert.equal(none.status, 403);
+      assert.equal(none.body.code, 'FORBIDDEN_SCOPE');
+      assert.equal((await c.call('POST', '/api/v1/alerts/sc-in/ack', { token: t })).body.state, 'acknowledged');
+      const everything = await c.call('GET', '/api/v1/alerts?state=open', { token: c.tokens.operator });
+      assert.deepEqual(everything.body.items.map((a: { id: string }) => a.id).filter((id: string) => id.startsWith('sc-')).sort(), ['sc-none', 'sc-out']);
+      assert.equal((await c.call('POST', '/api/v1/alerts/sc-none/ack', { token: c.tokens.operator })).body.state, 'acknowledged');
     });
   });
 }

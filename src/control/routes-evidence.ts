@@ -39,19 +39,21 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
       const q = parse(eventsQuery, req.query, 'query');
       const scopes = ctx.scopeFilter(req);
       if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
-      const rows = await queryDecisions(ctx.store.db, { ...q, beforeSeq: q.cursor, limit: q.limit });
+      const rows = await queryDecisions(ctx.store.db, { ...q, groups: scopes, beforeSeq: q.cursor, limit: q.limit });
       const last = rows[rows.length - 1];
       // Each item is the stored decision event plus the store's count of identical decisions
       // folded into it (recorder.ts) and the time of the latest.
-      const items = rows
-        .filter((r) => scopes === undefined || (r.event.group !== null && scopes.includes(r.event.group)))
-        .map((r) => ({ ...r.event, repeats: r.repeats, last_time: r.lastTime === null ? null : new Date(r.lastTime).toISOString() }));
+      const items = rows.map((r) => ({ ...r.event, repeats: r.repeats, last_time: r.lastTime === null ? null : new Date(r.lastTime).toISOString() }));
       return { items, next: rows.length === q.limit && last ? encodeCursor(last.seq) : null };
     });
 
     app.get('/alerts', { config: { role: 'viewer' } }, async (req) => {
       const q = parse(alertsQuery, req.query, 'query');
-      const items = await listAlerts(ctx.store.db, { ...q, beforeTime: q.cursor, limit: q.limit });
+      // A scoped admin sees the alerts of its groups only; alerts of no group (enrollment and
+      // admin surges, TLS failures across groups) are outside every scope.
+      const scopes = ctx.scopeFilter(req);
+      if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
+      const items = await listAlerts(ctx.store.db, { ...q, groups: scopes, beforeTime: q.cursor, limit: q.limit });
       const last = items[items.length - 1];
       return { items, next: items.length === q.limit && last ? encodeCursor(last.time) : null };
     });
@@ -64,7 +66,9 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
         return ctx.act(req, { action: `alert.${verb}`, target: `alert:${p.id}` }, async (trx) => {
           const a = await getAlert(trx, p.id);
           if (!a) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no alert ${p.id}`);
+          // An alert of no group is outside every scope: only an unscoped admin handles it.
           if (a.group_name !== null) ctx.requireScope(req, a.group_name);
+          else if (ctx.scopeFilter(req) !== undefined) throw new ApiError(403, 'FORBIDDEN_SCOPE', 'this alert belongs to no group, so it is outside your scopes');
           if (a.state === 'resolved') throw new ApiError(409, 'CONFLICT', 'the alert is already resolved');
           if (a.state === state) throw new ApiError(409, 'CONFLICT', `the alert is already ${state}`);
           await setAlertState(trx, p.id, state, me);

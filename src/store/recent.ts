@@ -149,6 +149,8 @@ export interface DecisionQuery {
   readonly host?: string;
   readonly device?: string;
   readonly client?: string;
+  /** Restricts to these groups (an admin's scopes); undefined = all, [] = none. */
+  readonly groups?: readonly string[];
   readonly since?: number;
   readonly until?: number;
   /** Rows strictly older (lower seq) than this. */
@@ -165,6 +167,7 @@ export interface StoredDecision {
 }
 
 export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<StoredDecision[]> {
+  if (q.groups !== undefined && q.groups.length === 0) return [];
   let s = db.selectFrom('events').select(['seq', 'body', 'repeats', 'last_time']).orderBy('seq', 'desc').limit(q.limit);
   if (q.verdict !== undefined) s = s.where('verdict', '=', q.verdict);
   if (q.reason !== undefined) s = s.where('reason', '=', q.reason);
@@ -172,6 +175,10 @@ export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<Stored
   if (q.host !== undefined) s = s.where('host', '=', q.host);
   if (q.device !== undefined) s = s.where('device_id', '=', q.device);
   if (q.client !== undefined) s = s.where('client_ip', '=', q.client);
+  // In the query, not after it: filtering a page after LIMIT gave a scoped admin short or
+  // empty pages while older rows of its groups existed. Rows without a group (a client no
+  // group claims) belong to no scope.
+  if (q.groups !== undefined) s = s.where('group_name', 'in', [...q.groups]);
   // A row stands for a run of identical decisions from `time` to `last_time`: it matches a
   // range its run overlaps, so "did this device reach that host since 10:00" finds a run that
   // began at 09:59 and repeated at 10:00:30.
@@ -219,13 +226,16 @@ export async function insertAlert(db: Exec, e: AlertEvent): Promise<void> {
   }).onConflict((oc) => oc.column('id').doNothing()).execute();
 }
 
-export async function listAlerts(db: Exec, f: { state?: string; severity?: string; detector?: string; device?: string; group?: string; beforeTime?: number; limit: number }): Promise<Alert[]> {
+/** `groups`: restricts to alerts of these groups (an admin's scopes); undefined = all, including alerts of no group. */
+export async function listAlerts(db: Exec, f: { state?: string; severity?: string; detector?: string; device?: string; group?: string; groups?: readonly string[]; beforeTime?: number; limit: number }): Promise<Alert[]> {
+  if (f.groups !== undefined && f.groups.length === 0) return [];
   let q = db.selectFrom('alerts').selectAll().orderBy('time', 'desc').orderBy('id').limit(f.limit);
   if (f.state !== undefined) q = q.where('state', '=', f.state as AlertsTable['state']);
   if (f.severity !== undefined) q = q.where('severity', '=', f.severity);
   if (f.detector !== undefined) q = q.where('detector', '=', f.detector);
   if (f.device !== undefined) q = q.where('device_id', '=', f.device);
   if (f.group !== undefined) q = q.where('group_name', '=', f.group);
+  if (f.groups !== undefined) q = q.where('group_name', 'in', [...f.groups]);
   if (f.beforeTime !== undefined) q = q.where('time', '<', f.beforeTime);
   return (await q.execute()).map(toAlert);
 }
