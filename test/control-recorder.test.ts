@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { eventRow } from '../src/cli/remote-evidence.js';
 import { EventRecorder } from '../src/control/recorder.js';
 import { EventBus } from '../src/events/bus.js';
 import type { DecisionEvent } from '../src/events/catalogue.js';
@@ -114,6 +115,10 @@ for (const make of BACKENDS) {
       assert.match(String(nrm?.event.detail), /max_rows_per_client \(5 rows per window\).*in the sinks/);
       assert.equal(nrm?.event.port, null);
       assert.equal(overflow.find((x) => x.event.reason === 'address_denied')?.repeats, 0);
+      // `chokepoint events` says what the row is, rather than `?:?`; named rows keep host:port.
+      assert.equal(eventRow({ ...nrm?.event, repeats: nrm?.repeats, last_time: null }).destination, '(over row budget: many)');
+      assert.equal(eventRow({ ...named[0]?.event, repeats: 0, last_time: null }).destination, `${named[0]?.event.host}:443`);
+      assert.equal(eventRow({ ...named[0]?.event, host: null, port: null, reason: 'header_timeout', repeats: 0, last_time: null }).destination, '-', 'refused before a target was known');
       assert.equal((await queryDecisions(store.db, { device: 'dev-quiet', limit: 1000 })).length, 3, 'another device is not charged');
       // The next window: budgets start again.
       await sleep(350);
@@ -154,6 +159,18 @@ for (const make of BACKENDS) {
       bus.publish(decision('late.queue.example.com'));
       await r.flush();
       assert.deepEqual((await rows('late.queue.example.com')).map((x) => x.repeats), [0]);
+    });
+
+    it('a decision refused by a full queue is not charged to its client\'s row budget', async () => {
+      const { r, bus } = recorder({ maxRowsPerClient: 10_001 });
+      for (let i = 0; i < 10_000; i++) bus.publish(decision(`b${i}.budget.example.com`, { device_id: 'dev-budget' }));
+      for (let i = 0; i < 5; i++) bus.publish(decision(`refused${i}.budget.example.com`, { device_id: 'dev-budget' }));
+      assert.equal(r.dropped, 5, 'the queue (10,000) was full');
+      await r.flush();
+      // 10,000 rows charged of 10,001: one more distinct decision is still stored by name.
+      bus.publish(decision('after.budget.example.com', { device_id: 'dev-budget' }));
+      await r.flush();
+      assert.equal((await rows('after.budget.example.com')).length, 1);
     });
 
     it('counts what a failed append loses, and stores the next decision of that run anew', async () => {

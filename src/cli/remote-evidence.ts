@@ -1,6 +1,7 @@
 /** `chokepoint token|audit|alert|events …` (control API client). */
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
+import { OVERFLOW_DETAIL } from '../control/recorder.js';
 import { verifyChain, type ChainedEntry } from '../store/audit-chain.js';
 import { action, ApiClient, CliError, out, remote, table, when, type RemoteFlags } from './client.js';
 
@@ -78,10 +79,7 @@ export function registerEvidenceCommands(program: Command): void {
       if (f.since) q.set('since', String(instant('--since', f.since)));
       if (f.until) q.set('until', String(instant('--until', f.until)));
       const r = await new ApiClient(f).call('GET', `/api/v1/events?${q}`);
-      out(f, r, () => table(r.items.map((e: Record<string, unknown>) => ({
-        time: when(Date.parse(String(e.time))), last: e.last_time === null ? null : when(Date.parse(String(e.last_time))), repeats: e.repeats,
-        verdict: e.verdict, reason: e.reason, group: e.group, who: e.device_id ?? e.client_ip, destination: `${String(e.host ?? '?')}:${String(e.port ?? '?')}`, rule: e.rule,
-      })), ['time', 'last', 'repeats', 'verdict', 'reason', 'group', 'who', 'destination', 'rule']));
+      out(f, r, () => table(r.items.map(eventRow), ['time', 'last', 'repeats', 'verdict', 'reason', 'group', 'who', 'destination', 'rule']));
     }));
 
   const alert = program.command('alert').description('anomaly alerts (control API client)');
@@ -99,4 +97,21 @@ export function registerEvidenceCommands(program: Command): void {
         out(f, r, () => `alert ${r.id}: ${r.state}`);
       }));
   }
+}
+
+/**
+ * One row of `chokepoint events`' table. A decision refused before its target was known (a
+ * malformed request, a header timeout) has no destination: `-`. A client's decisions past its
+ * row budget are counted on one row with no destination either: it says so, because `?:?`
+ * read as a bug and hid that the row stands for many destinations (`--json` has the detail).
+ */
+export function eventRow(e: Record<string, unknown>): Record<string, unknown> {
+  const overflow = typeof e.detail === 'string' && e.detail.startsWith(OVERFLOW_DETAIL);
+  const destination = overflow ? '(over row budget: many)'
+    : e.host === null || e.host === undefined ? '-'
+    : e.port === null || e.port === undefined ? String(e.host) : `${String(e.host)}:${String(e.port)}`;
+  return {
+    time: when(Date.parse(String(e.time))), last: e.last_time === null || e.last_time === undefined ? null : when(Date.parse(String(e.last_time))), repeats: e.repeats,
+    verdict: e.verdict, reason: e.reason, group: e.group, who: e.device_id ?? e.client_ip, destination, rule: e.rule,
+  };
 }

@@ -76,10 +76,13 @@ const clientOf = (e: DecisionEvent): string => e.device_id ?? e.client_ip;
  * per client, verdict and reason, so a device spraying random names still shows as "device X,
  * deny no_rule_matched, N times" without pushing other devices' rows out of the window.
  */
+/** How an overflow row's `detail` begins (readers such as `chokepoint events` recognize the row by it). */
+export const OVERFLOW_DETAIL = 'over recent_decisions.max_rows_per_client';
+
 function overflowRow(e: DecisionEvent, budget: number): DecisionEvent {
   return {
     ...e, method: null, host: null, port: null, address: null, rule: null, sni: null, tls_version: null, address_class: null,
-    detail: `over recent_decisions.max_rows_per_client (${budget} rows per window): this client's further distinct ${e.verdict} ${e.reason} decisions are counted here (repeats), not stored one by one; every one is in the sinks`,
+    detail: `${OVERFLOW_DETAIL} (${budget} rows per window): this client's further distinct ${e.verdict} ${e.reason} decisions are counted here (repeats), not stored one by one; every one is in the sinks`,
   };
 }
 
@@ -112,15 +115,18 @@ export class EventRecorder {
         let row: DecisionEvent = e;
         let key = this.#fold(e);
         if (key === null) { this.#schedule(); return; }
+        const full = this.#decisions.length >= MAX_PENDING;
         if (key !== '') {
-          const over = this.#overBudget(e);
+          // A row the full queue refuses is not charged: the store failing for a while must
+          // not leave clients over budget once it recovers.
+          const over = this.#overBudget(e, !full);
           if (over !== null) {
             if (this.#countOn(over)) { this.#schedule(); return; }
             row = overflowRow(e, this.#budget);
             key = over;
           }
         }
-        if (this.#decisions.length >= MAX_PENDING) { this.dropped++; return; }
+        if (full) { this.dropped++; return; }
         this.#decisions.push(row);
         // Only a decision that is queued for storage may take repeats.
         if (key !== '') this.#remember(key, row.id);
@@ -157,16 +163,16 @@ export class EventRecorder {
   }
 
   /**
-   * Charges a new row to its client's budget; over budget, answers the key of the client's
+   * Charges a new row to its client's budget (when `charge`); over budget, answers the key of the client's
    * overflow row for this verdict and reason instead (the row is not charged again).
    */
-  #overBudget(e: DecisionEvent): string | null {
+  #overBudget(e: DecisionEvent, charge: boolean): string | null {
     if (this.#budget <= 0) return null;
     const client = clientOf(e);
     const n = this.#rowsByClient.get(client) ?? 0;
     if (n >= this.#budget) return `\u0001overflow\u0000${client}\u0000${e.verdict}\u0000${e.reason}\u0000${e.group}`;
     // Bounded like the fold table: past it, new clients go uncounted until the next sweep.
-    if (n > 0 || this.#rowsByClient.size < this.#maxFolds) this.#rowsByClient.set(client, n + 1);
+    if (charge && (n > 0 || this.#rowsByClient.size < this.#maxFolds)) this.#rowsByClient.set(client, n + 1);
     return null;
   }
 
