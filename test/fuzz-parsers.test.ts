@@ -142,6 +142,8 @@ function refHead(s: string, max: number, request: boolean): Ref {
     if (cl !== null && !(/^[0-9]+$/.test(cl) && BigInt(cl) <= BigInt(Number.MAX_SAFE_INTEGER))) {
       return { kind: 'error', reason: cl.includes(',') ? 'request_smuggling' : 'bad_request' };
     }
+    const named = headers.filter(([name]) => name === 'connection').flatMap(([, , v]) => v.split(',').map((t) => t.replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase()));
+    if (named.some((t) => t === 'content-length' || t === 'transfer-encoding' || t === 'host')) return { kind: 'error', reason: 'request_smuggling' };
   }
   return { kind: 'ok', start: first, headers, headLength: end + 4 };
 }

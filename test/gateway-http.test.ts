@@ -149,6 +149,36 @@ describe('absolute-form forwarding', () => {
     c.close();
   });
 
+  it('sends the origin the Host it decided on, not the client\'s spelling of it (RFC 9112 §3.2.2)', async () => {
+    // Each spelling normalizes to http.test, so each passes the Host check; forwarded raw, a
+    // soft hyphen (dropped by IDNA mapping), a trailing dot or odd case could select another
+    // virtual host (or the default one) on a shared origin.
+    for (const spelling of [`http.tes\u00adt:${P.http}`, `HTTP.test.:${P.http}`]) {
+      const c = await RawClient.connect(g.port);
+      c.write(Buffer.from(`GET http://http.test:${P.http}/vhost HTTP/1.1\r\nX-Before: 1\r\nHost: ${spelling}\r\n\r\n`, 'latin1'));
+      const h = await c.head();
+      assert.equal(h.status, 200, spelling);
+      const echoed = JSON.parse(h.body) as { headers: Record<string, string>; rawHeaders?: string[] };
+      assert.equal(echoed.headers.host, `http.test:${P.http}`, spelling);
+      c.close();
+    }
+  });
+
+  it('refuses a response whose Connection header names its own framing (the client connection would desynchronize)', async () => {
+    const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end('HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\nok')); });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const port = (bad.address() as AddressInfo).port;
+    g.setPolicy(basePolicy({ ...P, http: port }));
+    try {
+      const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
+      assert.equal(r.status, 502);
+      assert.equal(r.reason, 'upstream_bad_response');
+    } finally {
+      g.setPolicy(basePolicy(P));
+      bad.close();
+    }
+  });
+
   it('answers 502 upstream_bad_response when the origin speaks garbage', async () => {
     const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end('NOT HTTP AT ALL\r\n\r\n')); });
     await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
@@ -178,6 +208,14 @@ describe('request refusals', () => {
     ['an https:// absolute-form request', () => `GET https://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\n\r\n`, 400, 'unsupported_scheme'],
     ['a Host header naming another host', () => `GET http://${H()}/ HTTP/1.1\r\nHost: other.test:${P.http}\r\n\r\n`, 400, 'host_mismatch'],
     ['Content-Length with Transfer-Encoding', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'request_smuggling'],
+    // Connection names a field, so a proxy removes it (RFC 9110 §7.6.1): without its
+    // Content-Length the body would reach the origin as a second request, to any Host.
+    ['a Connection header naming Content-Length (the body would become a smuggled request)', () => {
+      const inner = `GET /secret HTTP/1.1\r\nHost: secret.test:${P.http}\r\n\r\n`;
+      return `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nConnection: keep-alive, Content-Length\r\nContent-Length: ${inner.length}\r\n\r\n${inner}`;
+    }, 400, 'request_smuggling'],
+    ['a Connection header naming Transfer-Encoding', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'request_smuggling'],
+    ['a Connection header naming Host', () => `GET http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nConnection: close, host\r\n\r\n`, 400, 'request_smuggling'],
     ['duplicate Content-Length', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello`, 400, 'request_smuggling'],
     ['a transfer coding other than chunked', () => `POST http://${H()}/ HTTP/1.1\r\nHost: ${H()}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n`, 400, 'request_smuggling'],
     ['a bare LF line ending', () => `GET http://${H()}/ HTTP/1.1\nHost: ${H()}\r\n\r\n`, 400, 'bad_request'],

@@ -14,7 +14,7 @@ import { ChunkedScanner } from './chunked.js';
 import type { ClientOwner, ProxyConnection } from './connection.js';
 import { dial } from './dialer.js';
 import {
-  connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming,
+  checkResponseConnection, connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming,
   serializeRequestHead, serializeResponseHead, wantsClose,
   type Header, type RequestHead, type ResponseHead,
 } from './http1.js';
@@ -235,8 +235,9 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
         continue;
       }
       const f = responseFraming(h, this.head.method);
-      if (f.kind === 'error') {
-        this.a.detail = f.detail;
+      const named = f.kind === 'error' ? null : checkResponseConnection(h);
+      if (f.kind === 'error' || named !== null) {
+        this.a.detail = f.kind === 'error' ? f.detail : named;
         this.#badUpstream();
         return;
       }
@@ -367,16 +368,19 @@ function forwardable(headers: readonly Header[], tokens: ReadonlySet<string>): H
 }
 
 function serializeRequest(head: RequestHead, path: string, dest: Destination, chunked: boolean): Buffer {
+  // RFC 9112 §3.2.2: a proxy MUST replace the Host of an absolute-form request with the
+  // target's authority. The client's Host was only compared after normalization (case, a
+  // trailing dot, IDNA mapping: `allowed.tes\u00adt` maps to `allowed.test`); forwarding its raw
+  // spelling would let the origin pick a virtual host other than the one decided.
+  // It goes first, as user agents send it (RFC 9112 §3.2).
+  const h = dest.kind === 'ipv6' ? `[${dest.host}]` : dest.host;
+  const host: Header = { name: 'host', raw: 'Host', value: dest.port === 80 ? h : `${h}:${dest.port}` };
   const extra: [string, string][] = [];
-  if (getHeader(head, 'host') === undefined) {
-    const h = dest.kind === 'ipv6' ? `[${dest.host}]` : dest.host;
-    extra.push(['host', dest.port === 80 ? h : `${h}:${dest.port}`]);
-  }
   // Transfer-Encoding is hop-by-hop, but the chunked body is forwarded as it came.
   if (chunked) extra.push(['transfer-encoding', 'chunked']);
   // RFC 9110 §7.6.3: a proxy MUST send Via.
   extra.push(['via', '1.1 chokepoint']);
-  return serializeRequestHead(head.method, path, forwardable(head.headers, connectionTokens(head)), extra);
+  return serializeRequestHead(head.method, path, [host, ...forwardable(head.headers, connectionTokens(head)).filter((x) => x.name !== 'host')], extra);
 }
 
 function serializeResponse(head: ResponseHead, close: boolean, dechunked = false): Buffer {

@@ -337,9 +337,11 @@ function checkRequestFraming(h: RequestHead): ParseResult<RequestHead> | null {
   let cl: string | null = null;
   let te: string | null = null;
   let hosts = 0;
+  let connection = false;
   for (const x of h.headers) {
     const name = x.name;
-    if (name === 'content-length') {
+    if (name === 'connection') connection = true;
+    else if (name === 'content-length') {
       // Even identical repeated values are refused from clients: RFC 9110 §8.6 lets a
       // recipient merge them, but a peer that does not is how CL.CL smuggling works.
       if (cl !== null) return smuggling('more than one Content-Length header');
@@ -360,6 +362,25 @@ function checkRequestFraming(h: RequestHead): ParseResult<RequestHead> | null {
     if (cl.includes(',')) return smuggling('Content-Length with a list of values');
     return { kind: 'error', reason: 'bad_request', detail: 'invalid Content-Length' };
   }
+  if (connection) {
+    // RFC 9110 §7.6.1 has a proxy remove the fields that Connection names. Naming the framing
+    // or the Host would have us forward the body without its Content-Length, so the origin
+    // reads that body as a second request, to any virtual host: smuggling through the proxy.
+    for (const t of connectionTokens(h)) if (FRAMING_FIELDS.has(t)) return smuggling(`Connection names ${t}, a field the framing or the decision depends on`);
+  }
+  return null;
+}
+
+/** Fields a Connection header may never name (see checkRequestFraming and checkResponseConnection). */
+const FRAMING_FIELDS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
+/**
+ * The response side of the same check: an origin whose Connection header names Content-Length
+ * or Transfer-Encoding would have the proxy strip its framing and desynchronize the client's
+ * kept-alive connection. Answers the problem, or null.
+ */
+export function checkResponseConnection(h: ResponseHead): string | null {
+  for (const t of connectionTokens(h)) if (FRAMING_FIELDS.has(t)) return `the response's Connection header names ${t}`;
   return null;
 }
 
