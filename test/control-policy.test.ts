@@ -177,20 +177,58 @@ for (const make of BACKENDS) {
     after(async () => { await c.close(); await b2.cleanup(); });
 
     it('a version needs a different security-admin to approve it before apply', async () => {
-      const v = await c.call('POST', '/api/v1/policy/versions', { body: { text: policyText(), reason: 'needs approval' } });
+      // security-admin-2 was created by the bootstrap admin ("security-admin" here), which did
+      // not create itself: it may approve security-admin-2's versions.
+      const sa2 = c.tokens['security-admin-2'];
+      const v = await c.call('POST', '/api/v1/policy/versions', { token: sa2, body: { text: policyText(), reason: 'needs approval' } });
       const early = await c.call('POST', '/api/v1/policy/apply', { body: { version: v.body.version } });
       assert.equal(early.status, 409);
       assert.equal(early.body.code, 'POLICY_APPROVAL_REQUIRED');
-      const self = await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`);
+      const self = await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`, { token: sa2 });
       assert.equal(self.status, 403);
       assert.equal(self.body.code, 'POLICY_SELF_APPROVAL');
       assert.equal((await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`, { token: c.tokens.operator })).status, 403);
-      const ok = await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`, { token: c.tokens['security-admin-2'] });
+      const ok = await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`);
       assert.equal(ok.status, 200);
-      assert.deepEqual(ok.body.approvals, ['security-admin-2']);
+      assert.deepEqual(ok.body.approvals, ['admin']);
       const applied = await c.call('POST', '/api/v1/policy/apply', { body: { version: v.body.version } });
       assert.equal(applied.status, 200);
       assert.equal((await c.call('GET', '/api/v1/policy/state')).body.two_person, true);
+    });
+
+    it('one person cannot be two: no approval by an admin the author created or that was created after the proposal, no tokens for another security-admin', async () => {
+      const sa2 = c.tokens['security-admin-2'];
+      // The bootstrap admin created security-admin-2 and held its first token.
+      const v = await c.call('POST', '/api/v1/policy/versions', { body: { text: policyText(['mine.example.com']), reason: 'by the creator' } });
+      const byChild = await c.call('POST', `/api/v1/policy/versions/${v.body.version}/approve`, { token: sa2 });
+      assert.equal(byChild.status, 403);
+      assert.equal(byChild.body.code, 'POLICY_SELF_APPROVAL');
+      assert.match(byChild.body.message, /created .* by admin/);
+      // Through a grandchild: security-admin-2 creates one (it cannot approve security-admin-2's
+      // versions either), and nobody created after a proposal approves it.
+      const w = await c.call('POST', '/api/v1/policy/versions', { token: sa2, body: { text: policyText(['sa2.example.com']), reason: 'sa2' } });
+      const puppet = await c.call('POST', '/api/v1/admins', { token: sa2, body: { name: 'puppet', role: 'security-admin' } });
+      assert.equal(puppet.status, 201);
+      const late = await c.call('POST', `/api/v1/policy/versions/${w.body.version}/approve`, { token: puppet.body.token });
+      assert.equal(late.body.code, 'POLICY_SELF_APPROVAL');
+      assert.match(late.body.message, /created after version/);
+      const w2 = await c.call('POST', '/api/v1/policy/versions', { token: sa2, body: { text: policyText(['sa2b.example.com']), reason: 'sa2 again' } });
+      const grand = await c.call('POST', `/api/v1/policy/versions/${w2.body.version}/approve`, { token: puppet.body.token });
+      assert.equal(grand.body.code, 'POLICY_SELF_APPROVAL');
+      const v3 = await c.call('POST', '/api/v1/policy/versions', { body: { text: policyText(['root3.example.com']), reason: 'root again' } });
+      const grandOfRoot = await c.call('POST', `/api/v1/policy/versions/${v3.body.version}/approve`, { token: puppet.body.token });
+      assert.equal(grandOfRoot.body.code, 'POLICY_SELF_APPROVAL');
+      assert.match(grandOfRoot.body.message, /through other admins\) by admin/, 'the bootstrap admin created its creator');
+      // Acting as another security-admin through a fresh token is refused; for oneself, a viewer or an operator it is not.
+      const imp = await c.call('POST', '/api/v1/admins/security-admin-2/tokens', { body: {} });
+      assert.equal(imp.status, 403);
+      assert.equal(imp.body.code, 'FORBIDDEN_ROLE');
+      assert.equal((await c.call('POST', '/api/v1/admins/security-admin-2/tokens', { token: sa2, body: {} })).status, 201);
+      assert.equal((await c.call('POST', '/api/v1/admins/operator/tokens', { body: {} })).status, 201);
+      const state = await c.call('GET', `/api/v1/policy/versions/${v.body.version}`);
+      assert.equal(state.status, 200);
+      const apply = await c.call('POST', '/api/v1/policy/apply', { body: { version: v.body.version } });
+      assert.equal(apply.body.code, 'POLICY_APPROVAL_REQUIRED', 'none of those approvals counted');
     });
   });
 }

@@ -8,6 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { buildControlServer } from '../src/control/index.js';
 import { EventBus } from '../src/events/bus.js';
 import { ERROR_CODES } from '../src/core/errors.js';
+import { insertAdmin, insertToken } from '../src/store/admins.js';
 import { startControl, type TestControl } from './helpers/control.js';
 import { BACKENDS, sqliteBackend } from './helpers/store.js';
 
@@ -104,6 +105,33 @@ for (const make of BACKENDS) {
       assert.equal(ok.status, 200);
       const dev = await c.store.db.selectFrom('devices').select('state').where('id', '=', 'dev-out').executeTakeFirstOrThrow();
       assert.equal(dev.state, 'active', 'the refused change did not happen');
+    });
+
+    it('a security-admin cannot be scoped; one scoped before that cannot act globally', async () => {
+      const r = await c.call('POST', '/api/v1/admins', { body: { name: 'kiosk-admin', role: 'security-admin', scopes: ['servers'] } });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.code, 'VALIDATION_FAILED');
+      assert.equal(r.body.problems[0].path, 'body.scopes');
+      assert.equal((await c.call('POST', '/api/v1/admins', { body: { name: 'bad-scope', role: 'viewer', scopes: ['a\u0000b'] } })).status, 400, 'scopes are group names');
+      // A row from before: scoped, security-admin.
+      const legacy = await insertAdmin(c.store.db, { name: 'legacy-scoped', role: 'security-admin', scopes: ['servers'], createdBy: 'admin' });
+      const t = await insertToken(c.store.db, { adminId: legacy.id, label: null, ttlMs: 60_000 });
+      for (const [m, u, body] of [['POST', '/api/v1/admins', { name: 'escalated', role: 'security-admin' }], ['GET', '/api/v1/tokens', undefined], ['POST', '/api/v1/admins/admin/tokens', {}]] as const) {
+        const a = await c.call(m, u, { token: t.token, body });
+        assert.equal(a.status, 403, `${m} ${u}`);
+        assert.equal(a.body.code, 'FORBIDDEN_SCOPE');
+      }
+      assert.ok(!(await c.call('GET', '/api/v1/admins')).body.items.some((a: { name: string }) => a.name === 'escalated'), 'the refused create did not happen');
+      const audit = await c.call('GET', '/api/v1/audit?limit=5000');
+      assert.ok(audit.body.items.some((e: { actor: string; result: string; detail: string | null }) => e.actor === 'legacy-scoped' && e.result === 'denied' && /FORBIDDEN_SCOPE/.test(String(e.detail))));
+    });
+
+    it('no token for a disabled admin', async () => {
+      await c.call('POST', '/api/v1/admins', { body: { name: 'gone', role: 'viewer' } });
+      assert.equal((await c.call('POST', '/api/v1/admins/gone/disable')).status, 200);
+      const r = await c.call('POST', '/api/v1/admins/gone/tokens', { body: {} });
+      assert.equal(r.status, 409);
+      assert.equal(r.body.code, 'CONFLICT');
     });
 
     it('malformed requests get the envelope with a stable code and no internal text', async () => {

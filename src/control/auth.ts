@@ -63,6 +63,12 @@ export function installAuth(app: FastifyInstance, ctx: ControlContext): void {
       await ctx.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: null, result: 'denied', detail: `FORBIDDEN_ROLE: needs ${role}` });
       throw new ApiError(403, 'FORBIDDEN_ROLE', `this action needs the ${role} role; you are ${who.admin.role}`);
     }
+    if (role === 'security-admin' && who.admin.scopes !== null) {
+      // Policy, admins and tokens belong to no group. Scoped security-admins can no longer be
+      // created; one made before that must not act globally as if its scope were a limit.
+      await ctx.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: null, result: 'denied', detail: 'FORBIDDEN_SCOPE: a scoped security-admin' });
+      throw new ApiError(403, 'FORBIDDEN_SCOPE', 'security-admin actions are global and your admin has scopes: an unscoped security-admin must re-create it without scopes');
+    }
   });
 }
 

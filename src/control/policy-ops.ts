@@ -6,6 +6,7 @@
  */
 import type { Transaction } from 'kysely';
 import { loadPolicyOffThread } from '../policy/index.js';
+import { getAdminByName, type Admin } from '../store/admins.js';
 import { casState, getState, getVersion, insertVersion, listApprovals, markApplied, type PolicyState, type PolicyVersion } from '../store/policies.js';
 import type { DB } from '../store/schema.js';
 import type { ControlContext, Who } from './context.js';
@@ -30,11 +31,35 @@ export async function approve(ctx: ControlContext, who: Who, version: number): P
     if (!v) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no policy version ${version}`);
     // The two-person rule is only worth something if the second person is a different one.
     if (v.author_id !== null && v.author_id === who.actorId) throw new ApiError(403, 'POLICY_SELF_APPROVAL');
+    // Whoever creates an admin holds its first token, so an admin the author created — directly
+    // or through admins it created — is not a second person; nor is one created after the
+    // proposal (the obvious way for one person to make a second). What remains (admins made
+    // beforehand by a common creator) is in the audit log and the README: two-person control
+    // is as strong as the hand-over of each security-admin's first token.
+    const me = await getAdminByName(trx, who.actor);
+    if (me !== null && me.created_at >= v.created_at) {
+      throw new ApiError(403, 'POLICY_SELF_APPROVAL', `you were created after version ${version} was proposed; a later version can be approved by you`);
+    }
+    if (await createdBy(trx, who.actor, v.author)) {
+      throw new ApiError(403, 'POLICY_SELF_APPROVAL', `you were created (directly or through other admins) by ${v.author}, the author of version ${version}, who held your first token`);
+    }
     await trx.insertInto('policy_approvals').values({ version, approver_id: who.actorId ?? who.actor, approver: who.actor, created_at: Date.now() })
       .onConflict((oc) => oc.columns(['version', 'approver_id']).doNothing()).execute();
     const approvals = (await listApprovals(trx, version)).map((a) => a.approver);
     return { value: { version, approvals }, after: { approvals } };
   });
+}
+
+/** Whether `author` is in the chain of admins that created `approver` (names; bounded walk). */
+async function createdBy(trx: Transaction<DB>, approver: string, author: string): Promise<boolean> {
+  let name: string | null = approver;
+  for (let depth = 0; name !== null && depth < 64; depth++) {
+    const a: Admin | null = await getAdminByName(trx, name);
+    if (a === null || a.created_by === null || a.created_by === name) return false;
+    if (a.created_by === author) return true;
+    name = a.created_by;
+  }
+  return false;
 }
 
 async function requireApproval(ctx: ControlContext, trx: Transaction<DB>, v: PolicyVersion): Promise<void> {

@@ -4,15 +4,21 @@ import { z } from 'zod';
 import { DEFAULT_TOKEN_TTL_MS, getAdminByName, insertAdmin, insertToken, listAdmins, listTokens, ROLES } from '../store/admins.js';
 import type { ControlContext } from './context.js';
 import { ApiError, parse } from './errors.js';
-import { duration, name, uuid } from './validate.js';
+import { duration, groupName, name, uuid } from './validate.js';
 
 const DAY = 86_400_000;
 const createBody = z.strictObject({
   name,
   role: z.enum(ROLES as [string, ...string[]]),
-  scopes: z.array(z.string().min(1).max(128)).max(100).nullable().optional(),
+  scopes: z.array(groupName).max(100).nullable().optional(),
   token_ttl: duration(60_000, 366 * DAY).optional(),
   label: z.string().max(100).optional(),
+}).superRefine((b, c) => {
+  // A security-admin's powers (policy, admins, tokens) are global: a scope on one would read as
+  // a limit that nothing enforces. Scopes limit viewers and operators to device groups.
+  if (b.role === 'security-admin' && b.scopes !== null && b.scopes !== undefined) {
+    c.addIssue({ code: 'custom', path: ['scopes'], message: 'a security-admin acts on policy, admins and tokens, which belong to no group: scopes apply to viewer and operator' });
+  }
 });
 const tokenBody = z.strictObject({ token_ttl: duration(60_000, 366 * DAY).optional(), label: z.string().max(100).optional() });
 const nameParams = z.strictObject({ name });
@@ -43,9 +49,17 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
     app.post('/admins/:name/tokens', { config: { role: 'security-admin' } }, async (req, reply) => {
       const p = parse(nameParams, req.params, 'params');
       const b = parse(tokenBody, req.body ?? {}, 'body');
+      const me = ctx.actorOf(req).admin;
       const out = await ctx.act(req, { action: 'token.create', target: `admin:${p.name}` }, async (trx) => {
         const admin = await getAdminByName(trx, p.name);
         if (!admin) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${p.name}"`);
+        // A token for another security-admin lets its holder act as them, and approve policy as
+        // them: one person would satisfy the two-person rule, and the audit log would name the
+        // wrong admin. Lost tokens of a security-admin: disable it and create a new one.
+        if (admin.id !== me.id && admin.role === 'security-admin') {
+          throw new ApiError(403, 'FORBIDDEN_ROLE', 'you may issue tokens for yourself, viewers and operators, not for another security-admin');
+        }
+        if (admin.disabled_at !== null) throw new ApiError(409, 'CONFLICT', `admin "${admin.name}" is disabled`);
         const t = await insertToken(trx, { adminId: admin.id, label: b.label ?? null, ttlMs: b.token_ttl ?? DEFAULT_TOKEN_TTL_MS });
         return { value: { name: admin.name, token: t.token, token_id: t.id, expires_at: t.expires_at }, after: { token_id: t.id, expires_at: t.expires_at } };
       });
