@@ -95,6 +95,24 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/devices/dev-c/approve')).status, 409);
     });
 
+    it('a scoped admin lists the enrollment requests of its groups, however many newer ones other groups have', async () => {
+      const now = Date.now();
+      await c.store.db.insertInto('devices').values({ id: 'dev-req-out', group_name: 'laptops', asset_id: null, tags: '[]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null }).execute();
+      await c.store.db.insertInto('enrollment_requests').values(Array.from({ length: 3 }, (_, i) => (
+        { id: randomUUID(), device_id: 'dev-req-out', token_id: 'tok', spki_sha256: String(i).repeat(64), csr_der: 'AAAA', state: 'denied' as const, decided_by: 'admin', decided_at: now, created_at: now + 1000 + i }))).execute();
+      const mine = await c.call('GET', '/api/v1/enrollment-requests?limit=1', { token: c.tokens['operator-scoped'] });
+      assert.equal(mine.body.items.length, 1, 'newer requests of another group no longer empty the page');
+      assert.equal(mine.body.items[0].group_name, 'servers');
+      assert.equal((await c.call('GET', '/api/v1/enrollment-requests?limit=1')).body.items[0].group_name, 'laptops');
+    });
+
+    it('the audit log is for unscoped admins (it covers every group)', async () => {
+      const r = await c.call('GET', '/api/v1/audit', { token: c.tokens['operator-scoped'] });
+      assert.equal(r.status, 403);
+      assert.equal(r.body.code, 'FORBIDDEN_SCOPE');
+      assert.equal((await c.call('GET', '/api/v1/audit', { token: c.tokens.viewer })).status, 200);
+    });
+
     it('enrollment tokens: plaintext once, only the hash stored, defaults 10m and 1 use, revocable', async () => {
       const t = await c.call('POST', '/api/v1/enrollment-tokens', { token: c.tokens.operator, body: { group: 'servers', asset_id: 'A-9' } });
       assert.equal(t.status, 201);

@@ -63,6 +63,13 @@ for (const make of BACKENDS) {
       assert.deepEqual(servers.removed, ['allow {host:"api.example.com"}']);
       const changed = Object.fromEntries(d.body.destinations.map((x: { host: string; to: { verdict: string } }) => [x.host, x.to.verdict]));
       assert.deepEqual(changed, { 'new.example.com': 'allow', 'api.example.com': 'deny' }, 'unchanged destinations are not listed');
+      // Another group's traffic is not replayed for an admin scoped to servers.
+      await insertDecisions(c.store.db, c.store.dialect, [decision('api.example.com', 443, 'laptops', '10.0.0.5')]);
+      const all = await c.call('GET', `/api/v1/policy/diff?to=${v2.body.version}`);
+      const scoped = await c.call('GET', `/api/v1/policy/diff?to=${v2.body.version}`, { token: c.tokens['operator-scoped'] });
+      assert.equal(scoped.status, 200);
+      assert.equal(scoped.body.replayed, all.body.replayed - 1);
+      assert.ok(scoped.body.destinations.every((x: { group: string }) => x.group === 'servers'));
 
       const hist = await c.call('GET', '/api/v1/policy/versions?limit=1');
       assert.equal(hist.body.items.length, 1);

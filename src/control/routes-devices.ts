@@ -109,9 +109,9 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
 
     app.get('/enrollment-requests', { config: { role: 'viewer' } }, async (req) => {
       const q = parse(z.strictObject({ state: z.enum(['pending', 'approved', 'denied', 'issued']).optional(), limit }), req.query, 'query');
-      const scopes = ctx.scopeFilter(req);
-      const items = await listEnrollmentRequests(ctx.store.db, { state: q.state, limit: q.limit });
-      return { items: scopes === undefined ? items : items.filter((r) => r.group_name !== null && scopes.includes(r.group_name)) };
+      // Scoped in the query: filtered after its LIMIT, newer requests of other groups left a
+      // scoped admin short or empty pages.
+      return { items: await listEnrollmentRequests(ctx.store.db, { state: q.state, groups: ctx.scopeFilter(req), limit: q.limit }) };
     });
   };
 }

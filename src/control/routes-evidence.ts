@@ -78,6 +78,12 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
     }
 
     app.get('/audit', { config: { role: 'viewer' } }, async (req) => {
+      // The log is one hash chain across every group and admin: a scoped admin would read other
+      // groups' devices and tokens in it, and a filtered copy could not be verified.
+      if (ctx.scopeFilter(req) !== undefined) {
+        await ctx.audit(req, { action: 'GET /api/v1/audit', target: null, result: 'denied', detail: 'FORBIDDEN_SCOPE: the audit log belongs to no group' });
+        throw new ApiError(403, 'FORBIDDEN_SCOPE', 'the audit log covers every group: it is for unscoped admins');
+      }
       const q = parse(z.strictObject({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(5000).default(100), actor: z.string().max(64).optional(), action: z.string().max(64).optional() }), req.query, 'query');
       const items = await listAudit(ctx.store.db, { afterSeq: q.after, limit: q.limit, actor: q.actor, action: q.action });
       const last = items[items.length - 1];

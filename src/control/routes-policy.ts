@@ -68,7 +68,7 @@ export function policyRoutes(ctx: ControlContext): FastifyPluginAsync {
       const fromText = from?.text ?? 'version: 1\ngroups: []\n';
       // Large policies are parsed on worker threads: the gateway shares this event loop.
       const [a, b] = await Promise.all([loadPolicyOffThread(fromText), loadPolicyOffThread(to.text)]);
-      const recent = await recentDestinations(ctx.store.db, REPLAY_DESTINATIONS);
+      const recent = await recentDestinations(ctx.store.db, REPLAY_DESTINATIONS, ctx.scopeFilter(req));
       const changes = a.ok && b.ok ? replayDestinations(a.policy, b.policy, recent) : [];
       return { from: from?.version ?? null, to: to.version, groups: ruleDiff(fromText, to.text), destinations: changes, replayed: recent.length };
     });

@@ -108,12 +108,15 @@ export async function revokeEnrollmentToken(db: Exec, id: string, now = Date.now
 
 export type EnrollmentRequest = Omit<EnrollmentRequestsTable, 'csr_der'>;
 
-export async function listEnrollmentRequests(db: Exec, f: { state?: EnrollmentRequestsTable['state']; limit: number }) {
+/** `groups`: only requests of devices in these groups (an admin's scopes); undefined = all, [] = none. */
+export async function listEnrollmentRequests(db: Exec, f: { state?: EnrollmentRequestsTable['state']; groups?: readonly string[]; limit: number }) {
+  if (f.groups !== undefined && f.groups.length === 0) return [];
   let q = db.selectFrom('enrollment_requests').leftJoin('devices', 'devices.id', 'enrollment_requests.device_id')
     .select(['enrollment_requests.id', 'enrollment_requests.device_id', 'enrollment_requests.token_id', 'enrollment_requests.spki_sha256', 'enrollment_requests.state',
       'enrollment_requests.decided_by', 'enrollment_requests.decided_at', 'enrollment_requests.created_at', 'devices.group_name', 'devices.asset_id'])
     .orderBy('enrollment_requests.created_at', 'desc').limit(f.limit);
   if (f.state !== undefined) q = q.where('enrollment_requests.state', '=', f.state);
+  if (f.groups !== undefined) q = q.where('devices.group_name', 'in', [...f.groups]);
   return (await q.execute()).map((r) => ({ ...r, created_at: Number(r.created_at), decided_at: r.decided_at === null ? null : Number(r.decided_at) }));
 }
 

@@ -191,10 +191,14 @@ export async function queryDecisions(db: Exec, q: DecisionQuery): Promise<Stored
   }));
 }
 
-/** Distinct recent (group, host, port) triples, newest first, for replay in policy diffs. */
-export async function recentDestinations(db: Exec, limit: number): Promise<Pick<EventsTable, 'group_name' | 'host' | 'port' | 'client_ip'>[]> {
-  const rows = await db.selectFrom('events').select(['group_name', 'host', 'port', 'client_ip', 'body'])
-    .where('host', 'is not', null).where('port', 'is not', null).orderBy('seq', 'desc').limit(limit * 10).execute();
+/** Distinct recent (group, host, port) triples, newest first, for replay in policy diffs; `groups` restricts them (undefined = all). */
+export async function recentDestinations(db: Exec, limit: number, groups?: readonly string[]): Promise<Pick<EventsTable, 'group_name' | 'host' | 'port' | 'client_ip'>[]> {
+  if (groups !== undefined && groups.length === 0) return [];
+  let q = db.selectFrom('events').select(['group_name', 'host', 'port', 'client_ip', 'body'])
+    .where('host', 'is not', null).where('port', 'is not', null);
+  // An admin's scopes: another group's traffic is not its to see, even replayed in a diff.
+  if (groups !== undefined) q = q.where('group_name', 'in', [...groups]);
+  const rows = await q.orderBy('seq', 'desc').limit(limit * 10).execute();
   const seen = new Set<string>();
   const out: Pick<EventsTable, 'group_name' | 'host' | 'port' | 'client_ip'>[] = [];
   for (const r of rows) {
