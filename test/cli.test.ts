@@ -201,6 +201,18 @@ describe('chokepoint policy', () => {
   });
 });
 
+describe('control API client', () => {
+  it('refuses plain http:// to anything but loopback before sending the token', async () => {
+    const { ApiClient } = await import('../src/cli/client.js');
+    for (const server of ['http://192.0.2.10:8080', 'http://gw.example.com', 'http://[2001:db8::1]:8080', 'http://10.0.0.1']) {
+      assert.throws(() => new ApiClient({ server, token: 'cpa_x' }), (e: Error & { code?: string }) => e.code === 'USAGE' && /clear text/.test(e.message), server);
+    }
+    for (const server of ['http://127.0.0.1:8080', 'http://localhost:8080', 'http://[::1]:8080', 'http://127.1:8080', 'https://gw.example.com']) {
+      assert.doesNotThrow(() => new ApiClient({ server, token: 'cpa_x' }), server);
+    }
+  });
+});
+
 describe('chokepoint config check', () => {
   it('reports unknown keys and bad values by path', async () => {
     const file = join(dir, 'c.yaml');

@@ -4,6 +4,7 @@
  * line with its stable code; nothing is retried behind the user's back (a retried POST could
  * apply a policy twice).
  */
+import { isIPv4 } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -45,6 +46,11 @@ export class ApiClient {
     let u: URL;
     try { u = new URL(raw); } catch { throw new CliError('USAGE', `--server: "${raw}" is not a URL`, 2); }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError('USAGE', '--server must be http:// or https://', 2);
+    // The server refuses plain HTTP off loopback, but only after this request, bearer token
+    // included, has crossed the network in clear text: refuse before sending anything.
+    if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
+      throw new CliError('USAGE', `--server ${u.origin}: plain http:// is only for loopback (the API token would cross the network in clear text); use https:// with --ca`, 2);
+    }
     this.base = u;
     this.#token = flags.token ?? process.env.CHOKEPOINT_TOKEN;
     if (flags.ca !== undefined) {
@@ -115,4 +121,11 @@ export function table(rows: readonly Record<string, unknown>[], cols: readonly s
 
 export function when(ms: number | null | undefined): string {
   return ms === null || ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** localhost, 127.0.0.0/8 or ::1 (URL hostnames keep IPv6 brackets). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  return isIPv4(h) && h.startsWith('127.');
 }
