@@ -201,6 +201,41 @@ describe('chokepoint policy', () => {
   });
 });
 
+describe('chokepoint admin recover', () => {
+  it('creates a new security-admin straight in the store, audited as local:recover, when no token works', async () => {
+    const { openStore, listAudit } = await import('../src/store/index.js');
+    const { authenticate, bootstrapAdmin } = await import('../src/store/admins.js');
+    const dir = mkdtempSync(join(tmpdir(), 'cp-recover-'));
+    try {
+      const store = await openStore({ dataDir: dir });
+      const first = await bootstrapAdmin(store, { ttlMs: 1 });
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(await authenticate(store.db, first as string), null, 'the only token has expired: locked out');
+      await store.close();
+      const r = await cli(['admin', 'recover', '--data-dir', dir, '--name', 'breakglass', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { name: string; token: string };
+      assert.equal(out.name, 'breakglass');
+      const again = await cli(['admin', 'recover', '--data-dir', dir, '--name', 'breakglass']);
+      assert.equal(again.code, 2);
+      assert.match(again.stderr, /exists: recovery creates a new one/);
+      assert.equal((await cli(['admin', 'recover', '--data-dir', dir, '--ttl', '1s'])).code, 2);
+      const s2 = await openStore({ dataDir: dir });
+      try {
+        const who = await authenticate(s2.db, out.token);
+        assert.equal(who?.admin.role, 'security-admin');
+        assert.equal(who?.admin.scopes, null);
+        const audit = await listAudit(s2.db, { limit: 100 });
+        assert.ok(audit.some((e) => e.action === 'admin.recover' && e.actor === 'local:recover' && e.target === 'admin:breakglass'));
+      } finally {
+        await s2.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('control API client', () => {
   it('refuses plain http:// to anything but loopback before sending the token', async () => {
     const { ApiClient } = await import('../src/cli/client.js');

@@ -126,6 +126,25 @@ for (const make of BACKENDS) {
       assert.ok(audit.body.items.some((e: { actor: string; result: string; detail: string | null }) => e.actor === 'legacy-scoped' && e.result === 'denied' && /FORBIDDEN_SCOPE/.test(String(e.detail))));
     });
 
+    it('the last valid token of the active security-admins cannot be revoked (nobody could act any more)', async () => {
+      const b = make(); // a control plane of its own: this test revokes its admins' tokens
+      const own = await startControl(b);
+      try {
+        const tokens = (await own.call('GET', '/api/v1/tokens')).body.items as { id: string; admin: string }[];
+        const root = tokens.find((t) => t.admin === 'admin') as { id: string };
+        const sa2 = tokens.find((t) => t.admin === 'security-admin-2') as { id: string };
+        assert.equal((await own.call('DELETE', `/api/v1/tokens/${sa2.id}`)).status, 200, 'another security-admin token is still valid');
+        const last = await own.call('DELETE', `/api/v1/tokens/${root.id}`);
+        assert.equal(last.status, 409, JSON.stringify(last.body));
+        assert.equal(last.body.code, 'CONFLICT');
+        assert.match(last.body.message, /admin recover/);
+        assert.equal((await own.call('GET', '/api/v1/whoami')).status, 200, 'still usable');
+      } finally {
+        await own.close();
+        await b.cleanup();
+      }
+    });
+
     it('no token for a disabled admin', async () => {
       await c.call('POST', '/api/v1/admins', { body: { name: 'gone', role: 'viewer' } });
       assert.equal((await c.call('POST', '/api/v1/admins/gone/disable')).status, 200);

@@ -14,6 +14,10 @@ export interface Overrides {
   proxy_listen?: string;
   events?: string;
   log_level?: string;
+  control_listen?: string;
+  mtls_listen?: string;
+  data_dir?: string;
+  database?: string;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: Problem[] };

@@ -97,6 +97,15 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
       return ctx.act(req, { action: 'token.revoke', target: `token:${p.id}` }, async (trx) => {
         const t = await trx.selectFrom('api_tokens').select(['id', 'revoked_at']).where('id', '=', p.id).executeTakeFirst();
         if (!t) throw new ApiError(404, 'RESOURCE_NOT_FOUND', 'no such token');
+        // Like disabling the last security-admin: revoking the last token any active
+        // security-admin can use would leave nobody able to change policy or admins.
+        if (t.revoked_at === null) {
+          const now = Date.now();
+          const others = await trx.selectFrom('api_tokens').innerJoin('admins', 'admins.id', 'api_tokens.admin_id').select('api_tokens.id')
+            .where('admins.role', '=', 'security-admin').where('admins.disabled_at', 'is', null).where('admins.scopes', 'is', null)
+            .where('api_tokens.revoked_at', 'is', null).where('api_tokens.expires_at', '>', now).where('api_tokens.id', '!=', p.id).limit(1).executeTakeFirst();
+          if (!others) throw new ApiError(409, 'CONFLICT', 'this is the last valid token of any active security-admin: issue another first (or run `chokepoint admin recover` on the server)');
+        }
         await trx.updateTable('api_tokens').set({ revoked_at: Date.now() }).where('id', '=', p.id).where('revoked_at', 'is', null).execute();
         return { value: { id: p.id, revoked: true }, before: { revoked: t.revoked_at !== null }, after: { revoked: true } };
       });

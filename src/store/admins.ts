@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Exec, Store } from './open.js';
 import type { AdminsTable } from './schema.js';
+import { ChokepointError } from '../core/errors.js';
 import { appendAudit } from './audit.js';
 import { hashToken, newToken } from './tokens.js';
 
@@ -86,5 +87,22 @@ export async function bootstrapAdmin(store: Store, opts: { name?: string; ttlMs?
     const t = await insertToken(trx, { adminId: admin.id, label: 'bootstrap', ttlMs: opts.ttlMs ?? DEFAULT_TOKEN_TTL_MS });
     await appendAudit(trx, store.dialect, { actorId: null, actor: 'bootstrap', role: 'system', action: 'admin.create', target: `admin:${admin.name}`, result: 'ok', after: { name: admin.name, role: admin.role, token: t.id } });
     return t.token;
+  });
+}
+
+/**
+ * Break-glass recovery for whoever runs the store (`chokepoint admin recover`): when every
+ * security-admin token has expired or been revoked, nobody can act through the API, and
+ * bootstrapping runs only on an empty store. Creates a new, unscoped security-admin (never a
+ * token for an existing one, so the audit log tells the recovery apart from that admin's own
+ * actions), audited as `local:recover`.
+ */
+export async function recoverAdmin(store: Store, opts: { name: string; ttlMs: number; by: string }): Promise<{ name: string; token: string; token_id: string; expires_at: number }> {
+  return store.tx(async (trx) => {
+    if (await getAdminByName(trx, opts.name)) throw new ChokepointError('USAGE', `an admin named "${opts.name}" exists: recovery creates a new one (choose another --name)`);
+    const admin = await insertAdmin(trx, { name: opts.name, role: 'security-admin', scopes: null, createdBy: 'local:recover' });
+    const t = await insertToken(trx, { adminId: admin.id, label: 'recovery', ttlMs: opts.ttlMs });
+    await appendAudit(trx, store.dialect, { actorId: null, actor: 'local:recover', role: 'system', action: 'admin.recover', target: `admin:${admin.name}`, result: 'ok', after: { name: admin.name, role: admin.role, token: t.id }, detail: opts.by });
+    return { name: admin.name, token: t.token, token_id: t.id, expires_at: t.expires_at };
   });
 }
