@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PeerCertificateInfo } from '../src/core/principal.js';
+import { EventBus } from '../src/events/bus.js';
+import { IdentityDirectory } from '../src/identity/directory.js';
+import { MemoryIdentityStore } from '../src/identity/memory-store.js';
 import { addToken, deviceKey, harness, makeCsr, openssl, type Harness } from './helpers/pki.js';
 
 async function enroll(h: Harness, group = 'servers', asset: string | null = null) {
@@ -134,6 +137,64 @@ describe('periodic reload', () => {
     } finally {
       await h.close();
     }
+  });
+});
+
+describe('loads that finish out of order', () => {
+  // A full reload reads every device and certificate; on PostgreSQL with a large table that takes
+  // a while. A revocation's own reload (refreshDevice) landing in the meantime used to be
+  // overwritten by the older snapshot: the device was admitted again, and left out of the CRL,
+  // until the next reload a minute later.
+  function slowStore() {
+    const store = new MemoryIdentityStore();
+    const now = Date.now();
+    store.devices.set('dev1', { id: 'dev1', group_name: 'servers', asset_id: null, tags: [], state: 'active', created_at: now, updated_at: now, last_seen_at: null });
+    store.certificates.set('40aa', { serial: '40aa', device_id: 'dev1', ca_id: 'ca', spki_sha256: 'x', not_before: now - 1000, not_after: now + 3_600_000, issued_at: now, first_used_at: now, revoked_at: null, revocation_reason: null, pem: '' });
+    const gates: (() => void)[] = [];
+    let hold = false;
+    // The snapshot is taken when the read starts, as a database read is; the answer waits for a gate.
+    const listDevices = store.listDevices.bind(store);
+    const listCertificates = store.listCertificates.bind(store);
+    const held = <T>(snapshot: Promise<T>) => (hold ? snapshot.then((v) => new Promise<T>((r) => gates.push(() => r(v)))) : snapshot);
+    store.listDevices = () => held(listDevices());
+    store.listCertificates = () => held(listCertificates());
+    const peer = { serial: '40aa', deviceId: 'dev1', notBefore: now - 1000, notAfter: now + 3_600_000, chainVerified: true };
+    return { store, peer, holdReads: (v: boolean) => { hold = v; }, release: () => { for (const g of gates.splice(0)) g(); } };
+  }
+
+  it('a periodic reload that began before a revocation does not undo it', async () => {
+    const { store, peer, holdReads, release } = slowStore();
+    const dir = new IdentityDirectory({ store, bus: new EventBus() });
+    await dir.refresh();
+    const cut: string[] = [];
+    dir.onRevoke((id) => cut.push(id));
+    holdReads(true);
+    const periodic = dir.refresh(); // its snapshot: dev1 active
+    holdReads(false);
+    store.setDeviceState('dev1', 'revoked'); // the revoke route commits
+    await dir.refreshDevice('dev1'); // and reloads the device: tunnels cut
+    assert.deepEqual(cut, ['dev1']);
+    release();
+    await periodic; // the older snapshot lands
+    assert.equal((dir.identify(peer, Date.now()) as { reason?: string }).reason, 'device_revoked');
+    assert.ok(dir.revocationEntries('ca', Date.now()).some((e) => e.serial === '40aa'), 'still in the CRL');
+    await dir.refresh(); // a reload that began after the revocation agrees, and fires nothing more
+    assert.equal((dir.identify(peer, Date.now()) as { reason?: string }).reason, 'device_revoked');
+    assert.deepEqual(cut, ['dev1']);
+  });
+
+  it('an older full reload landing after a newer one is dropped', async () => {
+    const { store, peer, holdReads, release } = slowStore();
+    const dir = new IdentityDirectory({ store, bus: new EventBus() });
+    await dir.refresh();
+    holdReads(true);
+    const old = dir.refresh(); // snapshot: active
+    holdReads(false);
+    store.setDeviceState('dev1', 'disabled');
+    await dir.refresh(); // snapshot: disabled, lands first
+    release();
+    await old;
+    assert.equal((dir.identify(peer, Date.now()) as { reason?: string }).reason, 'device_disabled');
   });
 });
 

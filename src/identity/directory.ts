@@ -42,6 +42,17 @@ export class IdentityDirectory implements DeviceDirectory {
   #changeListeners: (() => void)[] = [];
   #pendingWrites = new Set<Promise<void>>();
   #closed = false;
+  /**
+   * Load ordering. Every load (refresh, refreshDevice) takes a sequence number before it reads.
+   * A store read can take a while (a large certificates table on PostgreSQL), so loads finish
+   * out of order: a periodic refresh that began before a revocation must not land after the
+   * revocation's refreshDevice and put the device back to active (and out of the CRL) until
+   * the next refresh. `#applied`: the sequence of the newest full refresh in memory; `#newer`:
+   * devices a refreshDevice loaded with a sequence above it.
+   */
+  #seq = 0;
+  #applied = 0;
+  #newer = new Map<string, number>();
 
   constructor(opts: { store: IdentityStore; bus: EventBus; logger?: DirectoryLogger }) {
     this.#store = opts.store;
@@ -177,11 +188,27 @@ export class IdentityDirectory implements DeviceDirectory {
   }
 
   async refresh(): Promise<void> {
+    const seq = ++this.#seq;
     const [devices, certs] = await Promise.all([this.#store.listDevices(), this.#store.listCertificates()]);
-    if (this.#closed) return;
+    if (this.#closed || seq < this.#applied) return; // a refresh that began later has landed
     const first = this.#devices.size === 0 && this.#certs.size === 0;
     const nd = new Map(devices.map((d) => [d.id, IdentityDirectory.#deviceEntry(d)]));
     const nc = new Map(certs.map((c) => [c.serial, IdentityDirectory.#certEntry(c)]));
+    // Devices reloaded on their own after this refresh began are newer in memory than in its
+    // snapshot: they keep their entries and certificates.
+    const keep = new Map<string, number>();
+    for (const [id, n] of this.#newer) if (n > seq) keep.set(id, n);
+    if (keep.size > 0) {
+      for (const id of keep.keys()) {
+        const d = this.#devices.get(id);
+        if (d) nd.set(id, d);
+        else nd.delete(id);
+      }
+      for (const [s, c] of nc) if (keep.has(c.deviceId)) nc.delete(s);
+      for (const [s, c] of this.#certs) if (keep.has(c.deviceId)) nc.set(s, c);
+    }
+    this.#applied = seq;
+    this.#newer = keep;
     // Keep first uses recorded in memory whose write has not landed yet.
     for (const [s, c] of nc) if (c.firstUsedAt === null) c.firstUsedAt = this.#certs.get(s)?.firstUsedAt ?? null;
     const [od, oc] = [this.#devices, this.#certs];
@@ -215,8 +242,12 @@ export class IdentityDirectory implements DeviceDirectory {
   }
 
   async refreshDevice(id: string): Promise<void> {
+    const seq = ++this.#seq;
     const [d, certs] = await Promise.all([this.#store.getDevice(id), this.#store.certificatesOf(id)]);
     if (this.#closed) return;
+    // A load of this device (or of all) that began later has landed already: this one is older.
+    if (Math.max(this.#applied, this.#newer.get(id) ?? 0) > seq) return;
+    this.#newer.set(id, seq);
     const before = this.#devices.get(id);
     const after = d ? IdentityDirectory.#deviceEntry(d) : undefined;
     if (after) this.#devices.set(id, after);
