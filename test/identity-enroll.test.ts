@@ -210,6 +210,22 @@ describe('renewal', () => {
     await assert.rejects(h.id.renewer.reenroll({ peerCertDer: a.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '' }) }), code('RENEWAL_LIMIT'));
   });
 
+  it('counts unused certificates per device: renewing with each new certificate in turn does not get past the limit', async () => {
+    const a = await enrollOk(h, await deviceKey(), { group: 'strict' });
+    const saved = h.clock;
+    try {
+      let current = a.cert.der;
+      for (let i = 0; i < 3; i++) {
+        h.clock += 1000; // each certificate newer than the last, as in real time
+        current = (await h.id.renewer.reenroll({ peerCertDer: current, csrDer: await makeCsr(await deviceKey(), { subject: '' }) })).cert.der;
+      }
+      h.clock += 1000;
+      await assert.rejects(h.id.renewer.reenroll({ peerCertDer: current, csrDer: await makeCsr(await deviceKey(), { subject: '' }) }), code('RENEWAL_LIMIT'));
+    } finally {
+      h.clock = saved;
+    }
+  });
+
   it('refuses renewal after expiry, and allows it within the group\'s grace', async () => {
     const strict = await enrollOk(h, await deviceKey(), { group: 'strict' });
     const graceful = await enrollOk(h, await deviceKey(), { group: 'graceful' });

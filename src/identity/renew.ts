@@ -95,9 +95,11 @@ export class Renewer {
       }
       // A valid certificate must not be a way to mint certificates without end (store and CRL
       // growth): a few retries are allowed (a lost answer), then the device must use a new one.
-      const unused = (await this.#d.store.certificatesOf(device.id)).filter((c) => c.serial !== row.serial && c.revoked_at === null && c.first_used_at === null && c.issued_at >= row.issued_at);
+      // Counted per device, whichever certificate is presented: counting only those newer than
+      // the presented one let a device renew with each new, unused certificate in turn.
+      const unused = (await this.#d.store.certificatesOf(device.id)).filter((c) => c.serial !== row.serial && c.revoked_at === null && c.first_used_at === null && c.not_after >= now);
       if (unused.length >= MAX_UNUSED_RENEWALS) {
-        throw new ChokepointError('RENEWAL_LIMIT', `${unused.length} newer certificates of this device are unused: connect with the newest one before renewing again`);
+        throw new ChokepointError('RENEWAL_LIMIT', `${unused.length} certificates of this device are unused: connect with the newest one before renewing again`);
       }
       const csr = validateCsr(input.csrDer);
       constrainReenroll(csr, { subjectDer: subjectDerOf(Buffer.from(peer.raw)), deviceId: device.id, assetId: device.asset_id });
