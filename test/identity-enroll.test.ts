@@ -259,6 +259,15 @@ describe('renewal', () => {
     await assert.rejects(h.id.renewer.reenroll({ peerCertDer: a.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '', uris: [`urn:chokepoint:device:${b.deviceId}`] }) }), code('CSR_IDENTITY_MISMATCH'));
     // SANs identical to the current certificate's are accepted
     await h.id.renewer.reenroll({ peerCertDer: a.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: `CN=${a.deviceId}`, uris: [`urn:chokepoint:device:${a.deviceId}`] }) });
+    // An operator changed the device's asset: the agent copies its current certificate's names
+    // (RFC 7030 §4.2.2) and still renews; the new certificate carries the store's asset.
+    const c = await enrollOk(h, await deviceKey(), { group: 'strict', asset: 'A-OLD' });
+    const row = h.store.devices.get(c.deviceId);
+    if (row) h.store.devices.set(c.deviceId, { ...row, asset_id: 'A-NEW' });
+    const copied = [`urn:chokepoint:device:${c.deviceId}`, 'urn:chokepoint:asset:A-OLD'];
+    const renewed = await h.id.renewer.reenroll({ peerCertDer: c.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '', uris: copied }) });
+    assert.ok(new X509Certificate(renewed.cert.der).subjectAltName?.includes('urn:chokepoint:asset:A-NEW'), 'the store\'s asset');
+    await assert.rejects(h.id.renewer.reenroll({ peerCertDer: c.cert.der, csrDer: await makeCsr(await deviceKey(), { subject: '', uris: [`urn:chokepoint:device:${c.deviceId}`, 'urn:chokepoint:asset:A-THIRD'] }) }), code('CSR_IDENTITY_MISMATCH'));
     h.store.setDeviceState(b.deviceId, 'disabled');
     await assert.rejects(h.id.renewer.reenroll({ peerCertDer: b.cert.der, csrDer: csr }), code('DEVICE_DISABLED'));
     h.store.setDeviceState(b.deviceId, 'revoked');

@@ -51,19 +51,23 @@ const EMPTY_NAME = Buffer.from([0x30, 0x00]);
  * current certificate's. We also accept an empty subject and no SAN extension (the identity comes
  * from the store either way), but never a different one.
  */
-export function constrainReenroll(csr: ValidatedCsr, current: { subjectDer: Buffer; deviceId: string; assetId: string | null }): void {
+export function constrainReenroll(csr: ValidatedCsr, current: { subjectDer: Buffer; deviceId: string; assetId: string | null; certUris?: readonly string[] }): void {
   // Compared as names, not bytes: `openssl req` writes UTF8String where we wrote PrintableString,
   // and both spell the same name (RFC 5280 §7.1 comparison rules).
   if (!csr.subjectDer.equals(EMPTY_NAME) && !csr.subjectDer.equals(current.subjectDer) && nameText(csr.subjectDer) !== nameText(current.subjectDer)) {
     throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subject "${csr.subject}" differs from the current certificate's`);
   }
   if (!csr.hasSan) return;
-  const want = new Set(deviceUris(current));
+  // The names the store gives the device now, or those of the certificate presented (RFC 7030's
+  // rule): after an operator changes the device's asset the agent still copies the old one, and
+  // refusing it would leave the device unable to renew. The new certificate takes the store's.
   const got = new Set(csr.sanUris);
-  const same = csr.sanOther.length === 0 && got.size === want.size && [...got].every((u) => want.has(u));
-  if (!same) {
+  const sets = [new Set(deviceUris(current)), ...(current.certUris ? [new Set(current.certUris)] : [])];
+  const same = (want: Set<string>) => csr.sanOther.length === 0 && got.size === want.size && [...got].every((u) => want.has(u));
+  if (!sets.some(same)) {
+    const want = sets[0] as Set<string>;
     const other = [...csr.sanUris, ...csr.sanOther].find((u) => !want.has(u)) ?? '(a missing name)';
-    throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subjectAltName differs from the current certificate's (${other})`);
+    throw new ChokepointError('CSR_IDENTITY_MISMATCH', `the request subjectAltName names ${other}: neither the device's names in the store nor the current certificate's`);
   }
 }
 

@@ -43,6 +43,16 @@ export function deviceIdOf(der: Uint8Array): string | null {
   }
 }
 
+/** Every URI in the certificate's subjectAltName (for the re-enrollment comparison). */
+function uriSansOf(der: Uint8Array): string[] {
+  try {
+    const ext = new x509.X509Certificate(new Uint8Array(der)).getExtension(x509.SubjectAlternativeNameExtension);
+    return ext?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 function subjectDerOf(der: Buffer): Buffer {
   const top = readTop(der);
   const tbs = children(der, top)[0];
@@ -102,7 +112,7 @@ export class Renewer {
         throw new ChokepointError('RENEWAL_LIMIT', `${unused.length} certificates of this device are unused: connect with the newest one before renewing again`);
       }
       const csr = validateCsr(input.csrDer);
-      constrainReenroll(csr, { subjectDer: subjectDerOf(Buffer.from(peer.raw)), deviceId: device.id, assetId: device.asset_id });
+      constrainReenroll(csr, { subjectDer: subjectDerOf(Buffer.from(peer.raw)), deviceId: device.id, assetId: device.asset_id, certUris: uriSansOf(peer.raw) });
       const others = await this.#d.store.certificatesBySpki(csr.spkiSha256);
       if (others.some((c) => c.device_id !== device.id)) throw new ChokepointError('CSR_KEY_REUSED', 'this key is already certified for another device: make a new key');
       const ca = this.#d.cas().active;
