@@ -80,6 +80,19 @@ for (const make of BACKENDS) {
       assert.deepEqual(c.deviceChanges.filter((d) => d === 'dev-a').length, 4);
     });
 
+    it('a pending device disabled and enabled again is pending, not active (enabling is not approving)', async () => {
+      const now = Date.now();
+      await c.store.db.insertInto('devices').values({ id: 'dev-wait', group_name: 'servers', asset_id: null, tags: '[]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null }).execute();
+      await c.store.db.insertInto('enrollment_requests').values({ id: randomUUID(), device_id: 'dev-wait', token_id: 'tok', spki_sha256: 'ef'.repeat(32), csr_der: 'AAAA', state: 'pending', decided_by: null, decided_at: null, created_at: now }).execute();
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-wait/disable')).body.state, 'disabled');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-wait/enable')).body.state, 'pending');
+      assert.equal((await c.call('GET', '/api/v1/devices/dev-wait')).body.state, 'pending');
+      const approved = await c.call('POST', '/api/v1/devices/dev-wait/approve', { body: { reason: 'asset tag checked' } });
+      assert.equal(approved.status, 200);
+      const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { action: string; target: string; detail: string | null }[];
+      assert.ok(log.some((e) => e.action === 'enrollment.approve' && e.target === 'device:dev-wait' && e.detail === 'asset tag checked'), 'the reason is kept');
+    });
+
     it('approves or denies a pending enrollment request once', async () => {
       const list = await c.call('GET', '/api/v1/enrollment-requests?state=pending');
       assert.equal(list.body.items.length, 1);

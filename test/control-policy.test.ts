@@ -71,6 +71,10 @@ for (const make of BACKENDS) {
       assert.equal(scoped.body.replayed, all.body.replayed - 1);
       assert.ok(scoped.body.destinations.every((x: { group: string }) => x.group === 'servers'));
 
+      const rb = await c.call('POST', '/api/v1/policy/apply', { body: { version: v1.body.version, reason: 'INCIDENT-42 re-apply' } });
+      assert.equal(rb.status, 200, JSON.stringify(rb.body));
+      const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { action: string; detail: string | null }[];
+      assert.ok(log.some((e) => e.action === 'policy.apply' && e.detail === 'INCIDENT-42 re-apply'), 'the reason is in the audit log');
       const hist = await c.call('GET', '/api/v1/policy/versions?limit=1');
       assert.equal(hist.body.items.length, 1);
       assert.equal(hist.body.items[0].version, v2.body.version);

@@ -145,6 +145,20 @@ for (const make of BACKENDS) {
       }
     });
 
+    it('refusals before the change and the reasons admins give reach the audit log', async () => {
+      const refused = await c.call('POST', '/api/v1/enrollment-tokens', { token: c.tokens['operator-scoped'], body: { group: 'laptops' } });
+      assert.equal(refused.body.code, 'FORBIDDEN_SCOPE');
+      const invalid = await c.call('POST', '/api/v1/policy/versions', { body: { text: 'version: 1\ngroups: [{name: a, bogus: 1}]\n', reason: 'broken' } });
+      assert.equal(invalid.body.code, 'POLICY_INVALID');
+      const now = Date.now();
+      await c.store.db.insertInto('devices').values({ id: 'dev-why', group_name: 'servers', asset_id: null, tags: '[]', state: 'active', created_at: now, updated_at: now, last_seen_at: null }).execute();
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-why/disable', { body: { reason: 'TICKET-7 lost laptop' } })).status, 200);
+      const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { actor: string; action: string; result: string; detail: string | null }[];
+      assert.ok(log.some((e) => e.actor === 'operator-scoped' && e.action === 'enrollment_token.create' && e.result === 'denied' && e.detail === 'FORBIDDEN_SCOPE'));
+      assert.ok(log.some((e) => e.action === 'policy.propose' && e.result === 'denied' && /POLICY_INVALID/.test(String(e.detail))));
+      assert.ok(log.some((e) => e.action === 'device.disable' && e.detail === 'TICKET-7 lost laptop'));
+    });
+
     it('no token for a disabled admin', async () => {
       await c.call('POST', '/api/v1/admins', { body: { name: 'gone', role: 'viewer' } });
       assert.equal((await c.call('POST', '/api/v1/admins/gone/disable')).status, 200);

@@ -18,7 +18,11 @@ type Next = Pick<PolicyState, 'applied_version' | 'pilot_version' | 'pilot_group
 export async function propose(ctx: ControlContext, who: Who, text: string, reason: string): Promise<PolicyVersion> {
   // A large policy is parsed on a worker thread: the gateway shares this event loop.
   const r = await loadPolicyOffThread(text, { sourceName: 'the proposed policy' });
-  if (!r.ok) throw new ApiError(422, 'POLICY_INVALID', `the policy has ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`, r.problems);
+  if (!r.ok) {
+    // Parsed before the transaction (it may take a worker thread a while), so audited here.
+    await ctx.audit(who, { action: 'policy.propose', target: 'policy', result: 'denied', detail: `POLICY_INVALID: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}` });
+    throw new ApiError(422, 'POLICY_INVALID', `the policy has ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`, r.problems);
+  }
   return ctx.act(who, { action: 'policy.propose', target: 'policy' }, async (trx) => {
     const v = await insertVersion(trx, { text, digest: r.policy.digest, author: who.actor, author_id: who.actorId, reason, created_at: Date.now() });
     return { value: v, after: { version: v.version, digest: v.digest, reason }, detail: `v${v.version}` };
@@ -78,7 +82,7 @@ export interface TransitionResult {
  * it compiles, compare-and-set, audit — all in one transaction — then hand the new effective
  * policy to the gateway.
  */
-async function transition(ctx: ControlContext, who: Who, action: string, target: string, expected: number | undefined,
+async function transition(ctx: ControlContext, who: Who, action: string, target: string, expected: number | undefined, reason: string | undefined,
   build: (trx: Transaction<DB>, s: PolicyState) => Promise<Next>): Promise<TransitionResult> {
   const expectedGen = expected ?? (await getState(ctx.store.db)).generation;
   const out = await ctx.act(who, { action, target }, async (trx) => {
@@ -93,15 +97,16 @@ async function transition(ctx: ControlContext, who: Who, action: string, target:
     for (const v of [next.applied_version, next.pilot_version]) if (v !== null) await markApplied(trx, v);
     const before = { applied: s.applied_version, pilot: s.pilot_version, pilot_group: s.pilot_group };
     const after = { applied: saved.applied_version, pilot: saved.pilot_version, pilot_group: saved.pilot_group, digest: eff.meta.digest };
-    return { value: { state: saved, effective: eff }, before, after };
+    // The admin's reason ("INCIDENT-42: undo v7") is what a later reader of the log needs most.
+    return { value: { state: saved, effective: eff }, before, after, detail: reason };
   });
   await ctx.deliver(out.state.generation, out.effective);
   return out;
 }
 
-export function apply(ctx: ControlContext, who: Who, version: number, opts: { pilotGroup?: string; expected?: number; firstVersion?: boolean }): Promise<TransitionResult> {
+export function apply(ctx: ControlContext, who: Who, version: number, opts: { pilotGroup?: string; expected?: number; firstVersion?: boolean; reason?: string }): Promise<TransitionResult> {
   const target = `policy:v${version}${opts.pilotGroup !== undefined ? `@${opts.pilotGroup}` : ''}`;
-  return transition(ctx, who, opts.pilotGroup !== undefined ? 'policy.apply_pilot' : 'policy.apply', target, opts.expected, async (trx, s) => {
+  return transition(ctx, who, opts.pilotGroup !== undefined ? 'policy.apply_pilot' : 'policy.apply', target, opts.expected, opts.reason, async (trx, s) => {
     const v = await getVersion(trx, version);
     if (!v) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no policy version ${version}`);
     if (!(opts.firstVersion && s.applied_version === null)) await requireApproval(ctx, trx, v);
@@ -111,15 +116,15 @@ export function apply(ctx: ControlContext, who: Who, version: number, opts: { pi
   });
 }
 
-export function promote(ctx: ControlContext, who: Who, expected?: number): Promise<TransitionResult> {
-  return transition(ctx, who, 'policy.promote', 'policy', expected, async (_trx, s) => {
+export function promote(ctx: ControlContext, who: Who, expected?: number, reason?: string): Promise<TransitionResult> {
+  return transition(ctx, who, 'policy.promote', 'policy', expected, reason, async (_trx, s) => {
     if (s.pilot_version === null) throw new ApiError(409, 'CONFLICT', 'no pilot is in progress');
     return { applied_version: s.pilot_version, pilot_version: null, pilot_group: null };
   });
 }
 
-export function rollback(ctx: ControlContext, who: Who, version: number, expected?: number): Promise<TransitionResult> {
-  return transition(ctx, who, 'policy.rollback', `policy:v${version}`, expected, async (trx) => {
+export function rollback(ctx: ControlContext, who: Who, version: number, expected?: number, reason?: string): Promise<TransitionResult> {
+  return transition(ctx, who, 'policy.rollback', `policy:v${version}`, expected, reason, async (trx) => {
     const v = await getVersion(trx, version);
     if (!v) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no policy version ${version}`);
     // Only versions that were in force before: otherwise "rollback" would bypass the two-person

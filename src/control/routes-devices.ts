@@ -79,9 +79,12 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
         const out = await ctx.act(req, { action: `device.${action}`, target: `device:${p.id}` }, async (trx) => {
           const d = await scopedDevice(req, trx, p.id);
           if (!t.from.includes(d.state)) throw new ApiError(409, 'CONFLICT', `cannot ${action} a device that is ${d.state}`);
-          await updateDevice(trx, d.id, { state: t.to });
+          // A device disabled while it waited for approval goes back to waiting: enabling is not
+          // approving, and an unapproved device shown as active misleads whoever reads the list.
+          const to = action === 'enable' && (await pendingRequest(trx, d.id)) !== null ? 'pending' : t.to;
+          await updateDevice(trx, d.id, { state: to });
           const serials = action === 'revoke' ? await revokeDeviceCertificates(trx, d.id, b.reason ?? 'revoked by admin') : [];
-          return { value: { id: d.id, state: t.to, revoked_serials: serials }, before: { state: d.state }, after: { state: t.to, revoked_serials: serials }, detail: b.reason };
+          return { value: { id: d.id, state: to, revoked_serials: serials }, before: { state: d.state }, after: { state: to, revoked_serials: serials }, detail: b.reason };
         });
         await ctx.deviceChanged(p.id);
         return out;
@@ -91,7 +94,7 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
     for (const action of ['approve', 'deny'] as const) {
       app.post(`/devices/:id/${action}`, { config: { role: 'operator' } }, async (req) => {
         const p = parse(idParams, req.params, 'params');
-        parse(reasonBody, req.body ?? {}, 'body');
+        const b = parse(reasonBody, req.body ?? {}, 'body');
         const me = ctx.actorOf(req).admin.name;
         const out = await ctx.act(req, { action: `enrollment.${action}`, target: `device:${p.id}` }, async (trx) => {
           const d = await scopedDevice(req, trx, p.id);
@@ -100,7 +103,7 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
           const state = action === 'approve' ? 'approved' : 'denied';
           // Conditional update: of two admins deciding at once, one decides, the other gets 409.
           if (!(await decideRequest(trx, r.id, state, me))) throw new ApiError(409, 'CONFLICT', 'the request was decided meanwhile');
-          return { value: { device_id: d.id, request_id: r.id, state }, before: { request: 'pending' }, after: { request: state } };
+          return { value: { device_id: d.id, request_id: r.id, state }, before: { request: 'pending' }, after: { request: state }, detail: b.reason };
         });
         await ctx.deviceChanged(p.id);
         return out;

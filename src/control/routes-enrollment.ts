@@ -21,13 +21,15 @@ export function enrollmentTokenRoutes(ctx: ControlContext): FastifyPluginAsync {
   return async (app) => {
     app.post('/enrollment-tokens', { config: { role: 'operator' } }, async (req, reply) => {
       const b = parse(createBody, req.body ?? {}, 'body');
-      ctx.requireScope(req, b.group);
-      const groups = ctx.current?.compiled.groups;
-      if (groups && !groups.some((g) => g.name === b.group)) {
-        throw new ApiError(409, 'CONFLICT', `group "${b.group}" is not in the applied policy (groups: ${groups.map((g) => g.name).join(', ')})`);
-      }
       const me = ctx.actorOf(req).admin.name;
+      // The checks run inside act() so that a refusal (another group, one not in the policy) is
+      // audited like a refused device action.
       const out = await ctx.act(req, { action: 'enrollment_token.create', target: `group:${b.group}` }, async (trx) => {
+        ctx.requireScope(req, b.group);
+        const groups = ctx.current?.compiled.groups;
+        if (groups && !groups.some((g) => g.name === b.group)) {
+          throw new ApiError(409, 'CONFLICT', `group "${b.group}" is not in the applied policy (groups: ${groups.map((g) => g.name).join(', ')})`);
+        }
         const t = await insertEnrollmentToken(trx, { group: b.group, assetId: b.asset_id ?? null, uses: b.uses, ttlMs: b.ttl, createdBy: me });
         return { value: { ...t.info, token: t.token }, after: { id: t.info.id, group: b.group, asset_id: t.info.asset_id, uses: b.uses, expires_at: t.info.expires_at } };
       });

@@ -61,7 +61,7 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
     for (const [verb, state] of [['ack', 'acknowledged'], ['resolve', 'resolved']] as const) {
       app.post(`/alerts/:id/${verb}`, { config: { role: 'operator' } }, async (req) => {
         const p = parse(alertParams, req.params, 'params');
-        parse(z.strictObject({ note: z.string().max(500).optional() }), req.body ?? {}, 'body');
+        const b = parse(z.strictObject({ note: z.string().max(500).optional() }), req.body ?? {}, 'body');
         const me = ctx.actorOf(req).admin.name;
         return ctx.act(req, { action: `alert.${verb}`, target: `alert:${p.id}` }, async (trx) => {
           const a = await getAlert(trx, p.id);
@@ -72,7 +72,7 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
           if (a.state === 'resolved') throw new ApiError(409, 'CONFLICT', 'the alert is already resolved');
           if (a.state === state) throw new ApiError(409, 'CONFLICT', `the alert is already ${state}`);
           await setAlertState(trx, p.id, state, me);
-          return { value: { id: p.id, state }, before: { state: a.state }, after: { state } };
+          return { value: { id: p.id, state }, before: { state: a.state }, after: { state }, detail: b.note };
         });
       });
     }

@@ -75,17 +75,17 @@ export function policyRoutes(ctx: ControlContext): FastifyPluginAsync {
 
     app.post('/policy/apply', { config: { role: 'security-admin' } }, async (req) => {
       const b = parse(applyBody, req.body, 'body');
-      return stateOut(await apply(ctx, ctx.who(req), b.version, { pilotGroup: b.pilot_group, expected: b.expected_generation }));
+      return stateOut(await apply(ctx, ctx.who(req), b.version, { pilotGroup: b.pilot_group, expected: b.expected_generation, reason: b.reason }));
     });
 
     app.post('/policy/promote', { config: { role: 'security-admin' } }, async (req) => {
       const b = parse(promoteBody, req.body ?? {}, 'body');
-      return stateOut(await promote(ctx, ctx.who(req), b.expected_generation));
+      return stateOut(await promote(ctx, ctx.who(req), b.expected_generation, b.reason));
     });
 
     app.post('/policy/rollback', { config: { role: 'security-admin' } }, async (req) => {
       const b = parse(rollbackBody, req.body, 'body');
-      return stateOut(await rollback(ctx, ctx.who(req), b.version, b.expected_generation));
+      return stateOut(await rollback(ctx, ctx.who(req), b.version, b.expected_generation, b.reason));
     });
 
     app.get('/groups', { config: { role: 'viewer' } }, async () => {
