@@ -5,6 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { connect as netConnect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
@@ -98,6 +99,45 @@ describe('gateway states', () => {
       assert.equal(h.headers['x-chokepoint-reason'], 'internal_error');
       assert.doesNotMatch(h.body, /boom|secret/);
     } finally {
+      await g.close();
+    }
+  });
+
+  it('refuses with client_connection_limit (429) past the connections one address may hold, fewer for an address in no group', async () => {
+    // Without a cap per address, one source could hold every slot of max_connections with idle
+    // connections (reconnecting as the head deadline cuts them) and lock out every other client.
+    const policy = basePolicy(P).replace('sources: [127.0.0.0/8]', 'sources: [127.0.0.1/32]');
+    const g = await startGateway(policy, { dns: { resolvers: [dns.address] }, limits: { max_connections_per_client: 3, max_connections_unauthenticated: 2 } });
+    const open: Socket[] = [];
+    const from = (localAddress: string) => new Promise<Socket>((resolve, reject) => {
+      const s = netConnect({ port: g.port, host: '127.0.0.1', localAddress }, () => resolve(s));
+      s.once('error', reject);
+      open.push(s);
+    });
+    const answer = (s: Socket) => new Promise<string>((resolve) => { let t = ''; s.on('data', (d: Buffer) => { t += d.toString('latin1'); }); s.on('close', () => resolve(t)); });
+    try {
+      const held = await Promise.all([1, 2, 3].map(() => from('127.0.0.1')));
+      const fourth = await answer(await from('127.0.0.1'));
+      assert.match(fourth, /^HTTP\/1\.1 429 /);
+      assert.match(fourth, /x-chokepoint-reason: client_connection_limit/i);
+      const d = await g.waitDecision((e) => e.reason === 'client_connection_limit');
+      assert.equal(d.client_ip, '127.0.0.1');
+      assert.equal(d.verdict, 'deny');
+      (held[0] as Socket).destroy();
+      let again = await connect(g.port, `echo.test:${P.echo}`);
+      for (let i = 0; i < 50 && again.status === 429; i++) {
+        await new Promise((r) => setTimeout(r, 20)); // the gateway sees the close a moment later
+        again = await connect(g.port, `echo.test:${P.echo}`);
+      }
+      assert.equal(again.status, 200, 'a slot frees when a connection closes');
+      again.c.close();
+      // 127.0.0.9 is in no group: two connections, the third refused, whatever it would ask.
+      await from('127.0.0.9');
+      await from('127.0.0.9');
+      const third = await answer(await from('127.0.0.9'));
+      assert.match(third, /^HTTP\/1\.1 429 [^]*client_connection_limit/i);
+    } finally {
+      for (const s of open) s.destroy();
       await g.close();
     }
   });

@@ -74,6 +74,10 @@ export const configSchema = z.strictObject({
     max_connections: int(20_000, 1, 1_000_000),
     max_tunnels: int(10_000, 1, MAX_TUNNELS_LIMIT),
     max_tunnels_per_client: int(2_000, 1, 1_000_000),
+    /** Open client connections per client address (one source must not take every slot of max_connections). */
+    max_connections_per_client: int(4_000, 1, 1_000_000),
+    /** The same for a plain-listener address in no group: it can only ever be refused. */
+    max_connections_unauthenticated: int(64, 1, 1_000_000),
   }).prefault({}),
   // Evidence pipeline (issue #5): extra sinks, /metrics, anomaly detectors (src/config/evidence.ts).
   sinks: sinksSchema,

@@ -178,6 +178,10 @@ const table = {
     verdict: 'deny', status: 429,
     hint: 'This client is at its limit of concurrent tunnels; retry later.',
   },
+  client_connection_limit: {
+    verdict: 'deny', status: 429,
+    hint: 'This client address has too many open connections (limits.max_connections_per_client, or max_connections_unauthenticated for an address in no group); close some and retry.',
+  },
   shutting_down: {
     verdict: 'deny', status: 503,
     hint: 'The gateway is shutting down; retry on another instance.',

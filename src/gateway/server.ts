@@ -13,6 +13,7 @@ import type { EventBus } from '../events/bus.js';
 import type { GatewayEvent } from '../events/catalogue.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import { TLS_VERSION } from './clienthello.js';
+import { Attempt } from './attempt.js';
 import { clientIpOf, ProxyConnection } from './connection.js';
 import { MTLS_CIPHERS, peerInfo } from './peer.js';
 import { Resolver } from './resolver.js';
@@ -64,6 +65,8 @@ export class Gateway {
   #servers: Server[] = [];
   // LiveSets, not Sets: see live-set.ts (a churning Set keeps dead tunnels alive across scavenges).
   readonly connections = new LiveSet<ProxyConnection>();
+  /** Open client connections per client address (limits.max_connections_per_client). */
+  readonly #perClientConns = new Map<string, number>();
   readonly #tunnels = new LiveSet<LiveTunnel>();
   readonly #perClient = new Map<string, number>();
   #sweeper: NodeJS.Timeout | null = null;
@@ -220,7 +223,7 @@ export class Gateway {
         cert: peerInfo(socket, this.#issuers),
         authError: authError === null || authError === undefined ? null : String(authError),
       });
-      this.connections.add(c);
+      this.#admitConnection(c, false);
     });
     srv.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       // A failed handshake is not a request: nothing was decided, so no decision event, but
@@ -285,8 +288,32 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    const c = new ProxyConnection(this, socket, listener);
+    this.#admitConnection(new ProxyConnection(this, socket, listener), true);
+  }
+
+  /**
+   * Counts a client connection against its address's cap. `max_connections` is global: without
+   * a cap per address, one source (even one in no group, which can never be allowed anything)
+   * could hold every slot by opening connections and sending a byte now and then, and lock out
+   * every other client. Over the cap the connection is answered 429 and closed.
+   */
+  #admitConnection(c: ProxyConnection, plain: boolean): void {
     this.connections.add(c);
+    const n = (this.#perClientConns.get(c.clientIp) ?? 0) + 1;
+    this.#perClientConns.set(c.clientIp, n);
+    const lim = this.config.limits;
+    // The group lookup only once an address has more than the unauthenticated allowance.
+    const over = n > lim.max_connections_per_client
+      || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(c.clientIp) === null));
+    if (over) c.deny(new Attempt(c.listener, c.clientIp, c.clientPort), 'client_connection_limit');
+  }
+
+  /** A client connection closed: forgets it (called once per connection). */
+  dropConnection(c: ProxyConnection): void {
+    if (!this.connections.delete(c)) return;
+    const n = (this.#perClientConns.get(c.clientIp) ?? 1) - 1;
+    if (n <= 0) this.#perClientConns.delete(c.clientIp);
+    else this.#perClientConns.set(c.clientIp, n);
   }
 
   #sweep(): void {
