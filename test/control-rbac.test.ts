@@ -180,6 +180,8 @@ for (const make of BACKENDS) {
         ['POST', '/api/v1/admins', { body: { name: 'x', role: 'viewer', extra: 1 } }, 400, 'VALIDATION_FAILED'],
         ['POST', '/api/v1/admins', { body: [1, 2] }, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?limit=0', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', '/api/v1/devices/%zz', {}, 400, 'VALIDATION_FAILED'],
+        ['GET', `/api/v1/devices/${'a'.repeat(300)}`, {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?cursor=!!', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?reason=not_a_reason', {}, 400, 'VALIDATION_FAILED'],
         ['GET', '/api/v1/events?client=evil.example', {}, 400, 'VALIDATION_FAILED'],

@@ -39,6 +39,13 @@ export async function buildControlServer(opts: ControlOptions): Promise<FastifyI
     // Per-request info lines would drown the operational log; errors are logged where they occur.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    // Errors Fastify raises before any route runs (a malformed percent-encoding in the path)
+    // get the same envelope and a registry code, not Fastify's own shape.
+    frameworkErrors: (err, _req, reply) => {
+      const message = err.code === 'FST_ERR_BAD_URL' ? 'the URL path is not valid percent-encoding'
+        : err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is longer than 200 characters' : 'the request cannot be routed';
+      void sendEnvelope(reply, envelope(400, 'VALIDATION_FAILED', message));
+    },
   });
   const ctx = new ControlContext(opts);
   const routes = guardRoutes(app);
