@@ -76,6 +76,10 @@ for (const make of BACKENDS) {
       await c.store.db.updateTable('api_tokens').set({ expires_at: Date.now() - 1 }).where('id', '=', (await c.call('POST', '/api/v1/admins/viewer/tokens', { body: {} })).body.token_id).execute();
       const tokens = await c.call('GET', '/api/v1/tokens?admin=viewer');
       assert.ok(tokens.body.items.every((t: Record<string, unknown>) => !('token_hash' in t) && !('token' in t)), 'no secrets or hashes in listings');
+      // The viewer's first token was used above: when is on record; an unused one has none.
+      const used = tokens.body.items.filter((t: { last_used_at: number | null; revoked_at: number | null }) => t.last_used_at !== null);
+      assert.ok(used.length >= 1 && used.every((t: { last_used_at: number }) => Math.abs(t.last_used_at - Date.now()) < 600_000), JSON.stringify(tokens.body.items));
+      assert.ok(tokens.body.items.some((t: { last_used_at: number | null }) => t.last_used_at === null), 'a token never presented');
     });
 
     it('a disabled admin cannot act; the last security-admin cannot be disabled', async () => {

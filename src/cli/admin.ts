@@ -30,7 +30,7 @@ export function registerAdminCommands(program: Command): void {
   remote(admin.command('tokens').description('list API tokens (metadata only)').option('--admin <name>', 'only this admin'))
     .action(action(async (f: RemoteFlags & { admin?: string }) => {
       const r = await new ApiClient(f).call('GET', `/api/v1/tokens${f.admin ? `?admin=${encodeURIComponent(f.admin)}` : ''}`);
-      out(f, r, () => table(r.items.map((t: Record<string, number>) => ({ ...t, expires: when(t.expires_at), revoked: when(t.revoked_at) })), ['id', 'admin', 'label', 'expires', 'revoked']));
+      out(f, r, () => table(r.items.map((t: Record<string, number>) => ({ ...t, expires: when(t.expires_at), revoked: when(t.revoked_at), 'last used': when(t.last_used_at) })), ['id', 'admin', 'label', 'expires', 'revoked', 'last used']));
     }));
   remote(admin.command('revoke-token <id>').description('revoke an API token'))
     .action(action(async (id: string, f: RemoteFlags) => {

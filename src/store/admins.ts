@@ -27,6 +27,7 @@ export function toAdmin(r: AdminsTable): Admin {
 
 /** Default lifetime of an API token when none is asked for. */
 export const DEFAULT_TOKEN_TTL_MS = 90 * 24 * 3600 * 1000;
+const LAST_USED_GRANULARITY_MS = 60_000;
 
 export async function insertAdmin(db: Exec, a: { name: string; role: Role; scopes: readonly string[] | null; createdBy: string }, now = Date.now()): Promise<Admin> {
   const row: AdminsTable = { id: randomUUID(), name: a.name, role: a.role, scopes: a.scopes === null ? null : JSON.stringify(a.scopes), disabled_at: null, created_by: a.createdBy, created_at: now };
@@ -50,11 +51,16 @@ export interface Authenticated {
 /** The admin behind a presented token, or null when it is unknown, expired, revoked or its admin is disabled. */
 export async function authenticate(db: Exec, token: string, now = Date.now()): Promise<Authenticated | null> {
   const r = await db.selectFrom('api_tokens').innerJoin('admins', 'admins.id', 'api_tokens.admin_id')
-    .select(['api_tokens.id as token_id', 'api_tokens.expires_at', 'api_tokens.revoked_at',
+    .select(['api_tokens.id as token_id', 'api_tokens.expires_at', 'api_tokens.revoked_at', 'api_tokens.last_used_at',
       'admins.id', 'admins.name', 'admins.role', 'admins.scopes', 'admins.disabled_at', 'admins.created_by', 'admins.created_at'])
     .where('api_tokens.token_hash', '=', hashToken(token)).executeTakeFirst();
   if (!r || r.revoked_at !== null || Number(r.expires_at) <= now || r.disabled_at !== null) return null;
-  const { token_id, expires_at: _e, revoked_at: _r, ...admin } = r;
+  // When a token was last used (to the minute: one write a minute per token at most) tells an
+  // operator which tokens are stale and which are in use that should not be.
+  if (r.last_used_at === null || Number(r.last_used_at) < now - LAST_USED_GRANULARITY_MS) {
+    await db.updateTable('api_tokens').set({ last_used_at: now }).where('id', '=', r.token_id).execute();
+  }
+  const { token_id, expires_at: _e, revoked_at: _r, last_used_at: _l, ...admin } = r;
   return { admin: toAdmin(admin), tokenId: token_id };
 }
 
