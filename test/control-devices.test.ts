@@ -60,6 +60,9 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('GET', '/api/v1/devices/nope')).status, 404);
       const groups = await c.call('GET', '/api/v1/groups');
       assert.deepEqual(groups.body.items.find((g: { name: string }) => g.name === 'servers').devices, { active: 1, pending: 1 });
+      assert.ok(groups.body.items.some((g: { name: string }) => g.name === 'laptops'));
+      const mine = await c.call('GET', '/api/v1/groups', { token: c.tokens['operator-scoped'] });
+      assert.deepEqual(mine.body.items.map((g: { name: string }) => g.name), ['servers'], 'a scoped admin sees its groups only');
     });
 
     it('edits tags and asset id; disable, enable, revoke with state rules; each calls onDeviceChanged', async () => {

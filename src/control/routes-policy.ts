@@ -88,10 +88,12 @@ export function policyRoutes(ctx: ControlContext): FastifyPluginAsync {
       return stateOut(await rollback(ctx, ctx.who(req), b.version, b.expected_generation, b.reason));
     });
 
-    app.get('/groups', { config: { role: 'viewer' } }, async () => {
+    app.get('/groups', { config: { role: 'viewer' } }, async (req) => {
       const counts = await deviceCounts(ctx.store.db);
       const policyGroups = ctx.current?.compiled.groups ?? [];
-      const names = new Set([...policyGroups.map((g) => g.name), ...counts.map((c) => c.group_name)]);
+      // A scoped admin sees its groups only, like its device listings.
+      const scopes = ctx.scopeFilter(req);
+      const names = new Set([...policyGroups.map((g) => g.name), ...counts.map((c) => c.group_name)].filter((n) => scopes === undefined || scopes.includes(n)));
       return {
         items: [...names].sort().map((n) => {
           const g = policyGroups.find((x) => x.name === n);
