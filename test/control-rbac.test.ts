@@ -163,6 +163,39 @@ for (const make of BACKENDS) {
       assert.ok(log.some((e) => e.action === 'device.disable' && e.detail === 'TICKET-7 lost laptop'));
     });
 
+    it('a disable that races another cannot leave no security-admin', async () => {
+      const b = make();
+      const own = await startControl(b);
+      try {
+        // Another disable is mid-transaction: it holds the security-admin rows (as the route
+        // does on PostgreSQL) and has disabled security-admin-2, not yet committed. Under READ
+        // COMMITTED an unlocked check would still see security-admin-2 active and let the last
+        // one go. SQLite runs one writer at a time, so there the request simply waits.
+        let release!: () => void;
+        const gate = new Promise<void>((r) => { release = r; });
+        let locked!: () => void;
+        const isLocked = new Promise<void>((r) => { locked = r; });
+        const held = own.store.db.transaction().execute(async (trx) => {
+          if (b.name === 'postgres') await trx.selectFrom('admins').select('id').where('role', '=', 'security-admin').forUpdate().execute();
+          await trx.updateTable('admins').set({ disabled_at: Date.now() }).where('name', '=', 'security-admin-2').execute();
+          locked();
+          await gate;
+        });
+        await isLocked;
+        const req = own.call('POST', '/api/v1/admins/admin/disable');
+        await new Promise((r) => setTimeout(r, 200)); // let the request reach the lock
+        release();
+        await held;
+        const r = await req;
+        assert.equal(r.status, 409, JSON.stringify(r.body));
+        const active = await own.store.db.selectFrom('admins').select('name').where('role', '=', 'security-admin').where('disabled_at', 'is', null).execute();
+        assert.deepEqual(active.map((a) => a.name), ['admin']);
+      } finally {
+        await own.close();
+        await b.cleanup();
+      }
+    });
+
     it('no token for a disabled admin', async () => {
       await c.call('POST', '/api/v1/admins', { body: { name: 'gone', role: 'viewer' } });
       assert.equal((await c.call('POST', '/api/v1/admins/gone/disable')).status, 200);

@@ -2,6 +2,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { DEFAULT_TOKEN_TTL_MS, getAdminByName, insertAdmin, insertToken, listAdmins, listTokens, ROLES } from '../store/admins.js';
+import type { Transaction } from 'kysely';
+import type { Dialect } from '../store/migrate.js';
+import type { DB } from '../store/schema.js';
 import type { ControlContext } from './context.js';
 import { ApiError, parse } from './errors.js';
 import { duration, groupName, name, uuid } from './validate.js';
@@ -72,6 +75,7 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
         const admin = await getAdminByName(trx, p.name);
         if (!admin) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${p.name}"`);
         if (admin.role === 'security-admin') {
+          await lockSecurityAdmins(trx, ctx.store.dialect);
           const others = (await listAdmins(trx)).filter((a) => a.role === 'security-admin' && a.disabled_at === null && a.id !== admin.id);
           // Disabling the last security-admin would lock everyone out of policy and admin changes.
           if (others.length === 0) throw new ApiError(409, 'CONFLICT', 'this is the last active security-admin');
@@ -100,6 +104,7 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
         // Like disabling the last security-admin: revoking the last token any active
         // security-admin can use would leave nobody able to change policy or admins.
         if (t.revoked_at === null) {
+          await lockSecurityAdmins(trx, ctx.store.dialect);
           const now = Date.now();
           const others = await trx.selectFrom('api_tokens').innerJoin('admins', 'admins.id', 'api_tokens.admin_id').select('api_tokens.id')
             .where('admins.role', '=', 'security-admin').where('admins.disabled_at', 'is', null).where('admins.scopes', 'is', null)
@@ -111,4 +116,15 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
       });
     });
   };
+}
+
+/**
+ * The "not the last one" checks read other rows than they change: under PostgreSQL's READ
+ * COMMITTED two admins disabling each other (or revoking each other's last tokens) at once would
+ * both see the other still active, and both succeed. Locking the security-admin rows first
+ * makes the second wait for the first and then see its result. SQLite runs one writer at a time.
+ */
+async function lockSecurityAdmins(trx: Transaction<DB>, dialect: Dialect): Promise<void> {
+  if (dialect !== 'postgres') return;
+  await trx.selectFrom('admins').select('id').where('role', '=', 'security-admin').forUpdate().execute();
 }
