@@ -216,6 +216,21 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/alerts/nope/ack')).status, 404);
     });
 
+    it('pages through alerts that share a timestamp without skipping any', async () => {
+      const t = Date.now() + 10 * 60_000; // newer than the other tests' alerts: these come first
+      for (let i = 0; i < 5; i++) await c.store.db.insertInto('alerts').values({ id: `same-${i}`, time: t, detector: 'volume', severity: 'low', device_id: null, group_name: 'servers', summary: 's', evidence: '{}', suggested_action: 'x', state: 'resolved', acked_by: null, acked_at: null, resolved_by: 'admin', resolved_at: t }).execute();
+      const seen: string[] = [];
+      let next: string | null = null;
+      do {
+        const page: { body: { items: { id: string }[]; next: string | null } } = await c.call('GET', `/api/v1/alerts?limit=2${next ? `&cursor=${next}` : ''}`);
+        seen.push(...page.body.items.map((a) => a.id));
+        next = page.body.next;
+      } while (next !== null && seen.length < 100);
+      assert.deepEqual(seen.filter((id) => id.startsWith('same-')), ['same-0', 'same-1', 'same-2', 'same-3', 'same-4']);
+      assert.equal(new Set(seen).size, seen.length, 'no alert twice');
+      assert.equal((await c.call('GET', '/api/v1/alerts?cursor=' + Buffer.from('123').toString('base64url'))).body.code, 'VALIDATION_FAILED');
+    });
+
     it('a scoped admin lists and handles only the alerts of its groups', async () => {
       const base = { v: 1, type: 'alert', time: new Date().toISOString(), severity: 'medium', device_id: null, summary: 's', evidence: {}, suggested_action: 'x' } as const;
       c.bus.publish({ ...base, id: 'sc-in', detector: 'volume', group: 'servers' });

@@ -29,7 +29,8 @@ const alertsQuery = z.strictObject({
   device: z.string().min(1).max(128).optional(),
   group: groupName.optional(),
   limit,
-  cursor: cursor(z.number().int().min(0)).optional(),
+  /** The last alert of the previous page: [time, id] (alerts share timestamps: time alone skipped some). */
+  cursor: cursor(z.tuple([z.number().int().min(0), z.string().max(128)])).optional(),
 });
 const alertParams = z.strictObject({ id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'not an alert id') });
 
@@ -53,9 +54,9 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
       // admin surges, TLS failures across groups) are outside every scope.
       const scopes = ctx.scopeFilter(req);
       if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
-      const items = await listAlerts(ctx.store.db, { ...q, groups: scopes, beforeTime: q.cursor, limit: q.limit });
+      const items = await listAlerts(ctx.store.db, { ...q, groups: scopes, after: q.cursor === undefined ? undefined : { time: q.cursor[0], id: q.cursor[1] }, limit: q.limit });
       const last = items[items.length - 1];
-      return { items, next: items.length === q.limit && last ? encodeCursor(last.time) : null };
+      return { items, next: items.length === q.limit && last ? encodeCursor([last.time, last.id]) : null };
     });
 
     for (const [verb, state] of [['ack', 'acknowledged'], ['resolve', 'resolved']] as const) {

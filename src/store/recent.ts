@@ -231,7 +231,7 @@ export async function insertAlert(db: Exec, e: AlertEvent): Promise<void> {
 }
 
 /** `groups`: restricts to alerts of these groups (an admin's scopes); undefined = all, including alerts of no group. */
-export async function listAlerts(db: Exec, f: { state?: string; severity?: string; detector?: string; device?: string; group?: string; groups?: readonly string[]; beforeTime?: number; limit: number }): Promise<Alert[]> {
+export async function listAlerts(db: Exec, f: { state?: string; severity?: string; detector?: string; device?: string; group?: string; groups?: readonly string[]; after?: { time: number; id: string }; limit: number }): Promise<Alert[]> {
   if (f.groups !== undefined && f.groups.length === 0) return [];
   let q = db.selectFrom('alerts').selectAll().orderBy('time', 'desc').orderBy('id').limit(f.limit);
   if (f.state !== undefined) q = q.where('state', '=', f.state as AlertsTable['state']);
@@ -240,7 +240,10 @@ export async function listAlerts(db: Exec, f: { state?: string; severity?: strin
   if (f.device !== undefined) q = q.where('device_id', '=', f.device);
   if (f.group !== undefined) q = q.where('group_name', '=', f.group);
   if (f.groups !== undefined) q = q.where('group_name', 'in', [...f.groups]);
-  if (f.beforeTime !== undefined) q = q.where('time', '<', f.beforeTime);
+  // Keyset pagination in the sort order (time desc, id asc): rows sharing the last time are
+  // continued by id, not skipped.
+  const after = f.after;
+  if (after !== undefined) q = q.where((eb) => eb.or([eb('time', '<', after.time), eb.and([eb('time', '=', after.time), eb('id', '>', after.id)])]));
   return (await q.execute()).map(toAlert);
 }
 
