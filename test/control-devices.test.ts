@@ -216,6 +216,19 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/alerts/nope/ack')).status, 404);
     });
 
+    it('a tag filter fills its page past decoy tags that match the pre-filter', async () => {
+      const now = Date.now();
+      // `x","prod` contains `"prod"` once JSON-encoded, so the LIKE pre-filter matches it.
+      await c.store.db.insertInto('devices').values(Array.from({ length: 150 }, (_, i) => (
+        { id: `aaa-decoy-${String(i).padStart(3, '0')}`, group_name: 'servers', asset_id: null, tags: JSON.stringify(['x","prod']), state: 'active' as const, created_at: now, updated_at: now, last_seen_at: null }))).execute();
+      const r = await c.call('GET', '/api/v1/devices?tag=prod&limit=1');
+      assert.deepEqual(r.body.items.map((d: { id: string }) => d.id), ['dev-b'], 'the first real match, after 150 decoys');
+      assert.notEqual(r.body.next, null);
+      const rest = await c.call('GET', `/api/v1/devices?tag=prod&limit=1&cursor=${r.body.next}`);
+      assert.deepEqual(rest.body.items, []);
+      await c.store.db.deleteFrom('devices').where('id', 'like', 'aaa-decoy-%').execute();
+    });
+
     it('pages through alerts that share a timestamp without skipping any', async () => {
       const t = Date.now() + 10 * 60_000; // newer than the other tests' alerts: these come first
       for (let i = 0; i < 5; i++) await c.store.db.insertInto('alerts').values({ id: `same-${i}`, time: t, detector: 'volume', severity: 'low', device_id: null, group_name: 'servers', summary: 's', evidence: '{}', suggested_action: 'x', state: 'resolved', acked_by: null, acked_at: null, resolved_by: 'admin', resolved_at: t }).execute();

@@ -27,16 +27,34 @@ export interface DeviceFilter {
 }
 
 export async function listDevices(db: Exec, f: DeviceFilter): Promise<Device[]> {
-  let q = db.selectFrom('devices').selectAll().orderBy('id');
-  if (f.group !== undefined) q = q.where('group_name', '=', f.group);
-  if (f.state !== undefined) q = q.where('state', '=', f.state);
-  if (f.groups !== undefined) q = f.groups.length === 0 ? q.where('id', '=', '\u0000none') : q.where('group_name', 'in', [...f.groups]);
-  if (f.afterId !== undefined) q = q.where('id', '>', f.afterId);
-  // Tags are a JSON array in text: filter in SQL by the quoted JSON string (cheap pre-filter),
-  // then exactly in code, so a tag containing quotes or commas cannot match another tag.
-  if (f.tag !== undefined) q = q.where(sql<boolean>`tags LIKE ${`%${escapeLike(JSON.stringify(f.tag))}%`} ESCAPE '!'`);
-  const rows = (await q.limit(f.tag !== undefined ? f.limit * 4 : f.limit).execute()).map(toDevice);
-  return (f.tag !== undefined ? rows.filter((d) => d.tags.includes(f.tag as string)) : rows).slice(0, f.limit);
+  const page = (afterId: string | undefined, n: number) => {
+    let q = db.selectFrom('devices').selectAll().orderBy('id');
+    if (f.group !== undefined) q = q.where('group_name', '=', f.group);
+    if (f.state !== undefined) q = q.where('state', '=', f.state);
+    if (f.groups !== undefined) q = f.groups.length === 0 ? q.where('id', '=', '\u0000none') : q.where('group_name', 'in', [...f.groups]);
+    if (afterId !== undefined) q = q.where('id', '>', afterId);
+    // Tags are a JSON array in text: filter in SQL by the quoted JSON string (cheap pre-filter),
+    // then exactly in code, so a tag containing quotes or commas cannot match another tag.
+    if (f.tag !== undefined) q = q.where(sql<boolean>`tags LIKE ${`%${escapeLike(JSON.stringify(f.tag))}%`} ESCAPE '!'`);
+    return q.limit(n).execute();
+  };
+  if (f.tag === undefined) return (await page(f.afterId, f.limit)).map(toDevice);
+  // The exact test runs after the pre-filter, so read on until the page is full or the rows
+  // run out: a page cut at the pre-filter's LIMIT came back short (or empty, with no cursor)
+  // when decoy tags such as `x","prod` matched the LIKE for `prod`.
+  const out: Device[] = [];
+  const batch = Math.max(f.limit * 4, 100);
+  let after = f.afterId;
+  for (;;) {
+    const rows = await page(after, batch);
+    for (const r of rows) {
+      const d = toDevice(r);
+      if (d.tags.includes(f.tag)) out.push(d);
+      if (out.length === f.limit) return out;
+    }
+    if (rows.length < batch) return out;
+    after = rows[rows.length - 1]?.id;
+  }
 }
 
 /** With `ESCAPE '!'` in both dialects (PostgreSQL would otherwise treat `\\` as an escape). */
