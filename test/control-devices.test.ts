@@ -90,6 +90,12 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/devices/dev-wait/disable')).body.state, 'disabled');
       assert.equal((await c.call('POST', '/api/v1/devices/dev-wait/enable')).body.state, 'pending');
       assert.equal((await c.call('GET', '/api/v1/devices/dev-wait')).body.state, 'pending');
+      // Denied instead: the device is revoked, and disable/enable cannot bring it back.
+      await c.store.db.insertInto('devices').values({ id: 'dev-no', group_name: 'servers', asset_id: null, tags: '[]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null }).execute();
+      await c.store.db.insertInto('enrollment_requests').values({ id: randomUUID(), device_id: 'dev-no', token_id: 'tok', spki_sha256: 'fe'.repeat(32), csr_der: 'AAAA', state: 'pending', decided_by: null, decided_at: null, created_at: now }).execute();
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-no/deny')).status, 200);
+      assert.equal((await c.call('GET', '/api/v1/devices/dev-no')).body.state, 'revoked');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-no/disable')).status, 409);
       const approved = await c.call('POST', '/api/v1/devices/dev-wait/approve', { body: { reason: 'asset tag checked' } });
       assert.equal(approved.status, 200);
       const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { action: string; target: string; detail: string | null }[];
@@ -107,6 +113,9 @@ for (const make of BACKENDS) {
       assert.deepEqual([a.status, b.status].sort(), [200, 409]);
       const row = await c.store.db.selectFrom('enrollment_requests').selectAll().where('device_id', '=', 'dev-b').executeTakeFirstOrThrow();
       assert.ok(row.state === 'approved' || row.state === 'denied');
+      // A denied device is refused for good; an approved one waits for its next poll.
+      const dev = await c.call('GET', '/api/v1/devices/dev-b');
+      assert.equal(dev.body.state, row.state === 'denied' ? 'revoked' : 'pending');
       assert.ok(c.deviceChanges.includes('dev-b'));
       assert.equal((await c.call('POST', '/api/v1/devices/dev-c/approve')).status, 409);
     });

@@ -103,7 +103,11 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
           const state = action === 'approve' ? 'approved' : 'denied';
           // Conditional update: of two admins deciding at once, one decides, the other gets 409.
           if (!(await decideRequest(trx, r.id, state, me))) throw new ApiError(409, 'CONFLICT', 'the request was decided meanwhile');
-          return { value: { device_id: d.id, request_id: r.id, state }, before: { request: 'pending' }, after: { request: state }, detail: b.reason };
+          // A denied device is refused for good (it enrolls again with a new token, as a new
+          // device). Left pending, it was listed as waiting, and disable then enable made it active.
+          if (action === 'deny' && d.state === 'pending') await updateDevice(trx, d.id, { state: 'revoked' });
+          const device = action === 'deny' && d.state === 'pending' ? { device: 'revoked' } : {};
+          return { value: { device_id: d.id, request_id: r.id, state }, before: { request: 'pending', device: d.state }, after: { request: state, ...device }, detail: b.reason };
         });
         await ctx.deviceChanged(p.id);
         return out;
