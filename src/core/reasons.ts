@@ -158,7 +158,7 @@ const table = {
   },
   request_smuggling: {
     verdict: 'deny', status: 400,
-    hint: 'Ambiguous message framing (duplicate Content-Length, or Content-Length with Transfer-Encoding) is refused.',
+    hint: 'Ambiguous message framing (duplicate Content-Length, Content-Length with Transfer-Encoding, a Connection header naming either or Host) is refused.',
   },
   header_too_large: {
     verdict: 'deny', status: 431,
