@@ -76,6 +76,8 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
     const results: Record<'none' | 'all', number[]> = { none: [], all: [] };
     const cpu: Record<'none' | 'all', number[]> = { none: [], all: [] };
     const mainCpu: Record<'none' | 'all', number[]> = { none: [], all: [] };
+    // This process hosts the receivers: its CPU during a run is what they took from the same cores.
+    const recvCpu: Record<'none' | 'all', number[]> = { none: [], all: [] };
     for (let round = 0; round < rounds; round++) {
       for (const which of ['none', 'all'] as const) {
         const runDir = join(dir, `${which}-${round}`);
@@ -90,7 +92,10 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
         const pid = gw.pid as number;
         const cpu0 = cpuUs(pid);
         const main0 = cpuUs(pid, pid);
+        const here0 = process.cpuUsage();
         const r = await rate(bin, proxyPort, originPort, secs);
+        const here = process.cpuUsage(here0);
+        recvCpu[which].push((here.user + here.system) / r.ok);
         cpu[which].push((cpuUs(pid) - cpu0) / r.ok);
         mainCpu[which].push((cpuUs(pid, pid) - main0) / r.ok);
         if (r.errors > 0 || r.per_s === 0) throw new Error(`bench run failed: ${JSON.stringify(r)}`);
@@ -116,6 +121,9 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
     figures.main_thread_cpu_us_per_connect_no_sinks = Math.round(median(mainCpu.none));
     figures.main_thread_cpu_us_per_connect_all_sinks = Math.round(median(mainCpu.all));
     figures.main_thread_cpu_ratio_none_vs_all = Math.round((median(mainCpu.none) / median(mainCpu.all)) * 1000) / 1000;
+    // The receivers' CPU per CONNECT (in this process, on the same cores as the gateway): the
+    // part of the rate ratio that is the destinations' work, not the gateway's.
+    figures.receivers_cpu_us_per_connect_all_sinks = Math.round(median(recvCpu.all) - median(recvCpu.none));
     figures.webhook_posts = received.webhookPosts;
     figures.webhook_mbytes = Math.round(received.webhookBytes / 1e5) / 10;
     figures.syslog_mbytes = Math.round(received.syslogBytes / 1e5) / 10;
