@@ -5,7 +5,8 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spool, type DropReason } from '../src/sinks/spool.js';
@@ -117,5 +118,75 @@ describe('spool', () => {
     assert.equal(got.length, kept);
     assert.deepEqual(got.at(-1), `{"n":99,"pad":"${'x'.repeat(50)}"}`);
     await s.close();
+  });
+});
+
+describe('a file system that takes part of a write (a disk filling up)', () => {
+  // The kernel's file size limit (ulimit -f) gives exactly what a filling disk gives: the first
+  // write that crosses it is cut short and succeeds, the next fails (EFBIG here, ENOSPC there).
+  // Both the disk buffer and the file sink must keep whole records on disk and every record
+  // either written or still held — none taken as written and lost.
+  function underLimit(body: string): { lines: string[]; report: Record<string, number> } {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-short-write-'));
+    try {
+      const script = join(dir, 'run.mjs');
+      writeFileSync(script, `process.on('SIGXFSZ', () => {});
+const dir = ${JSON.stringify(dir)};
+const { Spool } = await import(${JSON.stringify(new URL('../src/sinks/spool.js', import.meta.url).href)});
+const { FileSink } = await import(${JSON.stringify(new URL('../src/sinks/file.js', import.meta.url).href)});
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+${body}`);
+      // 8 blocks of 512 bytes (dash's unit): files stop at 4096 bytes.
+      const r = spawnSync('sh', ['-c', `ulimit -f 8; exec "${process.execPath}" "${script}"`], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Record<string, number>;
+      const file = readdirSync(join(dir, 'out')).map((f) => readFileSync(join(dir, 'out', f), 'utf8')).join('');
+      assert.ok(file.length <= 4096, `${file.length} bytes`);
+      assert.ok(file === '' || file.endsWith('\n'), 'the file ends on a record boundary');
+      return { lines: file.split('\n').filter((l) => l !== ''), report };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const record = (i: number) => JSON.stringify({ n: i, pad: 'x'.repeat(90) });
+
+  it('the disk buffer keeps whole records on disk and the rest in memory', () => {
+    const { lines, report } = underLimit(`
+const errors = [];
+const s = new Spool({ dir: dir + '/out', maxBytes: 1 << 20, segmentBytes: 1 << 20, fsync: 'never', fsyncIntervalMs: 1000, onDrop: () => {}, onError: (e) => errors.push(e.code) });
+await s.ready;
+// 20 records fit; the next 80 cross the limit part-way through their write.
+for (let i = 0; i < 20; i++) s.append(JSON.stringify({ n: i, pad: 'x'.repeat(90) }) + '\\n');
+await pause(200);
+for (let i = 20; i < 100; i++) s.append(JSON.stringify({ n: i, pad: 'x'.repeat(90) }) + '\\n');
+await pause(300);
+console.log(JSON.stringify({ pending: s.pendingEvents, errors: errors.length }));
+process.exit(0);`);
+    for (const l of lines) JSON.parse(l); // every line a whole record
+    assert.deepEqual(lines.map((l) => (JSON.parse(l) as { n: number }).n), lines.map((_, i) => i), 'in order, none joined');
+    assert.equal(lines.length, 20, 'the first write whole; the part of the second that fitted was taken back');
+    assert.equal(report.pending, 100, 'nothing acknowledged: all 100 are pending, on disk or in memory');
+    assert.ok((report.errors as number) >= 1, 'the failure is reported');
+    assert.equal(lines[0], record(0));
+  });
+
+  it('the file sink writes whole lines and counts only what it wrote', () => {
+    const { lines, report } = underLimit(`
+const errors = [];
+const f = new FileSink({ name: 'f', path: dir + '/out/events.jsonl', rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: (e) => errors.push(e.code) });
+const ev = (i) => ({ v: 1, type: 'sink.recovered', time: new Date(0).toISOString(), sink: 'x'.repeat(60), down_ms: i, pending_events: 0 });
+for (let i = 0; i < 20; i++) f.write(ev(i));
+await pause(200);
+for (let i = 20; i < 100; i++) f.write(ev(i));
+await pause(300);
+const st = f.stats();
+console.log(JSON.stringify({ delivered: st.delivered, pending: st.pending_events, dropped: st.dropped, errors: errors.length }));
+process.exit(0);`);
+    const seen = lines.map((l) => (JSON.parse(l) as { down_ms: number }).down_ms);
+    assert.deepEqual(seen, seen.map((_, i) => i), 'whole lines, in order');
+    assert.equal(seen.length, 20, 'the first write whole; the part of the second that fitted was taken back');
+    assert.equal(report.delivered, seen.length, 'delivered counts what is in the file');
+    assert.equal((report.delivered as number) + (report.pending as number) + (report.dropped as number), 100, 'every event written, held or counted as dropped');
+    assert.ok((report.errors as number) >= 1);
   });
 });

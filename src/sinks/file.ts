@@ -12,6 +12,7 @@ import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promis
 import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
+import { appendWhole } from './append-whole.js';
 import { JsonlSink } from './jsonl.js';
 import { jsonOf } from '../events/json.js';
 import { COALESCE_MS, typeMatcher, WRITE_NOW_BYTES, type Sink, type SinkStats } from './types.js';
@@ -106,7 +107,7 @@ export class FileSink implements Sink {
           const chunk = Buffer.from(lines.join(''));
           await this.#rotateIfDue(chunk.length);
           if (this.#fh === null) await this.#open();
-          await (this.#fh as FileHandle).write(chunk);
+          await appendWhole(this.#fh as FileHandle, chunk, this.#size);
           this.#size += chunk.length;
           this.#delivered += lines.length;
           this.#failing = false;

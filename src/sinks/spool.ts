@@ -24,6 +24,7 @@ import { mkdirSync } from 'node:fs';
 import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scanSpool, SEGMENT_RE, segmentName as name, SpoolTail, type Batch, type Position, type Segment } from './spool-parts.js';
+import { appendWhole } from './append-whole.js';
 import { COALESCE_MS, WRITE_NOW_BYTES } from './types.js';
 
 export type { Batch } from './spool-parts.js';
@@ -152,7 +153,7 @@ export class Spool {
         const taken = this.#mem.slice(0, n);
         const sizes = this.#memSizes.slice(0, n);
         const chunk = Buffer.from(taken.join(''));
-        await this.#fh.write(chunk);
+        await appendWhole(this.#fh, chunk, seg.size);
         this.#mem.splice(0, n);
         this.#memSizes.splice(0, n);
         this.#memBytes -= bytes;
@@ -229,6 +230,12 @@ export class Spool {
           pos = nl + 1;
         }
         if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos };
+        if (bytesRead < len || len >= seg.size - start) {
+          // No complete record up to where the segment should end: the file is shorter than
+          // recorded or damaged (whole-record appends cannot leave this). Say so and let the
+          // sink retry after its pause, rather than loop here asking for bytes that are not there.
+          throw Object.assign(new Error(`disk buffer segment ${name(seg.seq)} holds no complete record after byte ${start} (${bytesRead} bytes read, ${seg.size - start} expected)`), { code: 'SPOOL_DAMAGED' });
+        }
         len = Math.min(len * 2, seg.size - start); // one record longer than maxBytes: read all of it
       }
     } finally {

@@ -1,0 +1,26 @@
+/**
+ * Appends whole records or nothing. `FileHandle.write` may write only part of a buffer and
+ * still succeed (`bytesWritten` says how much): that is how a filling disk first shows, and
+ * the ENOSPC only comes on the next write. Taking the records as written then lost the rest
+ * without a count, and the next append joined two half records into one invalid line.
+ */
+import type { FileHandle } from 'node:fs/promises';
+
+/**
+ * Writes all of `chunk` to `fh` (opened for appending, whose size is `sizeBefore`), continuing
+ * after short writes. If a write fails part-way, the file is truncated back to `sizeBefore`, so
+ * it still ends on a record boundary, and the error is thrown: the caller keeps the records.
+ */
+export async function appendWhole(fh: FileHandle, chunk: Buffer, sizeBefore: number): Promise<void> {
+  let done = 0;
+  try {
+    while (done < chunk.length) {
+      const { bytesWritten } = await fh.write(chunk, done, chunk.length - done);
+      if (bytesWritten <= 0) throw Object.assign(new Error('the file system accepted no bytes (disk full?)'), { code: 'ENOSPC' });
+      done += bytesWritten;
+    }
+  } catch (err) {
+    if (done > 0) await fh.truncate(sizeBefore).catch(() => {});
+    throw err;
+  }
+}
