@@ -15,6 +15,8 @@ import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
 import { resolveSink } from '../src/sinks/factory.js';
 import { ThreadedSinks, type ThreadedSinksOptions } from '../src/sinks/threaded.js';
+import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
+import { createServer, type AddressInfo } from 'node:net';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
 
 const SECRET = 'test-secret-0123456789abcdef';
@@ -55,6 +57,35 @@ const seqs = (rx: WebhookReceiver) => rx.events().map((e) => e.down_ms);
 const dropped = (emitted: EvidenceEvent[], reason: string) => emitted.reduce((n, e) => n + (e.type === 'sink.dropped' && e.reason === reason ? e.dropped : 0), 0);
 
 describe('network sinks on their own thread', () => {
+  it('send syslog exactly as formatSyslog would, from the parts handed over (the thread does not parse the JSON)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-sink-thread-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    let got = Buffer.alloc(0);
+    const srv = createServer((sock) => { sock.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); }); sock.on('error', () => {}); });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => srv.close(r)));
+    const port = (srv.address() as AddressInfo).port;
+    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'syslog', name: 'sl', transport: 'tcp', host: '127.0.0.1', port, batch_wait: '0s', hostname: 'gw-1', app_name: 'chokepoint' }] }));
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const sinks = new ThreadedSinks({ sinks: [resolveSink(c.config.sinks[0] as SinkConfig, 'gw-1')], dataDir, emit: () => {}, onError: () => {} });
+    cleanup.push(() => sinks.close());
+    const now = new Date().toISOString();
+    const base = { v: 1, type: 'gateway.decision', time: now, id: 'a', listener: 'proxy', client_ip: '127.0.0.1', client_port: 1, group: 'g', device_id: null, asset_id: null, serial: null, method: 'CONNECT', host: 'xn--bcher-kva.example', port: 443, address: null, rule: null, mode: 'enforce', sni: null, tls_version: null, address_class: null, status: null } as const;
+    const events = [
+      { ...base, verdict: 'allow', reason: 'allowed', detail: null },
+      { ...base, id: 'b', verdict: 'deny', reason: 'no_rule_matched', detail: 'tab\there, newline\nthere, ünïcode' },
+      { v: 1, type: 'alert', time: now, id: 'c', detector: 'volume', severity: 'critical', device_id: null, group: 'g', summary: 's', evidence: { n: 1 }, suggested_action: 'x' },
+      ev(7),
+    ] as ChokepointEvent[];
+    for (const e of events) sinks.write(e);
+    const fmt = { facility: 16, appName: 'chokepoint', hostname: 'gw-1' };
+    // The process id in the header is the gateway's (the thread runs in it).
+    const want = Buffer.concat(events.map((e) => frameOctetCounted(formatSyslog(e, { ...fmt, procId: String(process.pid) }))));
+    await until(() => got.length >= want.length, 'four syslog frames');
+    assert.equal(got.toString('utf8'), want.toString('utf8'));
+  });
+
+
   it('deliver every event in publication order, and report their statistics when asked', async () => {
     const { rx, sinks } = await setup();
     for (let i = 0; i < 2000; i++) {

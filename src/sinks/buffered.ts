@@ -36,6 +36,8 @@ export interface BufferedSinkOptions {
   readonly onError?: (err: Error) => void;
   /** Serializes an event into one record; default JSON. */
   readonly format?: (e: ChokepointEvent) => string;
+  /** The same from the event's parts (writeText); required with `format` for writeText to be offered. */
+  readonly formatText?: (type: string, time: string, severity: number, json: string) => string;
   /**
    * After a 413 lowered the batch limits, how long delivery must go on without another 413
    * before they are doubled back towards batch_max (default 10 minutes).
@@ -85,12 +87,22 @@ export class BufferedSink implements Sink {
       onError: (err) => o.onError?.(err),
     });
     this.#loop = this.#run();
+    // Offered when a record can be made from the parts: plain JSON, or a text formatter.
+    const formatText = o.formatText;
+    if (o.format === undefined || formatText !== undefined) {
+      this.writeText = (type, time, severity, json) => {
+        if (this.#stopped || !this.#accepts(type)) return;
+        this.#spool.append(`${formatText ? formatText(type, time, severity, json) : json}\n`);
+      };
+    }
   }
 
   readonly write = (e: ChokepointEvent): void => {
     if (this.#stopped || !this.#accepts(e.type)) return;
     this.#spool.append(`${this.#o.format ? this.#o.format(e) : jsonOf(e)}\n`);
   };
+
+  readonly writeText?: (type: string, time: string, severity: number, json: string) => void;
 
   stats(): SinkStats {
     return { pending_events: this.#spool.pendingEvents, pending_bytes: this.#spool.pendingBytes, dropped: this.#dropped, delivered: this.#delivered, up: this.#downSince === null };

@@ -15,7 +15,7 @@ import type { EvidenceEvent } from '../events/evidence.js';
 import { BufferedSink } from './buffered.js';
 import { FileSink } from './file.js';
 import { RelpTransport } from './relp.js';
-import { syslogFormatter, SyslogTransport } from './syslog.js';
+import { syslogFormatter, syslogTextFormatter, SyslogTransport } from './syslog.js';
 import type { Sink } from './types.js';
 import { WebhookTransport } from './webhook.js';
 
@@ -76,6 +76,7 @@ export function buildSink(r: ResolvedSink, ctx: Omit<SinkContext, 'hostname'>): 
       name: c.name, types: c.types, spool, retry, emit: ctx.emit, onError,
       batchMax: c.batch_max, batchMaxBytes: 1024 * 1024, batchWaitMs: c.batch_wait,
       format: syslogFormatter(fmt),
+      formatText: syslogTextFormatter(fmt),
       transport: c.transport === 'relp' || c.transport === 'relp-tls'
         ? new RelpTransport({ host: c.host, port: c.port ?? 2514, timeoutMs: c.timeout, tls: c.transport === 'relp-tls' ? tls : null })
         : new SyslogTransport({ transport: c.transport, host: c.host, port: c.port ?? (c.transport === 'tls' ? 6514 : 514), timeoutMs: c.timeout, tls }),

@@ -3,6 +3,7 @@
  * resolved configurations and feeds them the event texts the gateway's thread sends, in order.
  * Everything these sinks do — formatting, the disk buffer, TLS, HTTP — happens here.
  */
+import type { ChokepointEvent } from '../events/catalogue.js';
 import { eventFromJson } from '../events/json.js';
 import { buildSink } from './factory.js';
 import type { FromSinkThread, SinkThreadInit, ToSinkThread } from './thread-protocol.js';
@@ -27,8 +28,19 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
       case 'lines': {
         if (closing) return;
         for (const line of m.data.split('\n')) {
-          const e = eventFromJson(line);
-          for (const s of sinks) s.write(e);
+          const a = line.indexOf('\t');
+          const b = line.indexOf('\t', a + 1);
+          const c = line.indexOf('\t', b + 1);
+          const type = line.slice(0, a);
+          const time = line.slice(a + 1, b);
+          const severity = Number(line.slice(b + 1, c));
+          const json = line.slice(c + 1);
+          // Parsed only for a sink that cannot take the parts (none of the built-in ones).
+          let e: ChokepointEvent | null = null;
+          for (const s of sinks) {
+            if (s.writeText !== undefined) s.writeText(type, time, severity, json);
+            else s.write(e ??= eventFromJson(json));
+          }
         }
         post({ t: 'ack', events: m.events });
         return;

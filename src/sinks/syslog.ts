@@ -56,15 +56,24 @@ export function formatSyslog(e: ChokepointEvent, f: SyslogFormat): string {
  * event (two per tunnel, on the sinks' thread).
  */
 export function syslogFormatter(f: SyslogFormat): (e: ChokepointEvent) => string {
+  const text = syslogTextFormatter(f);
+  return (e) => text(e.type, e.time, severityOf(e), jsonOf(e));
+}
+
+/**
+ * The same from what the sinks' thread receives (threaded.ts): the event's type, time,
+ * severity and JSON text, so that the thread formats without parsing the JSON again.
+ */
+export function syslogTextFormatter(f: SyslogFormat): (type: string, time: string, severity: number, json: string) => string {
   const fixed = `${field(f.hostname, 255)} ${field(f.appName, 48)} ${field(f.procId, 128)}`;
   const msgIds = new Map<string, string>();
-  return (e) => {
-    let id = msgIds.get(e.type);
+  return (type, time, severity, json) => {
+    let id = msgIds.get(type);
     if (id === undefined) {
-      id = field(e.type, 32);
-      if (msgIds.size < 256) msgIds.set(e.type, id);
+      id = field(type, 32);
+      if (msgIds.size < 256) msgIds.set(type, id);
     }
-    return `<${f.facility * 8 + severityOf(e)}>1 ${e.time} ${fixed} ${id} - ${jsonOf(e)}`;
+    return `<${f.facility * 8 + severity}>1 ${time} ${fixed} ${id} - ${json}`;
   };
 }
 

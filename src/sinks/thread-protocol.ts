@@ -9,7 +9,10 @@ export interface SinkThreadInit {
 }
 
 export type ToSinkThread =
-  /** Event JSON texts joined by "\n" (JSON never contains a raw newline), in publication order. */
+  /**
+   * Events joined by "\n" in publication order, each `type TAB time TAB severity TAB json`
+   * (severity: RFC 5424, for syslog; JSON never contains a raw tab or newline).
+   */
   | { readonly t: 'lines'; readonly data: string; readonly events: number }
   | { readonly t: 'stats'; readonly id: number }
   | { readonly t: 'close' };

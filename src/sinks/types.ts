@@ -16,6 +16,11 @@ export interface Sink {
   readonly name: string;
   /** Synchronous and cheap: queues the event; I/O happens later, off the publisher's stack. */
   readonly write: (e: ChokepointEvent) => void;
+  /**
+   * The same from an event's parts (type, time, RFC 5424 severity, JSON text), for the sinks'
+   * thread, which receives texts and need not parse them when every sink takes this.
+   */
+  readonly writeText?: (type: string, time: string, severity: number, json: string) => void;
   stats(): SinkStats;
   /** Drains what can be drained without waiting on a dead destination; idempotent. */
   close(): Promise<void>;
