@@ -88,6 +88,19 @@ describe('agent exec', () => {
     assert.match(r.stdout, /^denied=403$/m);
   });
 
+  it('in a namespace: the command cannot enter the host network namespace, even when run by root', async (t) => {
+    if (!fenceAvailable().available) return t.skip('no network namespace here');
+    // The relay is the command's parent; its parent (unshare's exec, then agent exec) is in the
+    // host namespace. With root's capabilities there, nsenter into it went around the gateway.
+    const script = `OUTER=$(awk '/^PPid/{print $2}' /proc/$PPID/status); `
+      + `if nsenter -t "$OUTER" -n true 2>/dev/null; then echo escaped; else echo refused; fi; `
+      + `if nsenter -t 1 -n true 2>/dev/null; then echo escaped-init; else echo refused-init; fi`;
+    const r = await cli(['agent', 'exec', '--proxy', proxy, '--require-namespace', '--', 'sh', '-c', script]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^refused$/m);
+    assert.match(r.stdout, /^refused-init$/m);
+  });
+
   it('without a namespace: says plainly that only the environment is set (and then the bypass works)', async () => {
     const r = await cli(['agent', 'exec', '--proxy', proxy, '--no-namespace', '--', process.execPath, '-e', PROBE, String(env.echo.port), `echo.test:${env.echo.port}`]);
     assert.equal(r.status, 0, r.stderr);

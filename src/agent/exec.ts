@@ -33,11 +33,15 @@ export interface FenceCheck { readonly available: boolean; readonly flags: reado
 export function fenceAvailable(): FenceCheck {
   if (process.platform !== 'linux') return { available: false, flags: [], why: `network namespaces exist only on Linux (this is ${process.platform})` };
   const root = process.getuid?.() === 0;
-  const flags = root ? ['--net'] : ['--net', '--map-root-user'];
+  // A user namespace even for root: with only a new network namespace, a root command keeps
+  // every capability of the host's user namespace and can simply enter the host's network
+  // (`nsenter -t <our pid> -n`, `ip netns exec`) and go around the gateway. Inside its own user
+  // namespace it is root only there, and setns into a network namespace it does not own fails.
+  const flags = ['--net', '--map-root-user'];
   const r = spawnSync('unshare', [...flags, 'true'], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.error) return { available: false, flags, why: `unshare cannot be run (${r.error.message}; package util-linux)` };
   if (r.status !== 0) return { available: false, flags, why: `unshare ${flags.join(' ')} failed: ${r.stderr.trim() || `exit ${r.status}`}${root ? '' : ' (unprivileged user namespaces are disabled?)'}` };
-  return { available: true, flags, why: root ? 'running as root' : 'unprivileged user namespace' };
+  return { available: true, flags, why: root ? 'running as root (in a user namespace of its own)' : 'unprivileged user namespace' };
 }
 
 const RELAY = fileURLToPath(new URL('./ns-relay.js', import.meta.url));
