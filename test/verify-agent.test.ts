@@ -3,6 +3,7 @@
  * must pass on the first and fail, with evidence, on the second.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,13 +27,12 @@ describe('chokepoint verify', () => {
     env.directory.add(revoked.serial, 'dev-gone');
     env.directory.revoke('dev-gone');
     const revokedDir = env.agentDir(revoked);
-    // A port nothing listens on stands in for a target the host rules block.
-    const closedPort = await new Promise<number>((r) => { const o = startEchoOrigin(); void o.then(async (x) => { const p = x.port; await x.close(); r(p); }); });
+    // No host rules here, so no --blocked (see the namespace test below for that check).
     const r = await cli(['verify', '--json', '--dir', dir, '--gateway', env.gatewayUrl, '--allowed', `echo.test:${env.echo.port}`, '--denied', `other.test:${env.echo.port}`,
-      '--blocked', `127.0.0.1:${closedPort}`, '--revoked-dir', revokedDir]);
+      '--revoked-dir', revokedDir]);
     const { checks } = JSON.parse(r.stdout) as { checks: Check[] };
     assert.equal(r.status, 0, r.stdout);
-    for (const id of ['privilege.files', 'lifecycle.expiry', 'bypass.gateway_path', 'bypass.direct', 'drift.refused', 'lifecycle.revocation']) assert.equal(byId(checks, id).status, 'pass', JSON.stringify(byId(checks, id)));
+    for (const id of ['privilege.files', 'lifecycle.expiry', 'bypass.gateway_path', 'drift.refused', 'lifecycle.revocation']) assert.equal(byId(checks, id).status, 'pass', JSON.stringify(byId(checks, id)));
     assert.match(byId(checks, 'drift.refused').evidence, /HTTP 403, X-Chokepoint-Reason: no_rule_matched/);
     assert.match(byId(checks, 'lifecycle.revocation').evidence, /X-Chokepoint-Reason: device_revoked/);
     assert.equal(byId(checks, 'lifecycle.renewal').status, 'skipped');
@@ -57,6 +57,50 @@ describe('chokepoint verify', () => {
     assert.equal(byId(checks, 'drift.refused').status, 'fail');
     assert.equal(byId(checks, 'lifecycle.revocation').status, 'fail');
     assert.equal(byId(checks, 'bypass.gateway_path').status, 'pass', 'the identity itself still works');
+  });
+
+  it('no check passes without testing what it names: a closed port, a bad target, a down destination, an unreachable impostor, a policy refusal for the revoked sample', async () => {
+    const dir = env.agentDir();
+    const closed = await new Promise<number>((r) => { void startEchoOrigin().then(async (x) => { const p = x.port; await x.close(); r(p); }); });
+    // denied: allowed by the policy but nothing listens there (502 connect_failed, not a refusal);
+    // revoked sample: a live certificate, asked for a destination the policy refuses (403 no_rule_matched).
+    const live = env.agentDir();
+    env.tg.setPolicy(`version: 1
+address_exceptions: [127.0.0.1/32]
+groups:
+  - name: laptops
+    allow:
+      - host: echo.test
+        ports: [${env.echo.port}, ${closed}]
+        tls: none
+`);
+    let checks: Check[];
+    try {
+      checks = await runVerify({
+        dir, gateway: env.gatewayUrl, allowed: `other.test:${env.echo.port}`, denied: `echo.test:${closed}`,
+        blocked: `127.0.0.1:${closed}`, revokedDir: live, impostor: `https://127.0.0.1:${closed}`, timeoutMs: 3000,
+      });
+    } finally {
+      env.tg.setPolicy(env.policy);
+    }
+    assert.match(byId(checks, 'drift.refused').evidence, /HTTP 502, X-Chokepoint-Reason: connect_failed/);
+    for (const id of ['bypass.direct', 'drift.refused', 'lifecycle.revocation', 'tampering.impostor']) assert.equal(byId(checks, id).status, 'fail', JSON.stringify(byId(checks, id)));
+    assert.match(byId(checks, 'bypass.direct').evidence, /ECONNREFUSED.*a RST came back/);
+    assert.match(byId(checks, 'tampering.impostor').evidence, /nothing was tested/);
+    const bad = await runVerify({ dir, blocked: 'not-a-target', timeoutMs: 1000 });
+    assert.equal(byId(bad, 'bypass.direct').status, 'fail');
+  });
+
+  it('bypass.direct passes when host rules drop the packet (a namespace with an nft drop rule)', async (t) => {
+    const nft = spawnSync('sh', ['-c', 'command -v nft && unshare --net --map-root-user true'], { encoding: 'utf8' });
+    if (nft.status !== 0) return t.skip('needs nft (Debian nftables) and a network namespace');
+    const dir = env.agentDir();
+    const script = 'ip link set lo up && nft add table inet cpv && nft "add chain inet cpv out { type filter hook output priority 0; }" '
+      + `&& nft add rule inet cpv out ip daddr 127.0.0.2 drop && "${process.execPath}" "${CLI}" verify --json --timeout 1s --dir "${dir}" --blocked 127.0.0.2:9`;
+    const r = spawnSync('unshare', ['--net', '--map-root-user', 'sh', '-c', script], { encoding: 'utf8', timeout: 60_000 });
+    const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks;
+    assert.equal(byId(checks, 'bypass.direct').status, 'pass', JSON.stringify(byId(checks, 'bypass.direct')));
+    assert.match(byId(checks, 'bypass.direct').evidence, /EPERM|timed out/);
   });
 
   it('DNS tampering: a gateway with a certificate from another CA fails the gateway path check', async () => {

@@ -5,6 +5,7 @@
  */
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import type { DenyReason } from '../core/reasons.js';
 import { estRequest, estUrl } from './est.js';
 import { path, permissionProblems, readIdentity, readSettings, readText, type Identity } from './files.js';
 import { parseGatewayUrl } from './forwarder.js';
@@ -70,6 +71,26 @@ function directConnect(target: string, timeoutMs: number): Promise<string> {
 
 const check = (id: string, title: string, status: Status, evidence: string): Check => ({ id, title, status, evidence });
 
+/**
+ * What a direct connection attempt proves. Blocked means the packet never got an answer: the
+ * host's rules dropped it (EPERM/EACCES from a local firewall, a timeout) or there is no route.
+ * A refusal (a RST) or any connection means it left the host; an attempt that could not be
+ * made (a bad target, a name that did not resolve) proves nothing: both fail.
+ */
+export function directVerdict(result: string): { status: Status; why: string } {
+  if (result === 'timed out' || result === 'EPERM' || result === 'EACCES' || result === 'ENETUNREACH' || result === 'EHOSTUNREACH') return { status: 'pass', why: 'no answer came back' };
+  if (result === 'connected') return { status: 'fail', why: 'it connected: direct egress is open' };
+  if (result === 'ECONNREFUSED') return { status: 'fail', why: 'a RST came back, so the packet left the host (the target port is merely closed): host rules would have dropped it' };
+  return { status: 'fail', why: 'nothing was tested: give an IP literal and port that this host must not reach' };
+}
+
+/** Reasons that say the policy refused a destination (not that an allowed one is down). */
+const POLICY_REFUSALS: ReadonlySet<string> = new Set<DenyReason>(['no_rule_matched', 'denied_by_rule', 'port_not_allowed', 'ip_literal_denied', 'address_denied']);
+/** Reasons that say the gateway refused the certificate's device. */
+const IDENTITY_REFUSALS: ReadonlySet<string> = new Set<DenyReason>(['device_revoked', 'device_disabled', 'certificate_superseded']);
+/** TLS verification failures: the client refused the server's certificate (not a network error). */
+const CERT_REFUSAL = /SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME|CERT_SIGNATURE_FAILURE|CERT_UNTRUSTED|CERT_REJECTED|not from the pinned CA/;
+
 export async function runVerify(o: VerifyOptions): Promise<Check[]> {
   const out: Check[] = [];
   const ms = o.timeoutMs ?? 5000;
@@ -106,8 +127,11 @@ export async function runVerify(o: VerifyOptions): Promise<Check[]> {
     out.push(check('tampering.control', 'the control endpoint presents a certificate from the pinned CA', r.startsWith('HTTP 200') ? 'pass' : 'fail', `${settings.server}: ${r}`));
   }
   if (o.impostor) {
+    // Only a refused certificate proves the pin works; an impostor that cannot be reached tests nothing.
     const r = await estRequest(estUrl(o.impostor, 'cacerts'), { method: 'GET', tls: { ca: id.ca }, timeoutMs: ms }).then((a) => `accepted (HTTP ${a.status})`, (e: Error) => `refused: ${e.message}`);
-    out.push(check('tampering.impostor', 'an endpoint with a certificate not from the pinned CA is refused', r.startsWith('refused') ? 'pass' : 'fail', `${o.impostor}: ${r}`));
+    const certRefused = r.startsWith('refused') && CERT_REFUSAL.test(r);
+    out.push(check('tampering.impostor', 'an endpoint with a certificate not from the pinned CA is refused', certRefused ? 'pass' : 'fail',
+      `${o.impostor}: ${r}${r.startsWith('refused') && !certRefused ? ' (not a certificate refusal: nothing was tested)' : ''}`));
   }
 
   if (o.gateway && o.allowed) {
@@ -116,12 +140,14 @@ export async function runVerify(o: VerifyOptions): Promise<Check[]> {
   } else out.push(check('bypass.gateway_path', 'the gateway path works', 'skipped', 'needs --gateway and --allowed'));
   if (o.blocked) {
     const r = await directConnect(o.blocked, ms);
-    out.push(check('bypass.direct', 'a direct connection that should be blocked is blocked', r === 'connected' ? 'fail' : 'pass', `direct TCP to ${o.blocked}: ${r}`));
+    const v = directVerdict(r);
+    out.push(check('bypass.direct', 'a direct connection that should be blocked is blocked', v.status, `direct TCP to ${o.blocked}: ${r} (${v.why})`));
   } else out.push(check('bypass.direct', 'a direct connection that should be blocked is blocked', 'skipped', 'needs --blocked HOST:PORT'));
 
   if (o.gateway && o.denied) {
     const a = await gatewayConnect(o.gateway, id, o.denied, ms);
-    const ok = a.status >= 400 && a.reason !== null;
+    // A 403 for a policy reason: a 502 (an allowed destination that is down) proves nothing.
+    const ok = a.status === 403 && a.reason !== null && POLICY_REFUSALS.has(a.reason);
     out.push(check('drift.refused', 'a destination outside the allowlist is refused with a readable reason', ok ? 'pass' : 'fail',
       `CONNECT ${o.denied}: ${a.error ?? `HTTP ${a.status}, X-Chokepoint-Reason: ${a.reason ?? '(none)'}`}; the alert is raised on the control plane (check the alerts there)`));
   } else out.push(check('drift.refused', 'a destination outside the allowlist is refused with a readable reason', 'skipped', 'needs --gateway and --denied'));
@@ -134,8 +160,12 @@ export async function runVerify(o: VerifyOptions): Promise<Check[]> {
   if (o.gateway && o.revokedDir && o.allowed) {
     const [key, c, ca] = await Promise.all([readText(path(o.revokedDir, 'key')), readText(path(o.revokedDir, 'cert')), readText(path(o.revokedDir, 'ca'))]);
     if (key && c && ca) {
-      const a = await gatewayConnect(o.gateway, { key, cert: c, ca }, o.allowed, ms);
-      const refused = a.status !== 200;
+      // The gateway is checked against this device's pinned CA (the sample's own ca.pem could be
+      // anything), and only the gateway refusing the device counts: a TLS error or a policy
+      // refusal of --allowed would say nothing about revocation.
+      void ca;
+      const a = await gatewayConnect(o.gateway, { key, cert: c, ca: id.ca }, o.allowed, ms);
+      const refused = a.status === 403 && a.reason !== null && IDENTITY_REFUSALS.has(a.reason);
       out.push(check('lifecycle.revocation', 'a revoked certificate is refused', refused ? 'pass' : 'fail', `CONNECT ${o.allowed} with serial ${certOf(c).serialNumber}: ${a.error ?? `HTTP ${a.status}${a.reason ? `, X-Chokepoint-Reason: ${a.reason}` : ''}`}`));
     } else out.push(check('lifecycle.revocation', 'a revoked certificate is refused', 'fail', `${o.revokedDir} holds no key/cert/ca`));
   } else out.push(check('lifecycle.revocation', 'a revoked certificate is refused', 'skipped', 'needs --gateway, --allowed and --revoked-dir (a directory with a certificate the operator revoked)'));

@@ -12,6 +12,7 @@ import { parseLoopbackListen } from '../agent/loopback.js';
 import { enroll } from '../agent/enroll.js';
 import { renewDaemon, renewOnce } from '../agent/renew.js';
 import { formatReport, runVerify, type VerifyOptions } from '../agent/verify.js';
+import { parseDuration } from '../config/duration.js';
 import { readFile } from 'node:fs/promises';
 
 /** Prints a ChokepointError as `chokepoint: CODE: message` and sets the exit status. */
@@ -85,8 +86,10 @@ async function renewCommand(opts: { dir: string; server?: string; daemon?: boole
   else process.stdout.write(`not due: renewal at ${new Date(r.plan.dueAt).toISOString()}, expiry ${new Date(r.plan.notAfter).toISOString()}\n`);
 }
 
-async function verifyCommand(opts: VerifyOptions & { json?: boolean }): Promise<void> {
-  const checks = await runVerify(opts);
+async function verifyCommand(opts: Omit<VerifyOptions, 'timeoutMs'> & { json?: boolean; timeout?: string }): Promise<void> {
+  const timeoutMs = opts.timeout === undefined ? undefined : parseDuration(opts.timeout);
+  if (timeoutMs === null || (timeoutMs !== undefined && (timeoutMs < 100 || timeoutMs > 120_000))) throw new ChokepointError('USAGE', '--timeout must be a duration from 100ms to 2m (e.g. 3s)');
+  const checks = await runVerify({ ...opts, timeoutMs });
   process.stdout.write(opts.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatReport(checks));
   process.exitCode = checks.some((c) => c.status === 'fail') ? 1 : 0;
 }
@@ -107,6 +110,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--revoked-dir <dir>', 'an agent directory holding a certificate the operator revoked')
     .option('--impostor <url>', 'an https endpoint whose certificate is not from the pinned CA (must be refused)')
     .option('--renew', 'renew the certificate now as part of the check')
+    .option('--timeout <duration>', 'how long each network check waits (default 5s; a blocked direct connection passes by timing out)')
     .option('--json', 'machine-readable output')
     .action(wrap(verifyCommand));
   // `agent exec -- CMD -x …` must hand the command's own options to it untouched.

@@ -25,6 +25,8 @@ export interface AgentEnv {
   readonly http: Awaited<ReturnType<typeof startHttpOrigin>>;
   readonly dns: DnsServer;
   readonly device: Issued;
+  /** The gateway's policy text (to restore it after a test swaps it). */
+  readonly policy: string;
   /** A fresh agent directory (0700) with the device's key, certificate and the CA (0600). */
   agentDir(cert?: Issued): string;
   close(): Promise<void>;
@@ -54,7 +56,7 @@ groups:
   directory.add(device.serial, 'dev-1');
   const addr = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory });
   return {
-    ca, foreign, tg, directory, echo, http, dns, device,
+    ca, foreign, tg, directory, echo, http, dns, device, policy,
     mtlsPort: addr.port,
     gatewayUrl: `https://127.0.0.1:${addr.port}`,
     agentDir(cert = device): string {
