@@ -120,6 +120,23 @@ describe('syslog sink to a real rsyslog', { skip: rsyslogAvailable() ? false : '
     });
   }
 
+  it('udp: a message no datagram can carry is dropped, counted and reported; the next ones arrive (it used to stop the sink for good)', async () => {
+    const emitted: EvidenceEvent[] = [];
+    const s = sink('udp', rs.udpPort, emitted, { name: 's-udp-big' });
+    s.write(ev(1, '-udpbig-before'));
+    s.write(ev(2, `-udpbig-huge${'x'.repeat(70_000)}`));
+    s.write(ev(3, '-udpbig-after'));
+    await received('synthetic-udpbig-after', 1);
+    const deadline = Date.now() + 10_000;
+    while (!emitted.some((e) => e.type === 'sink.dropped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const d = emitted.find((e) => e.type === 'sink.dropped');
+    assert.ok(d && d.type === 'sink.dropped', JSON.stringify(emitted));
+    assert.equal(d.reason, 'rejected');
+    assert.equal(d.dropped, 1);
+    assert.equal(s.stats().up, true);
+    assert.equal(s.stats().pending_events, 0);
+  });
+
   it('tcp: an alert keeps its severity in PRI and its unicode intact', async () => {
     const s = sink('tcp', rs.tcpPort);
     s.write({ ...alert, id: 'alert-unicode' } as ChokepointEvent);

@@ -77,6 +77,14 @@ export function syslogTextFormatter(f: SyslogFormat): (type: string, time: strin
   };
 }
 
+/** The largest UDP payload over IPv4 (65,535 less the IP and UDP headers). */
+export const MAX_UDP_MESSAGE = 65_507;
+
+/** An error BufferedSink treats as "this batch is too large" (the 413 path). */
+function tooLargeError(message: string): Error {
+  return Object.assign(new Error(message), { status: 413, code: 'EMSGSIZE' });
+}
+
 /** RFC 6587 §3.4.1 octet counting: the length is of the message's bytes, not its characters. */
 export function frameOctetCounted(msg: string): Buffer {
   const body = Buffer.from(msg, 'utf8');
@@ -129,7 +137,15 @@ export class SyslogTransport implements Transport {
     }
     const udp = this.#udp;
     for (const l of lines) {
-      await new Promise<void>((resolve, reject) => udp.send(Buffer.from(l, 'utf8'), this.#o.port, this.#o.host, (err) => (err ? reject(err) : resolve())));
+      const b = Buffer.from(l, 'utf8');
+      // One message per datagram (RFC 5426): one larger than a datagram can carry can never be
+      // sent. Retried, it stopped the sink for good (it stays first in the disk buffer, also
+      // across restarts); as "too large" the sink drops it, counted and reported, and goes on.
+      if (b.length > MAX_UDP_MESSAGE) throw tooLargeError(`a ${b.length}-byte message does not fit a UDP datagram (at most ${MAX_UDP_MESSAGE})`);
+      await new Promise<void>((resolve, reject) => udp.send(b, this.#o.port, this.#o.host, (err) => {
+        if (!err) resolve();
+        else reject((err as NodeJS.ErrnoException).code === 'EMSGSIZE' ? tooLargeError(`the kernel refused a ${b.length}-byte datagram (EMSGSIZE)`) : err);
+      }));
     }
   }
 
