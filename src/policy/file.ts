@@ -10,7 +10,8 @@ import { loadPolicyOffThread } from './offthread.js';
 /** Larger than any sane policy (100k rules are ~4 MB); refuses to buffer a runaway file. */
 export const MAX_POLICY_BYTES = 64 * 1024 * 1024;
 
-export async function loadPolicyFile(path: string): Promise<LoadResult> {
+/** `text`: exactly what was read and loaded, so a caller stores the bytes it checked (not a second read). */
+export async function loadPolicyFile(path: string): Promise<LoadResult & { readonly text?: string }> {
   let text: string;
   try {
     const buf = await readFile(path);
@@ -21,7 +22,8 @@ export async function loadPolicyFile(path: string): Promise<LoadResult> {
     const why = e instanceof TypeError ? 'not valid UTF-8' : (code ?? (e instanceof Error ? e.message : String(e)));
     return unreadable(`${path}: ${why}`);
   }
-  return loadPolicyOffThread(text, { sourceName: path });
+  const r = await loadPolicyOffThread(text, { sourceName: path });
+  return { ...r, text };
 }
 
 function unreadable(detail: string): LoadResult {
