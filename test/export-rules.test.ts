@@ -57,7 +57,10 @@ describe('policy export --format nftables', () => {
     const accepts = text.split('\n').filter((l) => /\baccept$/.test(l)).map((l) => l.trim());
     assert.deepEqual(accepts, [
       'oif "lo" accept', 'ct state established accept', 'ct state related meta l4proto { icmp, ipv6-icmp } accept',
-      'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } ip6 hoplimit 255 accept',
+      // Neighbour discovery only on the link (a raw socket could otherwise carry data in a
+      // solicitation to any routed address), and to an on-link gateway by its own address.
+      'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } ip6 hoplimit 255 ip6 daddr { fe80::/10, ff02::/16 } accept',
+      'ip6 daddr 2001:db8::5 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept',
       'ip daddr 10.0.0.5 tcp dport 3129 accept', 'ip6 daddr 2001:db8::5 tcp dport 3129 accept',
       'ip daddr 10.0.0.53 udp dport 53 accept', 'ip daddr 10.0.0.53 tcp dport 53 accept',
       'ip6 daddr 2001:db8::53 udp dport 53 accept', 'ip6 daddr 2001:db8::53 tcp dport 53 accept',
@@ -135,6 +138,17 @@ describe('policy export --format windows-firewall', () => {
     const text = await renderExport({ format: 'windows-firewall', policy: POLICY, gateway: GW, resolver: '10.0.0.53', program: 'C:\\Program Files\\Agent\\agent\'s.exe' });
     golden('windows-firewall.ps1', text);
   });
+  it('quotes typographic single quotes too (PowerShell ends a string on U+2018–U+201B)', async () => {
+    const program = 'C:\\Agent\\a\u2019; Set-NetFirewallProfile -DefaultOutboundAction Allow; \u2019.exe';
+    const text = await renderExport({ format: 'windows-firewall', policy: POLICY, gateway: GW, program });
+    const line = text.split('\n').find((l) => l.includes('Set-NetFirewallProfile -DefaultOutboundAction Allow')) as string;
+    assert.ok(line, 'the path is in the script');
+    // Every quote inside the literal is doubled, so the literal runs to its final ASCII quote.
+    const literal = /'((?:[^'\u2018-\u201B]|['\u2018-\u201B]{2})*)'/.exec(line.slice(line.indexOf("'")));
+    assert.ok(literal && literal[1]?.includes('Set-NetFirewallProfile'), line);
+    assert.match(line, /a\u2019\u2019; Set-NetFirewallProfile -DefaultOutboundAction Allow; \u2019\u2019\.exe'/);
+  });
+
   it('needs an absolute --program', async () => {
     await assert.rejects(renderExport({ format: 'windows-firewall', policy: POLICY, gateway: GW, program: 'agent.exe' }), /not an absolute Windows path/);
     await assert.rejects(renderExport({ format: 'windows-firewall', policy: POLICY, gateway: GW }), /needs --program/);

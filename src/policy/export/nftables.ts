@@ -45,11 +45,18 @@ export function exportNftables(input: ExportInput): string {
     '',
     // Without neighbour discovery IPv6 cannot reach even the gateway; these messages stay on
     // the local link (RFC 4861 §6.1.1/§7.1.1 require hop limit 255 on receipt).
+    // Only to link-local and link-scope multicast addresses (and, below, to the gateway): the
+    // message type alone is no limit, since any program with CAP_NET_RAW can put a payload in
+    // a neighbour solicitation to any routed address and exfiltrate through it.
     '\t\t# IPv6 neighbour discovery and router solicitation (link-local only).',
-    '\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } ip6 hoplimit 255 accept',
+    '\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } ip6 hoplimit 255 ip6 daddr { fe80::/10, ff02::/16 } accept',
+  ];
+  // An on-link gateway reached by its global address resolves and checks us with unicast ND.
+  for (const g of input.gateways) if (g.ip.family === 6) out.push(`\t\t${daddr(g)} icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept`);
+  out.push(
     '',
     '\t\t# The gateway (mTLS proxy listener).',
-  ];
+  );
   for (const g of input.gateways) out.push(`\t\t${daddr(g)} tcp dport ${g.port} accept`);
   if (input.resolvers.length > 0) {
     out.push('', '\t\t# Approved DNS resolvers (RFC 1035 §4.2: UDP, and TCP for long answers).');

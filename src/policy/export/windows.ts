@@ -17,8 +17,13 @@ import { complement, formatRange, portComplement, single, toBig, type BigRange }
 
 export const WINDOWS_RULE_GROUP = 'Chokepoint egress';
 
+/**
+ * A PowerShell single-quoted string. PowerShell also ends one on the typographic quotes
+ * U+2018–U+201B, so those are doubled too; otherwise a program path holding one could inject
+ * commands into a script that runs elevated.
+ */
 function ps(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
+  return `'${s.replace(/['\u2018-\u201B]/g, '$&$&')}'`;
 }
 
 function list(items: readonly string[]): string {
