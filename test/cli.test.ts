@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -206,12 +206,15 @@ describe('chokepoint admin recover', () => {
     const { openStore, listAudit } = await import('../src/store/index.js');
     const { authenticate, bootstrapAdmin } = await import('../src/store/admins.js');
     const dir = mkdtempSync(join(tmpdir(), 'cp-recover-'));
+    chmodSync(dir, 0o755); // as a data directory an operator made with mkdir
     try {
       const store = await openStore({ dataDir: dir });
       const first = await bootstrapAdmin(store, { ttlMs: 1 });
       await new Promise((r) => setTimeout(r, 5));
       assert.equal(await authenticate(store.db, first as string), null, 'the only token has expired: locked out');
       await store.close();
+      // The store is the owner's only, whatever the umask or the directory's own mode.
+      assert.equal(statSync(join(dir, 'chokepoint.db')).mode & 0o777, 0o600);
       const r = await cli(['admin', 'recover', '--data-dir', dir, '--name', 'breakglass', '--json']);
       assert.equal(r.code, 0, r.stderr);
       const out = JSON.parse(r.stdout) as { name: string; token: string };
@@ -257,6 +260,16 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /timeouts\.idle: "forever" is not a duration/);
     assert.match(r.stdout, /limits\.max_tunnels/);
     assert.match(r.stdout, /unknown key "bogus"/);
+  });
+
+  it('checks resolvers as serve uses them: an IP literal of its family and a port from 1 to 65535', async () => {
+    const file = join(dir, 'dns.yaml');
+    for (const [value, code] of [['999.1.1.1', 1], ['127.0.0.1:99999', 1], ['127.0.0.1:0', 1], ['[::1', 1], ['[127.0.0.1]:53', 1], ['localhost', 1], ['127.0.0.1', 0], ['127.0.0.1:5353', 0], ['[::1]:53', 0]] as const) {
+      writeFileSync(file, `dns:\n  resolvers: ["${value}"]\n`);
+      const r = await cli(['config', 'check', file]);
+      assert.equal(r.code, code, `${value}: ${r.stdout}${r.stderr}`);
+      if (code === 1) assert.match(r.stdout, /dns\.resolvers\[0\]: resolver must be an IP address/, value);
+    }
   });
 
   it('checks the recent-decisions window: fold 0s (store each) to 24h, at least 100 rows, a whole per-client budget', async () => {

@@ -2,6 +2,7 @@
  * The gateway configuration file (YAML, snake_case) and its validated, frozen model.
  * Every field has a safe default, so an empty file (or none) is a valid configuration.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MAX_TUNNELS_LIMIT } from '../core/limits.js';
 import { duration } from './fields.js';
@@ -20,7 +21,14 @@ const listen = (def: string) => z.string().default(def).transform((v, ctx) => {
 
 const int = (def: number, min: number, max: number) => z.number().int().min(min).max(max).default(def);
 
-const resolverAddr = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:[0-9]{1,5})?$/, 'resolver must be an IP address with an optional port, e.g. 127.0.0.1:53 or [::1]:53');
+const RESOLVER_HINT = 'resolver must be an IP address with an optional port, e.g. 127.0.0.1:53 or [::1]:53';
+/** Checked as `serve` will use it (an IP literal, a port 1–65535), so `config check` agrees with it. */
+const resolverAddr = z.string().superRefine((v, ctx) => {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::([0-9]{1,5}))?$/.exec(v);
+  const ip = m?.[1] ?? m?.[2];
+  const port = m?.[3] === undefined ? 53 : Number(m[3]);
+  if (!m || ip === undefined || isIP(ip) !== (m[1] !== undefined ? 6 : 4) || port < 1 || port > 65535) ctx.addIssue({ code: 'custom', message: RESOLVER_HINT });
+});
 
 export const configSchema = z.strictObject({
   policy: z.string().min(1).optional(),

@@ -3,7 +3,7 @@
  * the embedded default; a `postgres://` URL selects PostgreSQL. Migrations run before the store
  * is returned.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
@@ -96,6 +96,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     const file = join(opts.dataDir, 'chokepoint.db');
     let sqlite: Database.Database;
     try {
+      ownerOnly(file);
       sqlite = new Database(file);
       sqlite.pragma('journal_mode = WAL');
       sqlite.pragma('foreign_keys = ON');
@@ -190,5 +191,21 @@ function redact(url: string): string {
     return u.toString();
   } catch {
     return 'postgres://(unparseable url)';
+  }
+}
+
+/**
+ * The store holds decisions (client addresses, destinations, devices), the audit log and token
+ * hashes: owner-only, whatever the umask or a data directory the operator made beforehand
+ * (0755 is usual) would give. SQLite gives its -wal and -shm files the database file's mode.
+ */
+function ownerOnly(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }
