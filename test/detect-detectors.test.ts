@@ -87,7 +87,31 @@ describe('destination drift', () => {
     assert.equal(s.of('destination_drift').length, 11, 'other devices are not silenced');
     s.clock.t += 61 * MIN;
     s.feed(deny('h600.scan.example'));
-    assert.equal(s.of('destination_drift').length, 12, 'a new window, a new budget');
+    // The window's 490 held-back attempts are reported in one summary, then the new budget starts.
+    const after = s.of('destination_drift');
+    const summary = after.find((a) => typeof a.evidence.suppressed === 'number');
+    assert.ok(summary, JSON.stringify(after.slice(-2)));
+    assert.equal(summary.evidence.suppressed, 490);
+    assert.deepEqual(summary.evidence.sample_destinations, ['h10.scan.example:443', 'h11.scan.example:443', 'h12.scan.example:443', 'h13.scan.example:443', 'h14.scan.example:443']);
+    assert.equal(summary.device_id, 'dev-1');
+    assert.equal(after.length, 13, 'the summary and a new window\'s first alert');
+    for (const al of s.alerts) assert.deepEqual(validateEvent(al), []);
+  });
+
+  it('throw-away denied names do not use up the alerts for metadata, raw IPs or deny rules; a held-back window is reported by the next tick', () => {
+    const s = setup({ defaults: { drift_window: '1h' } });
+    for (let i = 0; i < 10; i++) s.feed(deny(`junk${i}.evil.example`));
+    s.feed(deny('c2.evil.example'));
+    assert.equal(s.of('destination_drift').length, 10, 'the junk spent the ordinary budget');
+    s.feed(deny('169.254.169.254', { reason: 'ip_literal_denied', port: 80 }));
+    s.feed(deny('metadata.evil.example', { reason: 'address_denied', address: '169.254.169.254' }));
+    const high = s.of('destination_drift').filter((a) => a.severity === 'high');
+    assert.deepEqual(high.map((a) => a.evidence.destination), ['169.254.169.254:80', 'metadata.evil.example:443']);
+    s.clock.t += 61 * MIN;
+    s.engine.tick();
+    const summary = s.of('destination_drift').find((a) => a.evidence.suppressed === 1);
+    assert.ok(summary, 'the one held back (c2.evil.example) is reported without waiting for more traffic');
+    assert.deepEqual(summary.evidence.sample_destinations, ['c2.evil.example:443']);
   });
 
   it('reports a group\'s first use of an allowed destination only after its learning period', () => {

@@ -6,6 +6,7 @@
  * fresh deployment does not alarm on everything.
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
+import type { AlertEvent } from '../events/evidence.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 /** Deny reasons that come from policy (not from client errors or upstream trouble). */
@@ -20,6 +21,28 @@ export const ALERTS_PER_WINDOW = 10;
 
 interface State { destinations: Record<string, string[]>; first_seen: Record<string, number> }
 
+/** One key's alerts this window, and what was held back (reported once the window ends). */
+interface Budget {
+  start: number;
+  readonly window: number;
+  n: number;
+  suppressed: number;
+  /** A few of the destinations held back, as evidence. */
+  readonly sample: string[];
+  readonly detector: 'destination_drift' | 'new_destination';
+  readonly severity: AlertEvent['severity'];
+  readonly device: string | null;
+  readonly group: string | null;
+}
+
+/**
+ * Policy denies that signal more than a misconfiguration: an explicit deny rule, an address
+ * check (metadata, private ranges) or a raw IP literal. They have a budget of their own, so a
+ * device cannot spend its alerts on throw-away denied names first and then reach them unseen.
+ */
+const HIGH_DENIES = new Set(['denied_by_rule', 'address_denied', 'ip_literal_denied']);
+const SAMPLE = 5;
+
 export class DriftDetector implements Detector {
   readonly name = 'destination_drift';
   readonly #ctx: DetectorContext;
@@ -27,7 +50,7 @@ export class DriftDetector implements Detector {
   readonly #reported = new Map<string, number>();
   readonly #known = new Map<string, Set<string>>();
   readonly #firstSeen = new Map<string, number>();
-  readonly #budget = new Map<string, { start: number; n: number; suppressed: number }>();
+  readonly #budget = new Map<string, Budget>();
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
@@ -48,10 +71,11 @@ export class DriftDetector implements Detector {
       const last = this.#reported.get(key);
       if (last !== undefined && now - last < th.drift_window) return;
       boundedSet(this.#reported, key, now, MAX_TRACKED);
-      const b = this.#spend(`d|${device}`, now, th.drift_window);
+      const severity = HIGH_DENIES.has(e.reason) ? 'high' : 'medium';
+      const b = this.#spend(`d|${device}|${severity}`, now, th.drift_window, dest, { detector: 'destination_drift', severity, device, group });
       if (b === null) return;
       this.#ctx.raise({
-        detector: 'destination_drift', severity: e.reason === 'denied_by_rule' || e.reason === 'address_denied' ? 'high' : 'medium', device_id: device, group,
+        detector: 'destination_drift', severity, device_id: device, group,
         summary: `${device ?? 'unknown device'} tried ${dest}, which its policy does not allow (${e.reason})`,
         evidence: { destination: dest, reason: e.reason, rule: e.rule, client_ip: e.client_ip, decision_id: e.id, window_ms: th.drift_window, ...b },
         suggested_action: 'Check what on the device makes this connection; if it is legitimate, add an allow rule, otherwise investigate the device.',
@@ -65,7 +89,7 @@ export class DriftDetector implements Detector {
     known.add(dest);
     const since = this.#firstSeen.get(group) ?? now;
     if (now - since < th.drift_learning) return;
-    const b = this.#spend(`g|${group}`, now, th.drift_window);
+    const b = this.#spend(`g|${group}`, now, th.drift_window, dest, { detector: 'new_destination', severity: 'low', device: null, group });
     if (b === null) return;
     this.#ctx.raise({
       detector: 'new_destination', severity: 'low', device_id: deviceOf(e), group,
@@ -76,24 +100,53 @@ export class DriftDetector implements Detector {
   }
 
   /** Takes one alert from the key's budget for this window; null when it is spent. */
-  #spend(key: string, now: number, window: number): Record<string, unknown> | null {
+  #spend(key: string, now: number, window: number, dest: string, who: Pick<Budget, 'detector' | 'severity' | 'device' | 'group'>): Record<string, unknown> | null {
     let b = this.#budget.get(key);
-    if (!b || now - b.start >= window) {
-      b = { start: now, n: 0, suppressed: 0 };
+    if (b && now - b.start >= window) {
+      this.#summarize(b);
+      b = undefined;
+    }
+    if (!b) {
+      b = { start: now, window, n: 0, suppressed: 0, sample: [], ...who };
       boundedSet(this.#budget, key, b, MAX_TRACKED);
     }
     if (b.n >= ALERTS_PER_WINDOW) {
       b.suppressed++;
+      if (b.sample.length < SAMPLE) b.sample.push(dest);
       return null;
     }
     b.n++;
     return b.n === ALERTS_PER_WINDOW ? { further_alerts_suppressed_until: new Date(b.start + window).toISOString() } : {};
   }
 
+  /**
+   * What a spent budget held back, as one alert once its window is over: "counted, not
+   * alerted" must reach someone, or a device that trips the cap first is invisible after it.
+   */
+  #summarize(b: Budget): void {
+    if (b.suppressed === 0) return;
+    const n = b.suppressed;
+    b.suppressed = 0;
+    const who = b.detector === 'destination_drift' ? (b.device ?? 'unknown device') : `group ${b.group ?? '?'}`;
+    this.#ctx.raise({
+      detector: b.detector, severity: b.severity, device_id: b.device, group: b.group,
+      summary: `${who}: ${n} further ${b.detector === 'destination_drift' ? 'refused' : 'new'} destination${n === 1 ? '' : 's'} in the window after the first ${ALERTS_PER_WINDOW} alerts (not alerted one by one)`,
+      evidence: { suppressed: n, sample_destinations: [...b.sample], window_start: new Date(b.start).toISOString(), window_ms: b.window },
+      suggested_action: b.detector === 'destination_drift'
+        ? 'A device trying this many destinations is scanning or misbehaving: look at its decisions (chokepoint events --device/--client) and isolate it if unexpected.'
+        : 'Many new destinations at once: review whether a wide allow rule is being used for something new.',
+    });
+  }
+
   tick(): void {
     const now = this.#ctx.clock.now();
     const max = this.#ctx.thresholds(null).drift_window;
     for (const [k, t] of this.#reported) if (now - t >= max * 24) this.#reported.delete(k);
+    for (const [k, b] of this.#budget) {
+      if (now - b.start < b.window) continue;
+      this.#summarize(b);
+      this.#budget.delete(k);
+    }
   }
 
   save(): State {
