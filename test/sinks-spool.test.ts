@@ -121,6 +121,31 @@ describe('spool', () => {
   });
 });
 
+describe('spool id', () => {
+  it('is random per directory and kept across restarts (batch ids built on positions alone repeat in a new directory)', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'cp-spool-id-'));
+    const b = mkdtempSync(join(tmpdir(), 'cp-spool-id-'));
+    try {
+      const opts = (dir: string) => ({ dir, maxBytes: 1 << 20, segmentBytes: 4096, fsync: 'never' as const, fsyncIntervalMs: 1000, onDrop: () => {}, onError: () => {} });
+      const s1 = new Spool(opts(a));
+      const s2 = new Spool(opts(b));
+      await Promise.all([s1.ready, s2.ready]);
+      assert.match(s1.id, /^[0-9a-f]{16}$/);
+      assert.notEqual(s1.id, s2.id);
+      const first = s1.id;
+      await s1.close();
+      await s2.close();
+      const again = new Spool(opts(a));
+      await again.ready;
+      assert.equal(again.id, first);
+      await again.close();
+    } finally {
+      rmSync(a, { recursive: true, force: true });
+      rmSync(b, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a file system that takes part of a write (a disk filling up)', () => {
   // The kernel's file size limit (ulimit -f) gives exactly what a filling disk gives: the first
   // write that crosses it is cut short and succeeds, the next fails (EFBIG here, ENOSPC there).
@@ -140,7 +165,7 @@ ${body}`);
       const r = spawnSync('sh', ['-c', `ulimit -f 8; exec "${process.execPath}" "${script}"`], { encoding: 'utf8', timeout: 60_000 });
       assert.equal(r.status, 0, r.stderr);
       const report = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Record<string, number>;
-      const file = readdirSync(join(dir, 'out')).map((f) => readFileSync(join(dir, 'out', f), 'utf8')).join('');
+      const file = readdirSync(join(dir, 'out')).filter((f) => f.endsWith('.log') || f.endsWith('.jsonl')).sort().map((f) => readFileSync(join(dir, 'out', f), 'utf8')).join('');
       assert.ok(file.length <= 4096, `${file.length} bytes`);
       assert.ok(file === '' || file.endsWith('\n'), 'the file ends on a record boundary');
       return { lines: file.split('\n').filter((l) => l !== ''), report };

@@ -16,6 +16,7 @@ import { validateEvent } from '../src/events/schemas.js';
 import { backoff, BufferedSink } from '../src/sinks/buffered.js';
 import { createSink } from '../src/sinks/factory.js';
 import type { Sink } from '../src/sinks/types.js';
+import { createHmac } from 'node:crypto';
 import { signWebhook, verifyWebhook, WebhookTransport } from '../src/sinks/webhook.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
 
@@ -67,17 +68,20 @@ async function until(pred: () => boolean, ms = 30_000): Promise<void> {
 }
 
 describe('webhook signature', () => {
-  it('is HMAC-SHA256 over "<timestamp>.<body>", refused when tampered, re-keyed or stale', () => {
+  it('is HMAC-SHA256 over "<timestamp>.<batch>.<body>", refused when tampered, re-keyed, stale or re-labelled', () => {
     const body = Buffer.from('[{"a":1}]');
-    const sig = signWebhook(SECRET, 1_700_000_000, body);
-    assert.match(sig, /^v1=[0-9a-f]{64}$/);
-    const h = { timestamp: '1700000000', signature: sig };
+    const batch = '0123456789abcdef-1-0-9';
+    const sig = signWebhook(SECRET, 1_700_000_000, batch, body);
+    // The contract, computed independently: what a receiver in any language does.
+    assert.equal(sig, `v2=${createHmac('sha256', SECRET).update(`1700000000.${batch}.[{"a":1}]`).digest('hex')}`);
+    const h = { timestamp: '1700000000', signature: sig, batch };
+    assert.equal(verifyWebhook(SECRET, { ...h, batch: '0123456789abcdef-1-0-10' }, body, 1_700_000_010), false, 'a replay under another batch id (to get past deduplication)');
     assert.equal(verifyWebhook(SECRET, h, body, 1_700_000_010), true);
     assert.equal(verifyWebhook(SECRET, h, Buffer.from('[{"a":2}]'), 1_700_000_010), false, 'tampered body');
     assert.equal(verifyWebhook('another-secret-0123456789', h, body, 1_700_000_010), false, 'wrong key');
     assert.equal(verifyWebhook(SECRET, h, body, 1_700_000_000 + 301), false, 'replayed after the tolerance');
     assert.equal(verifyWebhook(SECRET, { ...h, timestamp: '1700000001' }, body, 1_700_000_010), false, 'timestamp is signed');
-    assert.equal(verifyWebhook(SECRET, { timestamp: 'x', signature: sig }, body, 1_700_000_010), false);
+    assert.equal(verifyWebhook(SECRET, { timestamp: 'x', signature: sig, batch }, body, 1_700_000_010), false);
   });
 
   it('backoff grows exponentially with jitter and is capped', () => {
@@ -120,6 +124,7 @@ describe('webhook sink', () => {
       assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: 1200 }, (_, i) => i));
       assert.deepEqual(validateEvent(rx.events()[0]), []);
       assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'batch ids are distinct');
+      assert.ok(rx.batches.every((b) => /^[0-9a-f]{16}-\d+-\d+-\d+$/.test(b.id)), 'each id starts with its disk buffer\'s own random name');
     }));
 
   it('a destination that refuses batches as too large (413) gets smaller ones: everything arrives, in order, none dropped', () =>

@@ -146,7 +146,7 @@ export class BufferedSink implements Sink {
       lingered = false;
       // Start and end: a batch re-read after a restart (or a 413) may start at the same record
       // but hold more or fewer, and must not look like a duplicate of the one sent before.
-      const batchId = `${batch.seq}-${batch.end - batch.bytes}-${batch.end}`;
+      const batchId = `${this.#spool.id}-${batch.seq}-${batch.end - batch.bytes}-${batch.end}`;
       for (let attempt = 0; !this.#stopped && !this.#spool.isStale(batch); attempt++) {
         try {
           await this.#o.transport.send(batch.lines, batchId);

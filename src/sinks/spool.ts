@@ -21,7 +21,8 @@
  * a process crash loses nothing the kernel accepted); `never` — left to the kernel.
  */
 import { mkdirSync } from 'node:fs';
-import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scanSpool, SEGMENT_RE, segmentName as name, SpoolTail, type Batch, type Position, type Segment } from './spool-parts.js';
 import { appendWhole } from './append-whole.js';
@@ -112,8 +113,16 @@ export class Spool {
     setTimeout(() => { this.#scheduled = false; void this.#write(); }, COALESCE_MS);
   }
 
+  /**
+   * This buffer's own random name, kept in `<dir>/id` across restarts. Positions (segment and
+   * offset) start again at 1 in a new directory (a new container, a reset) and repeat across
+   * gateways, so batch ids built on them alone could name a real new batch as a duplicate.
+   */
+  id = '';
+
   async #init(): Promise<void> {
     mkdirSync(this.#o.dir, { recursive: true, mode: 0o700 });
+    this.id = await spoolId(this.#o.dir);
     const { segs, cur, lastSeq } = await scanSpool(this.#o.dir);
     this.#segs = segs;
     if (cur !== null) this.#cur = cur;
@@ -327,4 +336,13 @@ export async function spoolBytes(dir: string): Promise<number> {
   let n = 0;
   for (const f of await readdir(dir).catch(() => [] as string[])) if (SEGMENT_RE.test(f)) n += (await stat(join(dir, f))).size;
   return n;
+}
+
+async function spoolId(dir: string): Promise<string> {
+  const file = join(dir, 'id');
+  const old = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
+  if (/^[0-9a-f]{16}$/.test(old)) return old;
+  const id = randomBytes(8).toString('hex');
+  await writeFile(file, `${id}\n`, { mode: 0o600 });
+  return id;
 }

@@ -25,15 +25,20 @@ export interface WebhookOptions {
   readonly tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
 }
 
-export function signWebhook(secret: string, timestamp: number, body: string | Buffer): string {
-  return `v1=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`;
+/**
+ * `v2=` HMAC-SHA256 over `<timestamp>.<batch id>.<body>`. The batch id is signed because
+ * receivers deduplicate on it: unsigned (v1 signed only the timestamp and body), a captured
+ * request could be replayed under another id within the timestamp tolerance and be taken again.
+ */
+export function signWebhook(secret: string, timestamp: number, batchId: string, body: string | Buffer): string {
+  return `v2=${createHmac('sha256', secret).update(`${timestamp}.${batchId}.`).update(body).digest('hex')}`;
 }
 
 /** Receiver side: true when the signature matches and the timestamp is within `toleranceSec`. */
-export function verifyWebhook(secret: string, headers: { timestamp?: string; signature?: string }, body: Buffer, nowSec: number, toleranceSec = 300): boolean {
+export function verifyWebhook(secret: string, headers: { timestamp?: string; signature?: string; batch?: string }, body: Buffer, nowSec: number, toleranceSec = 300): boolean {
   const ts = Number(headers.timestamp);
-  if (!Number.isSafeInteger(ts) || Math.abs(nowSec - ts) > toleranceSec || typeof headers.signature !== 'string') return false;
-  const want = Buffer.from(signWebhook(secret, ts, body));
+  if (!Number.isSafeInteger(ts) || Math.abs(nowSec - ts) > toleranceSec || typeof headers.signature !== 'string' || typeof headers.batch !== 'string') return false;
+  const want = Buffer.from(signWebhook(secret, ts, headers.batch, body));
   const got = Buffer.from(headers.signature);
   return want.length === got.length && timingSafeEqual(want, got);
 }
@@ -69,7 +74,7 @@ export class WebhookTransport implements Transport {
           'content-length': body.length,
           'user-agent': 'chokepoint-webhook/1',
           'x-chokepoint-timestamp': String(ts),
-          'x-chokepoint-signature': signWebhook(this.#o.secret, ts, body),
+          'x-chokepoint-signature': signWebhook(this.#o.secret, ts, batchId, body),
           'x-chokepoint-batch': batchId,
         },
       }, (res) => {

@@ -63,7 +63,7 @@ export async function startWebhookReceiver(secret: string, opts: { down?: boolea
           rx.requests.push({ status, bytes: body.length, id: String(req.headers['x-chokepoint-batch']) });
           if (status >= 200 && status < 300) {
             const timestamp = Number(req.headers['x-chokepoint-timestamp']);
-            const verified = verifyWebhook(secret, { timestamp: req.headers['x-chokepoint-timestamp'] as string, signature: req.headers['x-chokepoint-signature'] as string }, body, Math.floor(Date.now() / 1000));
+            const verified = verifyWebhook(secret, { timestamp: req.headers['x-chokepoint-timestamp'] as string, signature: req.headers['x-chokepoint-signature'] as string, batch: req.headers['x-chokepoint-batch'] as string }, body, Math.floor(Date.now() / 1000));
             batches.push({ id: String(req.headers['x-chokepoint-batch']), events: JSON.parse(body.toString('utf8')) as Record<string, unknown>[], verified, timestamp });
           }
           res.statusCode = status;
