@@ -280,9 +280,20 @@ describe('warnings', () => {
     assert.match(w[0]?.message ?? '', /private 10\.0\.0\.0\/8/);
     assert.match(w[1]?.message ?? '', /metadata fd00:ec2::254\/128/);
     assert.equal(w[0]?.line, 5);
-    assert.deepEqual(warnings(`version: 1\naddress_exceptions: [10.0.0.0/8]\n${withAllow('- address: 10.0.0.5/32').slice(11)}`), []);
+    assert.deepEqual(warnings(`version: 1\naddress_exceptions: [10.0.0.5/32]\n${withAllow('- address: 10.0.0.5/32').slice(11)}`), []);
     // A public block that contains a special one is still flagged.
     assert.deepEqual(warnings(withAllow('- address: 0.0.0.0/0')).map((x) => x.path), ['groups[0].allow[0].address']);
+  });
+
+  it('warns about address exceptions wider than the names need: wide blocks, loopback ranges, IPv4-embedding prefixes', () => {
+    const ex = (list: string) => warnings(`version: 1\naddress_exceptions: ${list}\ngroups: []\n`).map((w) => `${w.path} ${w.message}`);
+    assert.deepEqual(ex('[127.0.0.1/32, "::1/128", 10.1.2.0/24, 192.0.2.7]'), [], 'single addresses and a /24 are not wide');
+    const w = ex('[10.0.0.0/8, 127.0.0.0/8, "64:ff9b::/96", "2001:db8::/32"]');
+    assert.equal(w.length, 4, w.join('\n'));
+    assert.match(w[0] as string, /^address_exceptions\[0\] 10\.0\.0\.0\/8 is wide \(private addresses\).*DNS rebinding/);
+    assert.match(w[1] as string, /^address_exceptions\[1\] .*loopback/);
+    assert.match(w[2] as string, /^address_exceptions\[2\] .*ipv4_embedded/);
+    assert.match(w[3] as string, /^address_exceptions\[3\] 2001:db8::\/32 is wide/);
   });
 
   it('warns about groups without allow rules', () => {
@@ -303,8 +314,9 @@ describe('warnings', () => {
   });
 
   it('warns when an exception opens a cloud metadata endpoint', () => {
-    const w = warnings('version: 1\naddress_exceptions: [169.254.0.0/16, 10.0.0.0/8]\ngroups: []\n');
-    assert.deepEqual(w.map((x) => x.path), ['address_exceptions[0]']);
+    const w = warnings('version: 1\naddress_exceptions: [169.254.169.0/24, 10.0.0.0/24]\ngroups: []\n');
+    assert.deepEqual(w.map((x) => x.path), ['address_exceptions[0]'], 'the metadata one, not the narrow private one');
+    assert.match(w[0]?.message ?? '', /cloud metadata endpoint/);
   });
 
   it('returns warnings alongside problems too', () => {

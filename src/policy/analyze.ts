@@ -68,9 +68,22 @@ export function analyze(raw: unknown): Analysis {
 
   const exceptions = cidrList(own(root, 'address_exceptions'), ['address_exceptions'], problems);
   for (const e of exceptions) {
-    const meta = specialRowsOverlapping(e.value).filter((r) => r.class === 'metadata');
+    const rows = specialRowsOverlapping(e.value);
+    const meta = rows.filter((r) => r.class === 'metadata');
     if (meta.length > 0) {
       warnings.push(problem(e.path, `${e.value.text} covers cloud metadata endpoint ${meta.map((m) => m.cidr).join(', ')}: credentials on that endpoint become reachable`, 'narrow the exception'));
+    }
+    // An exception applies to every allowed name: any of them that resolves inside it (a DNS
+    // answer the name's owner controls: rebinding) reaches those addresses. Wide ones deserve a
+    // word even when no metadata endpoint is inside.
+    const wide = e.value.family === 4 ? e.value.prefix < 24 : e.value.prefix < 64;
+    const single = e.value.prefix === (e.value.family === 4 ? 32 : 128);
+    // Loopback and IPv4-embedding prefixes (NAT64, 6to4, Teredo: they carry any IPv4 address,
+    // metadata and private ones too) are wide whatever their length.
+    const risky = rows.some((r) => r.class === 'loopback' || r.class === 'ipv4_embedded');
+    if (wide || (risky && !single)) {
+      const what = [...new Set(rows.filter((r) => r.class !== 'metadata').map((r) => r.class))].join(', ') || 'public';
+      warnings.push(problem(e.path, `${e.value.text} is wide (${what} addresses): any allowed name that resolves inside it reaches them (DNS rebinding)`, 'except only the addresses the allowed names should resolve to (a /32 or /128 each)'));
     }
   }
 
