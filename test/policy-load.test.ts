@@ -126,6 +126,20 @@ describe('load errors: everything reported at once, with paths and lines', () =>
     assert.equal(ps[0]?.line, 5);
   });
 
+  it('says what an unquoted wildcard is (YAML reads `*` as an alias), with its line and the fix', () => {
+    for (const [text, pattern, line] of [
+      ['version: 1\ngroups:\n  - name: a\n    allow: [*.example.com]\n', '*.example.com', 4],
+      ['version: 1\ngroups:\n  - name: a\n    allow:\n      - host: **.example.com\n', '**.example.com', 5],
+    ] as const) {
+      const r = loadPolicy(text);
+      assert.ok(!r.ok);
+      const p = r.problems[0];
+      assert.equal(p?.line, line);
+      assert.ok((p?.message ?? '').startsWith(`${pattern} is read by YAML as an alias`), p?.message);
+      assert.equal(p?.fix, `quote it: "${pattern}"`);
+    }
+  });
+
   it('refuses bad ports', () => {
     for (const bad of ['0', '65536', '1.5', '-1', '.inf', '"443"', 'null', '1e400']) {
       assert.deepEqual(paths(withAllow(`- host: a.example.com\n  ports: [443, ${bad}]`)), ['groups[0].allow[0].ports[1]'], bad);

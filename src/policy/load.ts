@@ -60,6 +60,14 @@ function load(text: string, opts: LoadOptions, keep: (raw: unknown) => void): Lo
   } catch (e) {
     // RangeError from a pathologically deep document, ReferenceError from the alias cap...
     const why = firstLine(e instanceof Error ? e.message : String(e));
+    const unresolved = /^Unresolved alias[^:]*: (.*)$/.exec(why);
+    if (unresolved) {
+      // YAML reads an unquoted `*` as an alias: `- *.example.com` is the commonest typo in a
+      // policy, and "too many aliases" would send the author looking for an alias bomb.
+      const at = text.indexOf(`*${unresolved[1] as string}`);
+      const line = at < 0 ? undefined : text.slice(0, at).split('\n').length;
+      return { ok: false, problems: [{ path: '', message: `*${unresolved[1] as string} is read by YAML as an alias, not a host pattern`, fix: `quote it: "*${unresolved[1] as string}"`, ...(line === undefined ? {} : { line }) }], warnings: [] };
+    }
     if (e instanceof ReferenceError && /alias/i.test(why)) {
       return fail(`${name} expands YAML aliases too much (limit ${MAX_ALIAS_COUNT}): ${why}`);
     }
