@@ -64,6 +64,11 @@ describe('metrics', () => {
     assert.equal(sample(body, METRICS.alerts.name, { detector: 'data_volume', severity: 'high' }), 1);
     assert.equal(sample(body, METRICS.policyInfo.name, { digest: 'abcdef0123456789' }), 1);
     assert.equal(sample(body, METRICS.policyVersion.name), 12);
+    // Many reloads later the info series still names the policy in force (the label cap is 100).
+    for (let i = 0; i < 150; i++) m.observe({ v: 1, type: 'gateway.policy.loaded', time: T, source: 'p.yaml', digest: `${String(i).padStart(16, '0')}ffff`, groups: 2, warnings: [] });
+    const later = (await m.exposition()).body;
+    assert.equal(sample(later, METRICS.policyInfo.name, { digest: '0000000000000149' }), 1);
+    assert.equal(later.split('\n').filter((l) => l.startsWith(`${METRICS.policyInfo.name}{`)).length, 1, 'one series: the current policy');
     const exp = sample(body, METRICS.certExpiry.name, { kind: 'ca' }) as number;
     assert.ok(exp > 3500 && exp <= 3600, String(exp));
     assert.equal(sample(body, `${METRICS.resolverLatency.name}_count`, { result: 'ok' }), 1);

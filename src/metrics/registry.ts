@@ -177,7 +177,9 @@ export class EvidenceMetrics implements MetricsHandle {
       }
       case 'gateway.policy.loaded':
         this.#policyInfo.reset();
-        this.#policyInfo.set({ digest: this.#cap.value('digest', e.digest.slice(0, 16)) }, 1);
+        // One series at a time (reset above), so not capped: through the cap, after
+        // max_label_values reloads every new policy would read "other" for good.
+        this.#policyInfo.set({ digest: e.digest.slice(0, 16).replace(/[^0-9a-f]/g, '_') }, 1);
         this.#policyLoaded.set(Date.parse(e.time) / 1000);
         break;
       case 'gateway.tls.handshake_failed':
