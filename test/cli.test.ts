@@ -262,6 +262,16 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /unknown key "bogus"/);
   });
 
+  it('refuses timer durations Node cannot keep (past 24.8 days a timer fires at once) and says why', async () => {
+    const file = join(dir, 'timer.yaml');
+    writeFileSync(file, 'timeouts:\n  header: 30d\n  connect: 1e300\n  idle: 30d\n');
+    const r = await cli(['config', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /timeouts\.header: must be at most 24d \(2147483647ms, the longest timer Node keeps\)/);
+    assert.match(r.stdout, /timeouts\.connect: must be at most 24d/);
+    assert.doesNotMatch(r.stdout, /timeouts\.idle/, 'idle goes to socket.setTimeout, which caps it itself');
+  });
+
   it('checks resolvers as serve uses them: an IP literal of its family and a port from 1 to 65535', async () => {
     const file = join(dir, 'dns.yaml');
     for (const [value, code] of [['999.1.1.1', 1], ['127.0.0.1:99999', 1], ['127.0.0.1:0', 1], ['[::1', 1], ['[127.0.0.1]:53', 1], ['localhost', 1], ['127.0.0.1', 0], ['127.0.0.1:5353', 0], ['[::1]:53', 0]] as const) {

@@ -4,7 +4,7 @@
  * Every value has a default, so `sinks: []` (the default) keeps the plain `events:` behaviour.
  */
 import { z } from 'zod';
-import { duration, durationMs } from './fields.js';
+import { duration, durationMs, timerDuration } from './fields.js';
 
 /** Parses `512`, `64KiB`, `10MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are accepted as the same). */
 export function parseSize(v: unknown): number | null {
@@ -46,12 +46,12 @@ const buffer = z.strictObject({
   max_bytes: size('1GiB', 64 * 1024),
   segment_bytes: size('16MiB', 4096),
   fsync: z.enum(['always', 'interval', 'never']).default('interval'),
-  fsync_interval: duration('1s', 10),
+  fsync_interval: timerDuration('1s', 10),
 }).prefault({});
 
 const retry = z.strictObject({
-  min_delay: duration('500ms', 1),
-  max_delay: duration('5m', 1),
+  min_delay: timerDuration('500ms', 1),
+  max_delay: timerDuration('5m', 1),
 }).prefault({});
 
 const fileSink = z.strictObject({
@@ -102,10 +102,10 @@ const syslogSink = z.strictObject({
   hostname: z.string().regex(/^[!-~]{1,255}$/, 'HOSTNAME is 1-255 printable US-ASCII characters (RFC 5424 §6.2.4)').optional(),
   types: typeFilter,
   tls: tlsClient,
-  timeout: duration('10s', 100),
+  timeout: timerDuration('10s', 100),
   batch_max: z.number().int().min(1).max(100_000).default(1000),
   /** How long a small batch waits for more events before it is sent. */
-  batch_wait: duration('200ms', 0),
+  batch_wait: timerDuration('200ms', 0),
   buffer,
   retry,
 })
@@ -124,9 +124,9 @@ const webhookSink = z.strictObject({
   secret_file: z.string().min(1).optional(),
   types: typeFilter,
   tls: tlsClient,
-  timeout: duration('10s', 100),
+  timeout: timerDuration('10s', 100),
   batch_max: z.number().int().min(1).max(100_000).default(500),
-  batch_wait: duration('200ms', 0),
+  batch_wait: timerDuration('200ms', 0),
   batch_max_bytes: size('4MiB', 1024),
   buffer,
   retry,
@@ -202,9 +202,9 @@ const groupOverride = z.strictObject(thresholdShape(false));
 export const detectSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** How often baselines are written to the data directory. */
-  persist_interval: duration('1m', 1000),
+  persist_interval: timerDuration('1m', 1000),
   /** How often time-driven checks (offline devices) run. */
-  tick_interval: duration('30s', 100),
+  tick_interval: timerDuration('30s', 100),
   defaults: defaultsSchema,
   groups: z.record(z.string().min(1), groupOverride).default({}),
 }).prefault({});

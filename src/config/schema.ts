@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MAX_TUNNELS_LIMIT } from '../core/limits.js';
-import { duration } from './fields.js';
+import { duration, timerDuration } from './fields.js';
 import { parseListen } from './listen.js';
 import { identitySchema } from './identity.js';
 import { detectSchema, metricsSchema, sinksSchema } from './evidence.js';
@@ -57,25 +57,25 @@ export const configSchema = z.strictObject({
     min_ttl: duration('5s'),
     max_ttl: duration('5m'),
     negative_ttl: duration('5s'),
-    timeout: duration('5s', 100),
+    timeout: timerDuration('5s', 100),
     cache_size: int(10_000, 0, 10_000_000),
   }).prefault({}),
   tls: z.strictObject({
     min_version: z.enum(['1.0', '1.1', '1.2', '1.3']).default('1.2'),
     /** Encrypted Client Hello hides the real destination from the gateway (see docs). */
     ech: z.enum(['deny', 'allow']).default('deny'),
-    clienthello_timeout: duration('10s', 100),
+    clienthello_timeout: timerDuration('10s', 100),
   }).prefault({}),
   timeouts: z.strictObject({
-    header: duration('10s', 100),
-    keepalive: duration('60s', 100),
-    connect: duration('10s', 100),
+    header: timerDuration('10s', 100),
+    keepalive: timerDuration('60s', 100),
+    connect: timerDuration('10s', 100),
     idle: duration('15m', 1000),
     lifetime: duration('24h', 1000),
     /** A CONNECT tunnel open this long reports its byte counts (gateway.tunnel.progress), then again at this interval; 0s = never. */
     // At least a second: each report is an event to every sink, per open tunnel.
     progress: duration('5m', 0).refine((ms) => ms === 0 || ms >= 1000, 'must be 0s (off) or at least 1s'),
-    shutdown: duration('30s', 0),
+    shutdown: timerDuration('30s', 0),
   }).prefault({}),
   limits: z.strictObject({
     max_header_bytes: int(32 * 1024, 1024, 1024 * 1024),
