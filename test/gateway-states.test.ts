@@ -136,6 +136,20 @@ describe('gateway states', () => {
       await from('127.0.0.9');
       const third = await answer(await from('127.0.0.9'));
       assert.match(third, /^HTTP\/1\.1 429 [^]*client_connection_limit/i);
+      // A refused client that keeps sending a byte now and then is still closed: the linger
+      // after a refusal is a hard deadline, not an idle timeout it could keep resetting.
+      const stubborn = await from('127.0.0.9');
+      let closedAt = 0;
+      stubborn.on('close', () => { closedAt = Date.now(); });
+      stubborn.on('error', () => {});
+      const start = Date.now();
+      const drip = setInterval(() => { if (!stubborn.destroyed) stubborn.write('x'); }, 200);
+      try {
+        while (closedAt === 0 && Date.now() - start < 15_000) await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        clearInterval(drip);
+      }
+      assert.notEqual(closedAt, 0, 'the gateway closed it despite the trickle');
     } finally {
       for (const s of open) s.destroy();
       await g.close();

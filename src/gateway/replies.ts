@@ -49,7 +49,12 @@ export function lingerClose(socket: Socket, data: Buffer | null, lingerMs = 2000
   socket.removeAllListeners('timeout');
   socket.on('data', () => {});
   socket.on('error', () => {});
-  socket.setTimeout(lingerMs, () => socket.destroy());
+  // A hard deadline, not an idle timeout: a client that sends a byte now and then would
+  // otherwise keep a refused connection (and its slot in max_connections) open for ever.
+  socket.setTimeout(0);
+  const deadline = setTimeout(() => socket.destroy(), lingerMs);
+  deadline.unref();
+  socket.once('close', () => clearTimeout(deadline));
   socket.on('end', () => socket.destroy());
   if (data) socket.end(data);
   else socket.end();

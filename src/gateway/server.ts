@@ -211,6 +211,18 @@ export class Gateway {
       allowHalfOpen: true,
     });
     this.#mtlsServers.push(srv);
+    // Before the handshake: a source must not fill max_connections with handshakes either.
+    srv.on('connection', (raw: Socket) => {
+      const ip = clientIpOf(raw);
+      if (!this.#overClientCap(raw, ip, false)) return;
+      const a = new Attempt(name, ip, raw.remotePort ?? 0);
+      a.verdict = 'deny';
+      a.reason = 'client_connection_limit';
+      a.status = 429;
+      a.decided = true;
+      this.publish(a.decisionEvent());
+      raw.destroy(); // no TLS yet, so no HTTP answer: the refusal is in the event
+    });
     srv.on('secureConnection', (socket: TLSSocket) => {
       if (this.#draining) {
         socket.destroy();
@@ -223,7 +235,7 @@ export class Gateway {
         cert: peerInfo(socket, this.#issuers),
         authError: authError === null || authError === undefined ? null : String(authError),
       });
-      this.#admitConnection(c, false);
+      this.connections.add(c);
     });
     srv.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       // A failed handshake is not a request: nothing was decided, so no decision event, but
@@ -288,32 +300,35 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    this.#admitConnection(new ProxyConnection(this, socket, listener), true);
+    const c = new ProxyConnection(this, socket, listener);
+    this.connections.add(c);
+    if (this.#overClientCap(socket, c.clientIp, true)) c.deny(new Attempt(listener, c.clientIp, c.clientPort), 'client_connection_limit');
   }
 
   /**
-   * Counts a client connection against its address's cap. `max_connections` is global: without
-   * a cap per address, one source (even one in no group, which can never be allowed anything)
-   * could hold every slot by opening connections and sending a byte now and then, and lock out
-   * every other client. Over the cap the connection is answered 429 and closed.
+   * Counts an accepted TCP connection against its address's cap (until it closes) and answers
+   * whether it is over. `max_connections` is global: without a cap per address, one source
+   * (even one in no group, which can never be allowed anything) could hold every slot by
+   * opening connections and sending a byte now and then, and lock out every other client.
+   * Counted on the TCP socket, before any TLS handshake, so handshakes in progress count too.
    */
-  #admitConnection(c: ProxyConnection, plain: boolean): void {
-    this.connections.add(c);
-    const n = (this.#perClientConns.get(c.clientIp) ?? 0) + 1;
-    this.#perClientConns.set(c.clientIp, n);
+  #overClientCap(socket: Socket, ip: string, plain: boolean): boolean {
+    const n = (this.#perClientConns.get(ip) ?? 0) + 1;
+    this.#perClientConns.set(ip, n);
+    socket.once('close', () => {
+      const left = (this.#perClientConns.get(ip) ?? 1) - 1;
+      if (left <= 0) this.#perClientConns.delete(ip);
+      else this.#perClientConns.set(ip, left);
+    });
     const lim = this.config.limits;
     // The group lookup only once an address has more than the unauthenticated allowance.
-    const over = n > lim.max_connections_per_client
-      || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(c.clientIp) === null));
-    if (over) c.deny(new Attempt(c.listener, c.clientIp, c.clientPort), 'client_connection_limit');
+    return n > lim.max_connections_per_client
+      || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(ip) === null));
   }
 
-  /** A client connection closed: forgets it (called once per connection). */
+  /** A client connection closed: forgets it. */
   dropConnection(c: ProxyConnection): void {
-    if (!this.connections.delete(c)) return;
-    const n = (this.#perClientConns.get(c.clientIp) ?? 1) - 1;
-    if (n <= 0) this.#perClientConns.delete(c.clientIp);
-    else this.#perClientConns.set(c.clientIp, n);
+    this.connections.delete(c);
   }
 
   #sweep(): void {
