@@ -270,6 +270,11 @@ describe('chokepoint config check', () => {
     assert.match(r.stdout, /timeouts\.header: must be at most 24d \(2147483647ms, the longest timer Node keeps\)/);
     assert.match(r.stdout, /timeouts\.connect: must be at most 24d/);
     assert.doesNotMatch(r.stdout, /timeouts\.idle/, 'idle goes to socket.setTimeout, which caps it itself');
+    // A YAML tag the loader does not know is refused, not read past.
+    writeFileSync(file, 'log_level: !weird debug\n');
+    const tagged = await cli(['config', 'check', file]);
+    assert.equal(tagged.code, 1, tagged.stdout);
+    assert.match(tagged.stdout, /!weird/);
   });
 
   it('checks resolvers as serve uses them: an IP literal of its family and a port from 1 to 65535', async () => {

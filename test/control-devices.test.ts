@@ -96,6 +96,13 @@ for (const make of BACKENDS) {
       assert.equal((await c.call('POST', '/api/v1/devices/dev-no/deny')).status, 200);
       assert.equal((await c.call('GET', '/api/v1/devices/dev-no')).body.state, 'revoked');
       assert.equal((await c.call('POST', '/api/v1/devices/dev-no/disable')).status, 409);
+      // Disabled while waiting, then denied: revoked too, so enable cannot make it active.
+      await c.store.db.insertInto('devices').values({ id: 'dev-no2', group_name: 'servers', asset_id: null, tags: '[]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null }).execute();
+      await c.store.db.insertInto('enrollment_requests').values({ id: randomUUID(), device_id: 'dev-no2', token_id: 'tok', spki_sha256: 'fd'.repeat(32), csr_der: 'AAAA', state: 'pending', decided_by: null, decided_at: null, created_at: now }).execute();
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-no2/disable')).body.state, 'disabled');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-no2/deny')).status, 200);
+      assert.equal((await c.call('GET', '/api/v1/devices/dev-no2')).body.state, 'revoked');
+      assert.equal((await c.call('POST', '/api/v1/devices/dev-no2/enable')).status, 409);
       const approved = await c.call('POST', '/api/v1/devices/dev-wait/approve', { body: { reason: 'asset tag checked' } });
       assert.equal(approved.status, 200);
       const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { action: string; target: string; detail: string | null }[];

@@ -138,6 +138,11 @@ for (const make of BACKENDS) {
         const root = tokens.find((t) => t.admin === 'admin') as { id: string };
         const sa2 = tokens.find((t) => t.admin === 'security-admin-2') as { id: string };
         assert.equal((await own.call('DELETE', `/api/v1/tokens/${sa2.id}`)).status, 200, 'another security-admin token is still valid');
+        // security-admin-2 is still active but has no token: the admin holding the last one
+        // cannot disable itself either.
+        const self = await own.call('POST', '/api/v1/admins/admin/disable');
+        assert.equal(self.status, 409, JSON.stringify(self.body));
+        assert.match(self.body.message, /last security-admin that can act/);
         const last = await own.call('DELETE', `/api/v1/tokens/${root.id}`);
         assert.equal(last.status, 409, JSON.stringify(last.body));
         assert.equal(last.body.code, 'CONFLICT');

@@ -26,8 +26,11 @@ export function parseConfig(text: string | null, overrides: Overrides = {}): Con
   let raw: unknown = {};
   if (text !== null) {
     const doc = parseDocument(text, { uniqueKeys: true });
-    if (doc.errors.length > 0) {
-      return { ok: false, problems: doc.errors.map((e) => ({ path: '', message: e.message.split('\n')[0] ?? e.message, line: e.linePos?.[0]?.line, column: e.linePos?.[0]?.col })) };
+    // Warnings too (an unresolved tag such as `!weird debug` is one): read past them, the value
+    // is not what the author wrote, as the policy loader also refuses.
+    const issues = [...doc.errors, ...doc.warnings];
+    if (issues.length > 0) {
+      return { ok: false, problems: issues.map((e) => ({ path: '', message: e.message.split('\n')[0] ?? e.message, line: e.linePos?.[0]?.line, column: e.linePos?.[0]?.col })) };
     }
     raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
     if (typeof raw !== 'object' || Array.isArray(raw)) {

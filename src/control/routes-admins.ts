@@ -76,9 +76,9 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
         if (!admin) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no admin named "${p.name}"`);
         if (admin.role === 'security-admin') {
           await lockSecurityAdmins(trx, ctx.store.dialect);
-          const others = (await listAdmins(trx)).filter((a) => a.role === 'security-admin' && a.disabled_at === null && a.id !== admin.id);
-          // Disabling the last security-admin would lock everyone out of policy and admin changes.
-          if (others.length === 0) throw new ApiError(409, 'CONFLICT', 'this is the last active security-admin');
+          // Disabling the last security-admin that can act would lock everyone out of policy and
+          // admin changes: another one must be active, unscoped and hold a valid token.
+          if (!(await anotherUsableSecurityAdmin(trx, { exceptAdmin: admin.id }))) throw new ApiError(409, 'CONFLICT', 'this is the last security-admin that can act (no other active, unscoped one with a valid token)');
         }
         await trx.updateTable('admins').set({ disabled_at: Date.now() }).where('id', '=', admin.id).where('disabled_at', 'is', null).execute();
         return { value: { name: admin.name, disabled: true }, before: { disabled: admin.disabled_at !== null }, after: { disabled: true } };
@@ -105,11 +105,7 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
         // security-admin can use would leave nobody able to change policy or admins.
         if (t.revoked_at === null) {
           await lockSecurityAdmins(trx, ctx.store.dialect);
-          const now = Date.now();
-          const others = await trx.selectFrom('api_tokens').innerJoin('admins', 'admins.id', 'api_tokens.admin_id').select('api_tokens.id')
-            .where('admins.role', '=', 'security-admin').where('admins.disabled_at', 'is', null).where('admins.scopes', 'is', null)
-            .where('api_tokens.revoked_at', 'is', null).where('api_tokens.expires_at', '>', now).where('api_tokens.id', '!=', p.id).limit(1).executeTakeFirst();
-          if (!others) throw new ApiError(409, 'CONFLICT', 'this is the last valid token of any active security-admin: issue another first (or run `chokepoint admin recover` on the server)');
+          if (!(await anotherUsableSecurityAdmin(trx, { exceptToken: p.id }))) throw new ApiError(409, 'CONFLICT', 'this is the last valid token of any active security-admin: issue another first (or run `chokepoint admin recover` on the server)');
         }
         await trx.updateTable('api_tokens').set({ revoked_at: Date.now() }).where('id', '=', p.id).where('revoked_at', 'is', null).execute();
         return { value: { id: p.id, revoked: true }, before: { revoked: t.revoked_at !== null }, after: { revoked: true } };
@@ -127,4 +123,14 @@ export function adminRoutes(ctx: ControlContext): FastifyPluginAsync {
 async function lockSecurityAdmins(trx: Transaction<DB>, dialect: Dialect): Promise<void> {
   if (dialect !== 'postgres') return;
   await trx.selectFrom('admins').select('id').where('role', '=', 'security-admin').forUpdate().execute();
+}
+
+/** Whether a security-admin other than the one excluded can still act: active, unscoped, with an unexpired, unrevoked token. */
+async function anotherUsableSecurityAdmin(trx: Transaction<DB>, except: { exceptAdmin?: string; exceptToken?: string }): Promise<boolean> {
+  let q = trx.selectFrom('api_tokens').innerJoin('admins', 'admins.id', 'api_tokens.admin_id').select('api_tokens.id')
+    .where('admins.role', '=', 'security-admin').where('admins.disabled_at', 'is', null).where('admins.scopes', 'is', null)
+    .where('api_tokens.revoked_at', 'is', null).where('api_tokens.expires_at', '>', Date.now());
+  if (except.exceptAdmin !== undefined) q = q.where('admins.id', '!=', except.exceptAdmin);
+  if (except.exceptToken !== undefined) q = q.where('api_tokens.id', '!=', except.exceptToken);
+  return (await q.limit(1).executeTakeFirst()) !== undefined;
 }

@@ -105,8 +105,10 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
           if (!(await decideRequest(trx, r.id, state, me))) throw new ApiError(409, 'CONFLICT', 'the request was decided meanwhile');
           // A denied device is refused for good (it enrolls again with a new token, as a new
           // device). Left pending, it was listed as waiting, and disable then enable made it active.
-          if (action === 'deny' && d.state === 'pending') await updateDevice(trx, d.id, { state: 'revoked' });
-          const device = action === 'deny' && d.state === 'pending' ? { device: 'revoked' } : {};
+          // Also when it was disabled while waiting: enabling it later must not make it active.
+          const refuse = action === 'deny' && (d.state === 'pending' || d.state === 'disabled');
+          if (refuse) await updateDevice(trx, d.id, { state: 'revoked' });
+          const device = refuse ? { device: 'revoked' } : {};
           return { value: { device_id: d.id, request_id: r.id, state }, before: { request: 'pending', device: d.state }, after: { request: state, ...device }, detail: b.reason };
         });
         await ctx.deviceChanged(p.id);

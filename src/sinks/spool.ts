@@ -343,6 +343,8 @@ async function spoolId(dir: string): Promise<string> {
   const old = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
   if (/^[0-9a-f]{16}$/.test(old)) return old;
   const id = randomBytes(8).toString('hex');
-  await writeFile(file, `${id}\n`, { mode: 0o600 });
+  // Not fatal: on a full disk the buffer must still start and drain what it holds (which frees
+  // the space); the id then lives for this run only.
+  await writeFile(file, `${id}\n`, { mode: 0o600 }).catch(() => {});
   return id;
 }

@@ -58,7 +58,8 @@ export async function authenticate(db: Exec, token: string, now = Date.now()): P
   // When a token was last used (to the minute: one write a minute per token at most) tells an
   // operator which tokens are stale and which are in use that should not be.
   if (r.last_used_at === null || Number(r.last_used_at) < now - LAST_USED_GRANULARITY_MS) {
-    await db.updateTable('api_tokens').set({ last_used_at: now }).where('id', '=', r.token_id).execute();
+    // Bookkeeping: a store too busy to take it must not fail the request it belongs to.
+    await db.updateTable('api_tokens').set({ last_used_at: now }).where('id', '=', r.token_id).execute().catch(() => {});
   }
   const { token_id, expires_at: _e, revoked_at: _r, last_used_at: _l, ...admin } = r;
   return { admin: toAdmin(admin), tokenId: token_id };

@@ -200,12 +200,18 @@ function redact(url: string): string {
  * (0755 is usual) would give. SQLite gives its -wal and -shm files the database file's mode.
  */
 function ownerOnly(file: string): void {
-  closeSync(openSync(file, 'a', 0o600));
+  // Best effort: a file system without modes, or a file another user owns, is SQLite's to open
+  // or refuse with its own error.
+  try {
+    closeSync(openSync(file, 'a', 0o600));
+  } catch {
+    return;
+  }
   for (const f of [file, `${file}-wal`, `${file}-shm`]) {
     try {
       if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    } catch {
+      // ENOENT (no WAL yet), EPERM, ENOTSUP: nothing more to do here
     }
   }
 }
