@@ -127,6 +127,7 @@ describe('syslog sink to a real rsyslog', { skip: rsyslogAvailable() ? false : '
     s.write(ev(2, `-udpbig-huge${'x'.repeat(70_000)}`));
     s.write(ev(3, '-udpbig-after'));
     await received('synthetic-udpbig-after', 1);
+    assert.equal((await received('synthetic-udpbig-before', 1)).length, 1, 'the record before it was sent once, not again with every smaller batch');
     const deadline = Date.now() + 10_000;
     while (!emitted.some((e) => e.type === 'sink.dropped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const d = emitted.find((e) => e.type === 'sink.dropped');

@@ -17,8 +17,17 @@ export interface Transport {
    * An error with `status: 413` says the destination refuses the batch as too large (RFC 9110
    * §15.5.14): the sink then sends smaller batches.
    */
-  send(lines: readonly string[], batchId: string): Promise<void>;
+  send(lines: readonly string[], batchId: string): Promise<void | SendResult>;
   close(): Promise<void>;
+}
+
+/**
+ * What a transport may report about a batch it sent: records it could never send and skipped
+ * (a UDP syslog message larger than a datagram). They are counted and reported as dropped
+ * (`rejected`); the rest of the batch is delivered.
+ */
+export interface SendResult {
+  readonly rejected: number;
 }
 
 export interface BufferedSinkOptions {
@@ -149,9 +158,11 @@ export class BufferedSink implements Sink {
       const batchId = `${this.#spool.id}-${batch.seq}-${batch.end - batch.bytes}-${batch.end}`;
       for (let attempt = 0; !this.#stopped && !this.#spool.isStale(batch); attempt++) {
         try {
-          await this.#o.transport.send(batch.lines, batchId);
-          this.#delivered += batch.lines.length;
+          const r = await this.#o.transport.send(batch.lines, batchId);
+          const rejected = r ? r.rejected : 0;
+          this.#delivered += batch.lines.length - rejected;
           await this.#spool.ack(batch);
+          if (rejected > 0) this.#onDrop(rejected, 'rejected');
           this.#up();
           if ((maxRecords < this.#o.batchMax || maxBytes < this.#o.batchMaxBytes) && Date.now() - resizedAt >= regrowMs) {
             maxRecords = Math.min(this.#o.batchMax, maxRecords * 2);

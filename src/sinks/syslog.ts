@@ -14,7 +14,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ChokepointEvent } from '../events/catalogue.js';
-import type { Transport } from './buffered.js';
+import type { SendResult, Transport } from './buffered.js';
 import { jsonOf } from '../events/json.js';
 
 export interface SyslogFormat {
@@ -80,11 +80,6 @@ export function syslogTextFormatter(f: SyslogFormat): (type: string, time: strin
 /** The largest UDP payload over IPv4 (65,535 less the IP and UDP headers). */
 export const MAX_UDP_MESSAGE = 65_507;
 
-/** An error BufferedSink treats as "this batch is too large" (the 413 path). */
-function tooLargeError(message: string): Error {
-  return Object.assign(new Error(message), { status: 413, code: 'EMSGSIZE' });
-}
-
 /** RFC 6587 §3.4.1 octet counting: the length is of the message's bytes, not its characters. */
 export function frameOctetCounted(msg: string): Buffer {
   const body = Buffer.from(msg, 'utf8');
@@ -112,7 +107,7 @@ export class SyslogTransport implements Transport {
     this.#o = o;
   }
 
-  async send(lines: readonly string[]): Promise<void> {
+  async send(lines: readonly string[]): Promise<void | SendResult> {
     if (this.#closed) throw Object.assign(new Error('closed'), { code: 'ECLOSED' });
     if (this.#o.transport === 'udp') return this.#sendUdp(lines);
     const sock = this.#sock ?? (await this.#connect());
@@ -129,24 +124,32 @@ export class SyslogTransport implements Transport {
     });
   }
 
-  async #sendUdp(lines: readonly string[]): Promise<void> {
+  async #sendUdp(lines: readonly string[]): Promise<SendResult> {
     if (this.#udp === null) {
       const family = this.#o.host.includes(':') ? 'udp6' : 'udp4';
       this.#udp = createSocket(family);
       this.#udp.on('error', () => { this.#udp?.close(); this.#udp = null; });
     }
     const udp = this.#udp;
+    let rejected = 0;
     for (const l of lines) {
       const b = Buffer.from(l, 'utf8');
       // One message per datagram (RFC 5426): one larger than a datagram can carry can never be
       // sent. Retried, it stopped the sink for good (it stays first in the disk buffer, also
-      // across restarts); as "too large" the sink drops it, counted and reported, and goes on.
-      if (b.length > MAX_UDP_MESSAGE) throw tooLargeError(`a ${b.length}-byte message does not fit a UDP datagram (at most ${MAX_UDP_MESSAGE})`);
-      await new Promise<void>((resolve, reject) => udp.send(b, this.#o.port, this.#o.host, (err) => {
-        if (!err) resolve();
-        else reject((err as NodeJS.ErrnoException).code === 'EMSGSIZE' ? tooLargeError(`the kernel refused a ${b.length}-byte datagram (EMSGSIZE)`) : err);
+      // across restarts). It is skipped and reported as rejected; the rest of the batch goes
+      // out once, and the batch size stays (the limit is per message, not per batch).
+      if (b.length > MAX_UDP_MESSAGE) {
+        rejected++;
+        continue;
+      }
+      const tooBig = await new Promise<boolean>((resolve, reject) => udp.send(b, this.#o.port, this.#o.host, (err) => {
+        if (!err) resolve(false);
+        else if ((err as NodeJS.ErrnoException).code === 'EMSGSIZE') resolve(true);
+        else reject(err);
       }));
+      if (tooBig) rejected++;
     }
+    return { rejected };
   }
 
   #connect(): Promise<Socket> {
