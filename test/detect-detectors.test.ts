@@ -107,6 +107,11 @@ describe('destination drift', () => {
     s.feed(deny('metadata.evil.example', { reason: 'address_denied', address: '169.254.169.254' }));
     const high = s.of('destination_drift').filter((a) => a.severity === 'high');
     assert.deepEqual(high.map((a) => a.evidence.destination), ['169.254.169.254:80', 'metadata.evil.example:443']);
+    // Ten throw-away raw literals spend the high budget; the metadata endpoint still alerts.
+    for (let i = 0; i < 10; i++) s.feed(deny(`198.51.100.${i}`, { reason: 'ip_literal_denied', address_class: 'documentation' }));
+    s.feed(deny('169.254.169.254', { reason: 'ip_literal_denied', port: 443, address_class: 'metadata' }));
+    const critical = s.of('destination_drift').filter((a) => a.severity === 'critical');
+    assert.deepEqual(critical.map((a) => a.evidence.destination), ['169.254.169.254:443'], 'a metadata endpoint is never held back');
     s.clock.t += 61 * MIN;
     s.engine.tick();
     const summary = s.of('destination_drift').find((a) => a.evidence.suppressed === 1);

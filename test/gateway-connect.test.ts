@@ -131,6 +131,15 @@ describe('CONNECT denied before the tunnel', () => {
     }
   });
 
+  it('classifies a refused IP literal for the evidence (a raw metadata address reads metadata)', async () => {
+    for (const [target, cls] of [['169.254.169.254:80', 'metadata'], ['[fd00:ec2::254]:80', 'metadata'], ['10.1.2.3:443', 'private'], ['2130706434:1', 'loopback']] as const) {
+      const r = await connectDeny(target);
+      assert.equal(r.reason, 'ip_literal_denied', target);
+      const d = await g.waitDecision((e) => e.id === r.id);
+      assert.equal(d.address_class, cls, target);
+    }
+  });
+
   it('dials only the permitted address of a mixed answer', async () => {
     const c = await RawClient.connect(g.port);
     c.write(`CONNECT mixed.test:${P.echo} HTTP/1.1\r\n\r\n`);

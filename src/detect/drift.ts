@@ -71,8 +71,12 @@ export class DriftDetector implements Detector {
       const last = this.#reported.get(key);
       if (last !== undefined && now - last < th.drift_window) return;
       boundedSet(this.#reported, key, now, MAX_TRACKED);
-      const severity = HIGH_DENIES.has(e.reason) ? 'high' : 'medium';
-      const b = this.#spend(`d|${device}|${severity}`, now, th.drift_window, dest, { detector: 'destination_drift', severity, device, group });
+      // A cloud metadata endpoint (by name or as a raw literal) is never held back by a
+      // budget: it is where a compromised agent goes for credentials, and the cheapest way to
+      // hide that would be to spend the budget on throw-away literals first.
+      const critical = e.address_class === 'metadata';
+      const severity = critical ? 'critical' : HIGH_DENIES.has(e.reason) ? 'high' : 'medium';
+      const b = critical ? {} : this.#spend(`d|${device}|${severity}`, now, th.drift_window, dest, { detector: 'destination_drift', severity, device, group });
       if (b === null) return;
       this.#ctx.raise({
         detector: 'destination_drift', severity, device_id: device, group,

@@ -54,7 +54,12 @@ export function decide(ctx: AdmissionContext, a: Attempt, dest: Destination, pro
  */
 export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination, protocol: Protocol): Promise<Admission> {
   const d = decide(ctx, a, dest, protocol);
-  if ('deny' in d) return { ok: false, reason: d.deny };
+  if ('deny' in d) {
+    // An IP literal refused as such is still classified for the evidence: a raw 169.254.169.254
+    // reads `address_class: metadata`, which detectors and investigators key on.
+    if (d.deny === 'ip_literal_denied' && dest.kind !== 'name' && ctx.policy !== null) a.addressClass = ctx.policy.checkAddress(dest.host, ctx.self).class;
+    return { ok: false, reason: d.deny };
+  }
   const policy = ctx.policy as CompiledPolicy;
   const report = a.mode === 'report';
   const tls = d.tls;
