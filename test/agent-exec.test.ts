@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { fenceAvailable } from '../src/agent/exec.js';
 import { Forwarder } from '../src/agent/forwarder.js';
 import { proxyEnv } from '../src/agent/proxy-env.js';
@@ -99,6 +101,23 @@ describe('agent exec', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^refused$/m);
     assert.match(r.stdout, /^refused-init$/m);
+  });
+
+  it('root without user namespaces: the command runs with no capabilities and cannot enter the host network', (t) => {
+    // The fallback fenceAvailable() takes when user namespaces are forbidden: a network
+    // namespace only, and the relay runs the command through setpriv with every capability dropped.
+    if (process.getuid?.() !== 0) return t.skip('needs root');
+    if (spawnSync('setpriv', ['--version']).status !== 0) return t.skip('needs setpriv (util-linux)');
+    const relay = fileURLToPath(new URL('../src/agent/ns-relay.js', import.meta.url));
+    // The relay's parent (this test process) is in the host's network namespace.
+    const script = `grep CapEff /proc/self/status; OUTER=$(awk '/^PPid/{print $2}' /proc/$PPID/status); `
+      + `if nsenter -t "$OUTER" -n true 2>/dev/null; then echo escaped; else echo refused; fi`;
+    const run = (drop: boolean) => spawnSync('unshare', ['--net', process.execPath, relay, '/nonexistent.sock', '18089', ...(drop ? ['--drop-caps'] : []), '--', 'sh', '-c', script], { encoding: 'utf8', timeout: 30_000 });
+    const r = run(true);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^CapEff:\s+0+$/m);
+    assert.match(r.stdout, /^refused$/m);
+    assert.match(run(false).stdout, /^escaped$/m, 'without dropping capabilities root gets out: the check above is real');
   });
 
   it('without a namespace: says plainly that only the environment is set (and then the bypass works)', async () => {

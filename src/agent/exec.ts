@@ -27,7 +27,13 @@ export interface ExecOptions {
   readonly notice?: (line: string) => void;
 }
 
-export interface FenceCheck { readonly available: boolean; readonly flags: readonly string[]; readonly why: string }
+export interface FenceCheck {
+  readonly available: boolean;
+  readonly flags: readonly string[];
+  readonly why: string;
+  /** Run the command with no capabilities at all (root without a user namespace). */
+  readonly dropCaps?: boolean;
+}
 
 /** Can this process make a network namespace? Tries it (`unshare --net true`) rather than guessing. */
 export function fenceAvailable(): FenceCheck {
@@ -40,8 +46,15 @@ export function fenceAvailable(): FenceCheck {
   const flags = ['--net', '--map-root-user'];
   const r = spawnSync('unshare', [...flags, 'true'], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.error) return { available: false, flags, why: `unshare cannot be run (${r.error.message}; package util-linux)` };
-  if (r.status !== 0) return { available: false, flags, why: `unshare ${flags.join(' ')} failed: ${r.stderr.trim() || `exit ${r.status}`}${root ? '' : ' (unprivileged user namespaces are disabled?)'}` };
-  return { available: true, flags, why: root ? 'running as root (in a user namespace of its own)' : 'unprivileged user namespace' };
+  if (r.status === 0) return { available: true, flags, why: root ? 'running as root (in a user namespace of its own)' : 'unprivileged user namespace' };
+  const why = `unshare ${flags.join(' ')} failed: ${r.stderr.trim() || `exit ${r.status}`}`;
+  if (!root) return { available: false, flags, why: `${why} (unprivileged user namespaces are disabled?)` };
+  // Root on a host that forbids user namespaces (user.max_user_namespaces=0): a network
+  // namespace alone, and the command loses every capability (setpriv), so it cannot setns back.
+  const p = spawnSync('setpriv', ['--version'], { stdio: 'ignore' });
+  const n = spawnSync('unshare', ['--net', 'true'], { stdio: 'ignore' });
+  if (p.status === 0 && n.status === 0) return { available: true, flags: ['--net'], dropCaps: true, why: 'running as root without user namespaces: no capabilities for the command' };
+  return { available: false, flags, why: `${why}; and without a user namespace root needs setpriv (util-linux) to drop its capabilities` };
 }
 
 const RELAY = fileURLToPath(new URL('./ns-relay.js', import.meta.url));
@@ -75,7 +88,7 @@ export async function runFenced(opts: ExecOptions): Promise<number> {
   const innerPort = outerPort;
   const env = proxyEnv(`http://127.0.0.1:${innerPort}`, process.env);
   try {
-    return await spawnWait('unshare', [...fence.flags, process.execPath, RELAY, sock, String(innerPort), '--', opts.command, ...opts.args], env);
+    return await spawnWait('unshare', [...fence.flags, process.execPath, RELAY, sock, String(innerPort), ...(fence.dropCaps ? ['--drop-caps'] : []), '--', opts.command, ...opts.args], env);
   } finally {
     server.close();
     rmSync(dir, { recursive: true, force: true });

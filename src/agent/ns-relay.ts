@@ -4,7 +4,9 @@
  * socket to the forwarder outside (Unix sockets are file system objects, not bound to a
  * network namespace, so this is the namespace's only way out), then runs the command.
  *
- * Usage (internal): node ns-relay.js SOCKET PORT -- CMD ARGS...
+ * Usage (internal): node ns-relay.js SOCKET PORT [--drop-caps] -- CMD ARGS...
+ * With --drop-caps (root without a user namespace) the command runs with no capabilities and
+ * no_new_privs (setpriv), so it cannot enter another network namespace.
  * Exit status: the command's, 128+signal when it was killed, 125 when the fence could not be
  * set up (never run unfenced from here).
  */
@@ -16,7 +18,10 @@ function fail(msg: string): never {
   process.exit(125);
 }
 
-const [sock, portText, sep, cmd, ...args] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const dropCaps = argv[2] === '--drop-caps';
+if (dropCaps) argv.splice(2, 1);
+const [sock, portText, sep, cmd, ...args] = argv;
 if (sock === undefined || portText === undefined || sep !== '--' || cmd === undefined) fail('internal: bad relay arguments');
 const port = Number(portText);
 
@@ -32,7 +37,9 @@ const server = createServer((c) => {
 });
 server.on('error', (e) => fail(`relay cannot listen on 127.0.0.1:${port}: ${e.message}`));
 server.listen(port, '127.0.0.1', () => {
-  const child = spawn(cmd, args, { stdio: 'inherit', env: process.env });
+  const child = dropCaps
+    ? spawn('setpriv', ['--bounding-set=-all', '--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--', cmd, ...args], { stdio: 'inherit', env: process.env })
+    : spawn(cmd, args, { stdio: 'inherit', env: process.env });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(sig, () => child.kill(sig));
   child.on('error', (e) => fail(`cannot run ${cmd}: ${e.message}`));
   child.on('exit', (code, signal) => {
