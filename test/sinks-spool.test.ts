@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spool, type DropReason } from '../src/sinks/spool.js';
@@ -38,6 +38,30 @@ async function settle(s: Spool): Promise<void> {
 }
 
 describe('spool', () => {
+  it('skips a segment damaged behind its back (shorter than recorded), counted, and delivers the next ones', async () => {
+    const dir = tmp();
+    const a = spool(dir);
+    for (let i = 0; i < 300; i++) a.append(`{"n":${i},"pad":"${'x'.repeat(40)}"}\n`);
+    await settle(a);
+    await a.close();
+    const drops: [number, DropReason][] = [];
+    const errors: Error[] = [];
+    const b = spool(dir, drops, errors);
+    await b.ready;
+    // Someone truncates the oldest segment in the middle of a record after the scan.
+    const segs = readdirSync(dir).filter((f) => f.endsWith('.log')).sort();
+    assert.ok(segs.length >= 3, segs.join(','));
+    truncateSync(join(dir, segs[0] as string), 10);
+    const first = await b.read(1000, 1 << 20);
+    assert.ok(first);
+    assert.ok(!(first.lines[0] as string).startsWith('{"n":0,'), 'the damaged segment was skipped');
+    assert.equal(drops.length, 1);
+    assert.equal(drops[0]?.[1], 'unwritable');
+    assert.ok((drops[0]?.[0] ?? 0) >= 1);
+    assert.match(errors[0]?.message ?? '', /holds no complete record/);
+    await b.close();
+  });
+
   it('never redelivers acknowledged records after a restart; delivers the rest in order', async () => {
     const dir = tmp();
     const a = spool(dir);

@@ -215,7 +215,20 @@ export class Spool {
       if (!seg) return null;
       const fromMemory = this.#tail.take(this.#cur, maxRecords, maxBytes);
       if (fromMemory) return fromMemory;
-      if (this.#cur.offset < seg.size) return this.#readFrom(seg, maxRecords, maxBytes);
+      if (this.#cur.offset < seg.size) {
+        try {
+          return await this.#readFrom(seg, maxRecords, maxBytes);
+        } catch (err) {
+          // A damaged segment that is no longer written to is skipped, counted and reported, so
+          // that one bad file does not hold back every record after it for good. (The segment
+          // being written to keeps failing loudly: its next records would land after the damage.)
+          if ((err as { code?: string }).code !== 'SPOOL_DAMAGED' || seg === this.#segs.at(-1)) throw err;
+          this.#o.onError(err as Error);
+          this.#o.onDrop(Math.max(1, seg.records - this.#cur.consumed), 'unwritable');
+          await this.#retireFirst();
+          continue;
+        }
+      }
       if (seg === this.#segs.at(-1)) return null;
       await this.#retireFirst();
     }
