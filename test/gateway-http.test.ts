@@ -164,35 +164,26 @@ describe('absolute-form forwarding', () => {
     }
   });
 
-  it('refuses a response whose Connection header names its own framing (the client connection would desynchronize)', async () => {
-    const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end('HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\nok')); });
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const port = (bad.address() as AddressInfo).port;
-    g.setPolicy(basePolicy({ ...P, http: port }));
-    try {
-      const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
-      assert.equal(r.status, 502);
-      assert.equal(r.reason, 'upstream_bad_response');
-    } finally {
-      g.setPolicy(basePolicy(P));
-      bad.close();
-    }
-  });
-
-  it('answers 502 upstream_bad_response when the origin speaks garbage', async () => {
-    const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end('NOT HTTP AT ALL\r\n\r\n')); });
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const port = (bad.address() as AddressInfo).port;
-    g.setPolicy(basePolicy({ ...P, http: port }));
-    try {
-      const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
-      assert.equal(r.status, 502);
-      assert.equal(r.reason, 'upstream_bad_response');
-    } finally {
-      g.setPolicy(basePolicy(P));
-      bad.close();
-    }
-  });
+  for (const [what, answer] of [
+    ['the origin speaks garbage', 'NOT HTTP AT ALL\r\n\r\n'],
+    // Stripping the named Content-Length would desynchronize the client's kept-alive connection.
+    ['a response\'s Connection header names its own framing', 'HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\nok'],
+  ] as const) {
+    it(`answers 502 upstream_bad_response when ${what}`, async () => {
+      const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end(answer)); });
+      await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+      const port = (bad.address() as AddressInfo).port;
+      g.setPolicy(basePolicy({ ...P, http: port }));
+      try {
+        const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
+        assert.equal(r.status, 502);
+        assert.equal(r.reason, 'upstream_bad_response');
+      } finally {
+        g.setPolicy(basePolicy(P));
+        bad.close();
+      }
+    });
+  }
 
   it('refuses a plain-text request on a tls: required rule with not_tls', async () => {
     const r = await deny(`GET http://tls.test:${P.tls}/ HTTP/1.1\r\nHost: tls.test:${P.tls}\r\n\r\n`);
