@@ -122,7 +122,7 @@ export class ProxyConnection {
   readonly #onClose = (): void => {
     this.#state = 'closed';
     this.#clearHeadTimer();
-    this.gw.dropConnection(this);
+    this.gw.connections.delete(this);
     if (this.upstream) {
       this.upstream.destroy();
       this.upstream = null;

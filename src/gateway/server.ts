@@ -326,11 +326,6 @@ export class Gateway {
       || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(ip) === null));
   }
 
-  /** A client connection closed: forgets it. */
-  dropConnection(c: ProxyConnection): void {
-    this.connections.delete(c);
-  }
-
   #sweep(): void {
     const now = performance.now();
     const limit = now - this.config.timeouts.lifetime;
