@@ -219,6 +219,20 @@ process.exit(0);`);
     assert.equal(lines[0], record(0));
   });
 
+  it('the file sink rolls a failed write back to the file\'s real size (someone truncated it meanwhile: copytruncate)', () => {
+    const { lines } = underLimit(`
+const f = new FileSink({ name: 'f', path: dir + '/out/events.jsonl', rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: () => {} });
+const ev = (i) => ({ v: 1, type: 'sink.recovered', time: new Date(0).toISOString(), sink: 'x'.repeat(60), down_ms: i, pending_events: 0 });
+for (let i = 0; i < 20; i++) f.write(ev(i));
+await pause(200);
+(await import('node:fs')).truncateSync(dir + '/out/events.jsonl', 0);
+for (let i = 20; i < 100; i++) f.write(ev(i));
+await pause(300);
+console.log(JSON.stringify({}));
+process.exit(0);`);
+    assert.deepEqual(lines, [], 'no half record left behind');
+  });
+
   it('the file sink writes whole lines and counts only what it wrote', () => {
     const { lines, report } = underLimit(`
 const errors = [];

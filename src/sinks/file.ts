@@ -107,7 +107,10 @@ export class FileSink implements Sink {
           const chunk = Buffer.from(lines.join(''));
           await this.#rotateIfDue(chunk.length);
           if (this.#fh === null) await this.#open();
-          await appendWhole(this.#fh as FileHandle, chunk, this.#size);
+          // The size to roll back to is the file's own, not the one we believe: someone may
+          // have truncated it (copytruncate) or appended to it since.
+          const fh = this.#fh as FileHandle;
+          await appendWhole(fh, chunk, (await fh.stat()).size);
           this.#size += chunk.length;
           this.#delivered += lines.length;
           this.#failing = false;
