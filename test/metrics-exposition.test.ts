@@ -109,6 +109,9 @@ describe('metrics', () => {
   it('spellings that sanitize to one value are one series, and count once against the cap', () => {
     const cap = new LabelCap(2);
     assert.deepEqual(['a!b', 'a?b', 'a#b', 'c', 'd', 'a!b'].map((v) => cap.value('g', v)), ['a_b', 'a_b', 'a_b', 'c', 'other', 'a_b']);
+    // A real value spelled like the overflow or null bucket stays apart from them.
+    const c2 = new LabelCap(5);
+    assert.deepEqual(['other', 'none', null].map((v) => c2.value('group', v)), ['other_', 'none_', 'none']);
   });
 
   it('passes promtool check metrics', { skip: promtool ? false : 'promtool not installed (.ci/run installs prometheus)' }, async () => {

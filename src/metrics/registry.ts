@@ -37,14 +37,17 @@ export class LabelCap {
   readonly #memo = new Map<string, Map<string, string>>();
   constructor(max: number) { this.#max = max; }
 
-  /** Letters, digits and `_.:/@+-` (others become `_`), at most 64 characters, `none` for null, `other` past the cap. */
+  /** Letters, digits and `_.:/@+-` (others become `_`), at most 64 characters, `none` for null, `other` past the cap (a real `other` or `none` reads `other_`, `none_`). */
   value(label: string, v: string | null | undefined): string {
     if (v === null || v === undefined || v === '') return 'none';
     let memo = this.#memo.get(label);
     if (memo === undefined) this.#memo.set(label, (memo = new Map()));
     const known = memo.get(v);
     if (known !== undefined) return known;
-    const clean = v.replace(/[^A-Za-z0-9_.:/@+-]/g, '_').slice(0, 64);
+    let clean = v.replace(/[^A-Za-z0-9_.:/@+-]/g, '_').slice(0, 64);
+    // The two values this cap gives meaning to: a real group (or sink, reason…) called `other`
+    // or `none` must not merge with the overflow or the null bucket.
+    if (clean === 'other' || clean === 'none') clean = `${clean}_`;
     let set = this.#seen.get(label);
     if (!set) this.#seen.set(label, (set = new Set()));
     let answer = clean;
