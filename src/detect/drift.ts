@@ -112,7 +112,8 @@ export class DriftDetector implements Detector {
     }
     if (!b) {
       b = { start: now, window, n: 0, suppressed: 0, sample: [], ...who };
-      boundedSet(this.#budget, key, b, MAX_TRACKED);
+      // A budget pushed out by the bound still reports what it held back.
+      boundedSet(this.#budget, key, b, MAX_TRACKED, (old) => this.#summarize(old));
     }
     if (b.n >= ALERTS_PER_WINDOW) {
       b.suppressed++;

@@ -48,10 +48,14 @@ export function deviceOf(e: { device_id?: string | null; client_ip?: string | nu
 }
 
 /** Keeps a bounded map: past `max` entries the oldest inserted is evicted (memory DoS guard). */
-export function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number): void {
+export function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number, onEvict?: (v: V) => void): void {
   m.delete(k);
   m.set(k, v);
-  if (m.size > max) m.delete(m.keys().next().value as K);
+  if (m.size > max) {
+    const oldest = m.keys().next().value as K;
+    if (onEvict) onEvict(m.get(oldest) as V);
+    m.delete(oldest);
+  }
 }
 
 export const MAX_TRACKED = 100_000;
