@@ -156,6 +156,43 @@ describe('gateway states', () => {
     }
   });
 
+  it('a tunnel cut while it is still dialing (lifetime sweep, shutdown) does not take the process down', async (t) => {
+    // An origin whose accept queue is full: the kernel answers no SYN, so the dial hangs.
+    const py = spawn('python3', ['-c', [
+      'import socket, sys, time',
+      "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(0)",
+      'port = l.getsockname()[1]; fill = []',
+      'for i in range(3):',
+      '    c = socket.socket(); c.setblocking(False)',
+      '    try: c.connect(("127.0.0.1", port))',
+      '    except BlockingIOError: pass',
+      '    fill.append(c)',
+      'print(port, flush=True)',
+      'time.sleep(60)',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const port = await new Promise<number>((resolve) => { py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))); py.once('error', () => resolve(0)); });
+    if (!port) return t.skip('needs python3');
+    const g = await startGateway(basePolicy({ ...P, echo: port }), { dns: { resolvers: [dns.address] }, timeouts: { connect: '8s', lifetime: '1s' } });
+    try {
+      const c = await RawClient.connect(g.port);
+      c.write(`CONNECT echo.test:${port} HTTP/1.1\r\n\r\n`);
+      // The sweeper cuts it after its 1 s lifetime, while the dial still waits.
+      await c.waitClosed();
+      const ok = await connect(g.port, `http.test:${P.http}`);
+      assert.notEqual(ok.status, 0, 'the gateway still answers');
+      ok.c.close();
+      // Shutdown reaches another dialing tunnel the same way.
+      const c2 = await RawClient.connect(g.port);
+      c2.write(`CONNECT echo.test:${port} HTTP/1.1\r\n\r\n`);
+      await new Promise((r) => setTimeout(r, 200));
+      g.gw.destroy();
+      await c2.waitClosed();
+    } finally {
+      py.kill();
+      await g.close();
+    }
+  });
+
   it('refuses with client_tunnel_limit and tunnel_limit (429) when limits are reached', async () => {
     const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, limits: { max_tunnels_per_client: 2, max_tunnels: 3 } });
     try {

@@ -57,7 +57,12 @@ export async function handleHttp(conn: ProxyConnection, a: Attempt, head: Reques
       return;
     }
     if (conn.closed) {
+      // A connection to the destination was opened for this request: recorded, with 0 bytes.
       up.destroy();
+      a.address = up.address;
+      a.verdict = 'allow';
+      conn.emitDecision(a);
+      gw.publish(a.closedEvent({ protocol: 'http', bytesUp: 0, bytesDown: 0, closeReason: 'client_closed', status: null }));
       return;
     }
   }

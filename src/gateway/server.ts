@@ -331,10 +331,15 @@ export class Gateway {
     const limit = now - this.config.timeouts.lifetime;
     const every = this.config.timeouts.progress;
     for (const t of this.#tunnels.values()) {
-      if (t.startedAt <= limit) t.cut('lifetime_exceeded');
-      // Interim counts for long tunnels (like a firewall's interim log records): volume that
-      // leaves through a tunnel open for hours must not stay invisible until it closes.
-      else if (every > 0 && t.progress) t.progress(now, every);
+      // One tunnel's failure must not stop the sweep for the others, nor take the process down.
+      try {
+        if (t.startedAt <= limit) t.cut('lifetime_exceeded');
+        // Interim counts for long tunnels (like a firewall's interim log records): volume that
+        // leaves through a tunnel open for hours must not stay invisible until it closes.
+        else if (every > 0 && t.progress) t.progress(now, every);
+      } catch (err) {
+        this.logger.error({ err }, 'tunnel sweep failed for one tunnel');
+      }
     }
   }
 
@@ -365,7 +370,9 @@ export class Gateway {
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
     for (const s of this.#servers) s.close();
-    for (const t of this.#tunnels.values()) t.cut('shutdown');
+    for (const t of this.#tunnels.values()) {
+      try { t.cut('shutdown'); } catch (err) { this.logger.error({ err }, 'cutting a tunnel at shutdown failed'); }
+    }
     for (const c of this.connections.values()) c.destroy();
   }
 }

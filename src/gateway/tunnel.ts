@@ -47,9 +47,16 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
     return;
   }
   a.address = d.address;
-  if (conn.closed) {
+  const cutWhileDialing = tunnel.cutBeforeStart;
+  if (conn.closed || cutWhileDialing !== null) {
+    // A connection to the destination was opened: that is evidence even though nothing was
+    // relayed (the client left, the device was revoked, shutdown or the lifetime came first).
     d.socket.destroy();
     gw.release(conn.clientIp, tunnel);
+    a.verdict = 'allow';
+    conn.emitDecision(a);
+    gw.publish(a.closedEvent({ protocol: 'connect', bytesUp: 0, bytesDown: 0, closeReason: cutWhileDialing ?? 'client_closed', status: null }));
+    conn.destroy();
     return;
   }
   tunnel.start(d.socket);
@@ -245,7 +252,17 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     this.cut('idle_timeout');
   }
 
+  /** Set when the tunnel was cut (sweep, shutdown, revocation) before its upstream connected. */
+  cutBeforeStart: CloseReason | null = null;
+
   cut(reason: CloseReason): void {
+    // The slot is taken before the dial, so the sweeper, a shutdown or a revocation can reach a
+    // tunnel that has no upstream yet; handleConnect finishes it when the dial returns.
+    if (this.#up === undefined) {
+      this.cutBeforeStart ??= reason;
+      this.#client.destroy();
+      return;
+    }
     this.#setReason(reason);
     this.#up.destroy();
     this.#client.destroy();
