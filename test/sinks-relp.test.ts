@@ -237,6 +237,44 @@ describe('RELP sink failure paths (scripted server)', () => {
     }
   });
 
+  it('a 500 answered in the same read as 200s still fails the batch (it was swallowed: the message lost, the batch counted delivered)', async () => {
+    const accepted: number[] = [];
+    let refused = false;
+    const server = createServer((sock: Socket) => {
+      const parser = new RelpFrameParser();
+      sock.on('error', () => {});
+      sock.on('data', (c: Buffer) => {
+        // Every answer to what arrived in this read goes out in one write, so several land in
+        // one read on the other side.
+        const out: Buffer[] = [];
+        for (const f of parser.push(c)) {
+          if (f.command === 'open') out.push(encodeFrame(f.txnr, 'rsp', '200 OK\nrelp_version=0\ncommands=syslog'));
+          else if (f.command === 'close') out.push(encodeFrame(f.txnr, 'rsp'));
+          else if (f.command === 'syslog') {
+            const m = f.data.toString();
+            const n = (JSON.parse(m.slice(m.indexOf('{'))) as { down_ms: number }).down_ms;
+            if (n === 7 && !refused) { refused = true; out.push(encodeFrame(f.txnr, 'rsp', '500 queue full')); continue; }
+            accepted.push(n);
+            out.push(encodeFrame(f.txnr, 'rsp', '200 OK'));
+          }
+        }
+        if (out.length > 0) sock.write(Buffer.concat(out));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const sink = relpSink((server.address() as AddressInfo).port, { batch_max: 20 });
+    try {
+      for (let i = 0; i < 20; i++) sink.write(ev(i, 't-500-mixed'));
+      await until(() => accepted.includes(7), 'the refused message is sent again and taken', 20_000);
+      assert.ok(refused);
+      assert.deepEqual([...new Set(accepted)].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i));
+      assert.equal(sink.stats().dropped, 0);
+    } finally {
+      await sink.close();
+      server.close();
+    }
+  });
+
   for (const [name, bad] of [
     ['an answer out of order', (txnr: number) => encodeFrame(txnr + 1, 'rsp', '200 OK')],
     ['serverclose', () => encodeFrame(0, 'serverclose')],

@@ -115,19 +115,32 @@ export class RelpTransport implements Transport {
   async send(lines: readonly string[]): Promise<void> {
     if (this.#closed) throw fail('closed', 'ECLOSED');
     const s = this.#session?.alive ? this.#session : await this.#open();
-    const timer = setTimeout(() => s.kill(fail('RELP send timed out', 'ETIMEDOUT')), this.#o.timeoutMs);
+    // The timeout is for a lack of progress, not for the whole batch: a receiver that answers
+    // slowly but steadily must not have every batch time out and be sent again for ever.
+    let timer = setTimeout(() => s.kill(fail('RELP send timed out', 'ETIMEDOUT')), this.#o.timeoutMs);
+    const progressed = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => s.kill(fail('RELP send timed out', 'ETIMEDOUT')), this.#o.timeoutMs);
+    };
     try {
-      // Up to WINDOW commands in flight; each answer lets the next one go.
+      // Up to WINDOW commands in flight; each answer lets the next one go. The first refusal is
+      // kept here, not left to a race: several answers can settle in one read, and a 500 that
+      // settled with a 200 before it was taken out of the race and swallowed (the message lost
+      // while the batch counted as delivered).
       let next = 0;
+      let failure: Error | null = null;
       const inFlight = new Set<Promise<void>>();
-      while (next < lines.length || inFlight.size > 0) {
+      while ((next < lines.length || inFlight.size > 0) && failure === null) {
         while (next < lines.length && inFlight.size < WINDOW) {
-          const p: Promise<void> = s.command('syslog', lines[next++] as string).then((f) => ok(f, 'a message')).finally(() => inFlight.delete(p));
-          p.catch(() => {}); // the race below reports the first failure; the rest fail with the session
+          const p: Promise<void> = s.command('syslog', lines[next++] as string)
+            .then((f) => { ok(f, 'a message'); progressed(); })
+            .catch((err: Error) => { failure ??= err; })
+            .finally(() => inFlight.delete(p));
           inFlight.add(p);
         }
         await Promise.race(inFlight);
       }
+      if (failure !== null) throw failure;
     } catch (err) {
       s.kill(err as Error); // whatever was in flight is resent with the batch
       throw err;
