@@ -16,17 +16,47 @@ const BAD_TOKEN_RE = /^identity\.(enrollment|token)\.(refused|rejected|failed|in
 const HIGH_PRIV_RE = /(admin|role|user|token|revoke|disable|policy|ca[._]|ca$|key|secret|approve|delete|rotate)/i;
 const SAMPLE = 10;
 
-/** Events in a sliding window: (time, key, weight), pruned as time passes. */
+interface Item { readonly t: number; readonly key: string; readonly w: number; readonly info: string }
+const MAX_ITEMS = 100_000;
+
+/**
+ * Events in a sliding window: (time, key, weight), pruned as time passes. Counts per key are
+ * kept as items come and go, so "how many distinct devices" costs nothing per event: counted
+ * by walking the window on every event, one source's flood of failed handshakes (which never
+ * reaches the distinct-device threshold, so the detector never goes quiet) cost up to 100,000
+ * steps each, an unauthenticated way to burn the gateway's CPU.
+ */
 class Window {
-  items: { t: number; key: string; w: number; info: string }[] = [];
+  #arr: Item[] = [];
+  #head = 0;
+  readonly #counts = new Map<string, number>();
+  get size(): number { return this.#arr.length - this.#head; }
+  get distinct(): number { return this.#counts.size; }
+  has(key: string): boolean { return this.#counts.has(key); }
+  keys(): string[] { return [...this.#counts.keys()]; }
+  /** A copy of the items, oldest first: for alerts, not for every event. */
+  get items(): readonly Item[] { return this.#arr.slice(this.#head); }
   add(t: number, key: string, w: number, info: string): void {
-    this.items.push({ t, key, w, info });
-    if (this.items.length > 100_000) this.items.shift(); // bounded under a flood
+    this.#arr.push({ t, key, w, info });
+    this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
+    if (this.size > MAX_ITEMS) this.#dropOldest(); // bounded under a flood
+    this.#compact();
   }
   prune(now: number, span: number): void {
-    let i = 0;
-    while (i < this.items.length && now - (this.items[i] as { t: number }).t >= span) i++;
-    if (i > 0) this.items.splice(0, i);
+    while (this.#head < this.#arr.length && now - (this.#arr[this.#head] as Item).t >= span) this.#dropOldest();
+    this.#compact();
+  }
+  #dropOldest(): void {
+    const it = this.#arr[this.#head++] as Item;
+    const n = (this.#counts.get(it.key) ?? 1) - 1;
+    if (n <= 0) this.#counts.delete(it.key);
+    else this.#counts.set(it.key, n);
+  }
+  #compact(): void {
+    if (this.#head > 4096 && this.#head * 2 > this.#arr.length) {
+      this.#arr = this.#arr.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }
 
@@ -59,15 +89,15 @@ export class TlsSurgeDetector implements Detector {
     this.#w.prune(now, th.tls_window);
     this.#w.add(now, device, 1, reason);
     if (now < this.#quietUntil) return;
-    const devices = new Set(this.#w.items.map((i) => i.key));
-    if (devices.size < th.tls_min_devices) return;
+    if (this.#w.distinct < th.tls_min_devices) return;
+    const devices = this.#w.keys();
     this.#quietUntil = now + th.tls_window;
     const reasons: Record<string, number> = {};
     for (const i of this.#w.items) reasons[i.info] = (reasons[i.info] ?? 0) + 1;
     this.#ctx.raise({
       detector: 'tls_failure_surge', severity: 'high', device_id: null, group: null,
-      summary: `TLS handshakes failed for ${devices.size} devices within ${th.tls_window / 1000}s`,
-      evidence: { devices: devices.size, failures: this.#w.items.length, reasons, sample_devices: [...devices].slice(0, SAMPLE), window_ms: th.tls_window, threshold_devices: th.tls_min_devices },
+      summary: `TLS handshakes failed for ${devices.length} devices within ${th.tls_window / 1000}s`,
+      evidence: { devices: devices.length, failures: this.#w.size, reasons, sample_devices: devices.slice(0, SAMPLE), window_ms: th.tls_window, threshold_devices: th.tls_min_devices },
       suggested_action: 'Check for TLS interception or a broken certificate on the path (reasons tell which check failed), and whether an agent update changed its TLS stack.',
     });
   }
@@ -98,12 +128,12 @@ export class EnrollmentSurgeDetector implements Detector {
       if (!w) this.#new.set(g, (w = new Window()));
       w.prune(now, th.enroll_window);
       const device = typeof rec.device_id === 'string' ? rec.device_id : '?';
-      if (!w.items.some((i) => i.key === device)) w.add(now, device, 1, '');
-      if (w.items.length > th.enroll_max_new && !this.#quietFor(`new|${g}`, now, th.enroll_window)) {
+      if (!w.has(device)) w.add(now, device, 1, '');
+      if (w.size > th.enroll_max_new && !this.#quietFor(`new|${g}`, now, th.enroll_window)) {
         this.#ctx.raise({
           detector: 'enrollment_surge', severity: 'medium', device_id: null, group,
-          summary: `${w.items.length} new devices enrolled in group ${g} within ${th.enroll_window / 1000}s`,
-          evidence: { new_devices: w.items.length, threshold: th.enroll_max_new, window_ms: th.enroll_window, sample_devices: w.items.slice(-SAMPLE).map((i) => i.key) },
+          summary: `${w.size} new devices enrolled in group ${g} within ${th.enroll_window / 1000}s`,
+          evidence: { new_devices: w.size, threshold: th.enroll_max_new, window_ms: th.enroll_window, sample_devices: w.items.slice(-SAMPLE).map((i) => i.key) },
           suggested_action: 'Confirm a rollout is under way; otherwise revoke the enrollment tokens of this group and review the new devices.',
         });
       }
@@ -114,12 +144,12 @@ export class EnrollmentSurgeDetector implements Detector {
     this.#bad.prune(now, dth.enroll_window);
     const ip = typeof rec.client_ip === 'string' ? rec.client_ip : 'unknown';
     this.#bad.add(now, ip, 1, typeof rec.code === 'string' ? rec.code : '');
-    if (this.#bad.items.length >= dth.enroll_max_bad_tokens && !this.#quietFor('bad', now, dth.enroll_window)) {
-      const sources = [...new Set(this.#bad.items.map((i) => i.key))];
+    if (this.#bad.size >= dth.enroll_max_bad_tokens && !this.#quietFor('bad', now, dth.enroll_window)) {
+      const sources = this.#bad.keys();
       this.#ctx.raise({
         detector: 'bad_enrollment_tokens', severity: 'high', device_id: null, group: null,
-        summary: `${this.#bad.items.length} enrollment attempts with bad tokens within ${dth.enroll_window / 1000}s`,
-        evidence: { attempts: this.#bad.items.length, threshold: dth.enroll_max_bad_tokens, window_ms: dth.enroll_window, sources: sources.slice(0, SAMPLE), codes: [...new Set(this.#bad.items.map((i) => i.info))] },
+        summary: `${this.#bad.size} enrollment attempts with bad tokens within ${dth.enroll_window / 1000}s`,
+        evidence: { attempts: this.#bad.size, threshold: dth.enroll_max_bad_tokens, window_ms: dth.enroll_window, sources: sources.slice(0, SAMPLE), codes: [...new Set(this.#bad.items.map((i) => i.info))] },
         suggested_action: 'Someone may be guessing or replaying tokens: block the sources, and revoke outstanding tokens if one may have leaked.',
       });
     }
@@ -163,7 +193,7 @@ export class AdminSurgeDetector implements Detector {
     for (const i of w.items) actions[i.info] = (actions[i.info] ?? 0) + 1;
     this.#ctx.raise({
       detector: 'admin_surge', severity: 'high', device_id: null, group: null,
-      summary: `admin ${e.actor} performed ${w.items.length} actions (weight ${total}) within ${th.admin_window / 1000}s`,
+      summary: `admin ${e.actor} performed ${w.size} actions (weight ${total}) within ${th.admin_window / 1000}s`,
       evidence: { actor: e.actor, role: e.role, weight: total, threshold: th.admin_max_weight, actions, window_ms: th.admin_window, last_source_ip: e.source_ip, last_audit_seq: e.seq },
       suggested_action: 'Confirm with the admin that this was them; if not, disable the account, revoke its tokens and review the audit log from this sequence number.',
     });
@@ -172,6 +202,6 @@ export class AdminSurgeDetector implements Detector {
   tick(): void {
     const now = this.#ctx.clock.now();
     const span = this.#ctx.thresholds(null).admin_window;
-    for (const [k, w] of this.#w) { w.prune(now, span); if (w.items.length === 0) this.#w.delete(k); }
+    for (const [k, w] of this.#w) { w.prune(now, span); if (w.size === 0) this.#w.delete(k); }
   }
 }
