@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import {
-  DEFAULT_MAX_HELLO_BYTES, MAX_RECORD, TLS_VERSION, parseClientHello, tlsVersionName,
+  DEFAULT_MAX_HELLO_BYTES, MAX_HELLO_RECORDS, MAX_RECORD, TLS_VERSION, parseClientHello, tlsVersionName,
   type ClientHelloInfo, type HelloResult,
 } from '../src/gateway/clienthello.js';
 import { TLS_ALERT_DESCRIPTION, tlsAlertRecord } from '../src/gateway/tls-alert.js';
@@ -180,11 +180,13 @@ describe('real ClientHellos', () => {
     }
   });
 
-  it('every real hello survives fragmentation into 2, 3, 7 and 1-byte records', () => {
+  it('every real hello survives fragmentation into 2, 3, 7 and 64 records; more than 64 is refused (a CPU attack, not a TLS stack)', () => {
     for (const [name, buf] of hellos) {
       const whole = ok(parseClientHello(buf), name);
       const msgLen = buf.length - 5;
-      for (const n of [2, 3, 7, msgLen]) {
+      const oneByte = parseClientHello(editHello(buf, (e) => e, msgLen), 64 * 1024);
+      assert.deepEqual(oneByte, { kind: 'error', detail: `ClientHello split over more than ${MAX_HELLO_RECORDS} records` }, name);
+      for (const n of [2, 3, 7, MAX_HELLO_RECORDS]) {
         const frag = editHello(buf, (e) => e, n);
         const expectedRecords = Math.ceil(msgLen / Math.ceil(msgLen / n));
         assert.equal(frag.length, msgLen + 5 * expectedRecords, `${name}/${n}`);

@@ -69,6 +69,9 @@ function u16(b: Buffer, p: number): number {
   return ((b[p] as number) << 8) | (b[p + 1] as number);
 }
 
+/** More records than any TLS stack uses for one ClientHello (see parseClientHello). */
+export const MAX_HELLO_RECORDS = 64;
+
 export function parseClientHello(buf: Buffer, maxBytes: number = DEFAULT_MAX_HELLO_BYTES): HelloResult {
   const max = maxBytes >= 0 ? maxBytes : 0; // NaN or negative: nothing fits
   const n = buf.length;
@@ -94,6 +97,10 @@ export function parseClientHello(buf: Buffer, maxBytes: number = DEFAULT_MAX_HEL
     }
     if (off + 5 + len > n) return INCOMPLETE;
     parts.push(buf.subarray(off + 5, off + 5 + len));
+    // A ClientHello fits one record (2^14 bytes) and real stacks send one or two. Thousands of
+    // one-byte records are a CPU attack: each read re-walks them all (about 2 s of CPU for
+    // 64 KiB from one client).
+    if (parts.length > MAX_HELLO_RECORDS) return { kind: 'error', detail: `ClientHello split over more than ${MAX_HELLO_RECORDS} records` };
     have += len;
     off += 5 + len;
     if (need < 0 && have >= 4) {
