@@ -1,7 +1,7 @@
 /** The JSON-lines file sink: rotation by size and by time, retention by count and age, queue bound. */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
@@ -66,6 +66,24 @@ describe('file sink', () => {
     assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => 100 - got.length + i));
   });
 
+  it('a removed file, or a removed directory, is made again: lines are not written into an inode nobody can read', async () => {
+    const root = tmp();
+    const dir = join(root, 'logs');
+    const s = new FileSink({ name: 'f', path: join(dir, 'events.jsonl'), rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: () => {} });
+    for (let i = 0; i < 10; i++) s.write(ev(i));
+    await s.flushed();
+    rmSync(join(dir, 'events.jsonl'));
+    for (let i = 10; i < 20; i++) s.write(ev(i));
+    await s.flushed();
+    assert.deepEqual(lines(join(dir, 'events.jsonl')), Array.from({ length: 10 }, (_, i) => 10 + i), 'the path holds what came after the removal');
+    rmSync(dir, { recursive: true });
+    for (let i = 20; i < 30; i++) s.write(ev(i));
+    await s.flushed();
+    assert.deepEqual(lines(join(dir, 'events.jsonl')), Array.from({ length: 10 }, (_, i) => 20 + i), 'the directory is made again');
+    assert.equal(s.stats().delivered, 30);
+    await s.close();
+  });
+
   it('takes only the configured event types', async () => {
     const dir = tmp();
     const s = new FileSink({ name: 'f', path: join(dir, 'a.jsonl'), types: ['alert', 'gateway.*'], rotate: { maxBytes: 1 << 20, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: () => {} });
@@ -80,11 +98,14 @@ describe('file sink', () => {
     const errors: string[] = [];
     const emitted: EvidenceEvent[] = [];
     const s = new FileSink({ name: 'f', path: join(dir, 'sub', 'events.jsonl'), rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: (e) => emitted.push(e), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message) });
-    rmSync(join(dir, 'sub'), { recursive: true }); // the directory is gone before the first write
+    // The directory's place is taken by a file before the first write: it cannot be made again.
+    rmSync(join(dir, 'sub'), { recursive: true });
+    writeFileSync(join(dir, 'sub'), 'not a directory');
     for (let i = 0; i < 50; i++) s.write(ev(i));
     while (errors.length === 0) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(errors[0], 'ENOENT');
+    assert.ok(['EEXIST', 'ENOTDIR'].includes(errors[0] as string), errors[0]);
     assert.equal(s.stats().pending_events, 50, 'the failed batch is back in the queue');
+    rmSync(join(dir, 'sub'));
     mkdirSync(join(dir, 'sub'));
     for (let i = 50; i < 60; i++) s.write(ev(i));
     // The retry (about a second later) writes everything, in order.

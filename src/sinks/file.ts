@@ -8,7 +8,7 @@
  * silently. A local file needs no disk buffer: it is the disk.
  */
 import { mkdirSync } from 'node:fs';
-import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
@@ -60,7 +60,7 @@ export class FileSink implements Sink {
     this.#stdout = o.path === '-'
       ? new JsonlSink({ target: '-', name: o.name, maxQueueBytes: o.maxQueueBytes, onError: o.onError, onDrop: (n) => this.#reportDrop(n), inband: false })
       : null;
-    if (!this.#stdout) mkdirSync(dirname(o.path), { recursive: true });
+    if (!this.#stdout) mkdirSync(dirname(o.path), { recursive: true, mode: 0o750 });
   }
 
   readonly write = (e: ChokepointEvent): void => {
@@ -109,8 +109,18 @@ export class FileSink implements Sink {
           if (this.#fh === null) await this.#open();
           // The size to roll back to is the file's own, not the one we believe: someone may
           // have truncated it (copytruncate) or appended to it since.
-          const fh = this.#fh as FileHandle;
-          await appendWhole(fh, chunk, (await fh.stat()).size);
+          let fh = this.#fh as FileHandle;
+          let st = await fh.stat();
+          if (st.nlink === 0) {
+            // The file (or its directory) was removed: lines written through this handle would
+            // go to an inode nobody can read, counted as delivered. Open the path again.
+            await fh.close().catch(() => {});
+            this.#fh = null;
+            await this.#open();
+            fh = this.#fh as unknown as FileHandle;
+            st = await fh.stat();
+          }
+          await appendWhole(fh, chunk, st.size);
           this.#size += chunk.length;
           this.#delivered += lines.length;
           this.#failing = false;
@@ -150,6 +160,8 @@ export class FileSink implements Sink {
   }
 
   async #open(): Promise<void> {
+    // Its directory may have been removed since the start (a cleanup job): make it again.
+    await mkdir(dirname(this.#o.path), { recursive: true, mode: 0o750 });
     this.#fh = await open(this.#o.path, 'a', 0o640);
     this.#size = (await this.#fh.stat()).size;
     this.#openedAt = this.#now();
