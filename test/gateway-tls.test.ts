@@ -158,7 +158,12 @@ describe('tls: none and optional', () => {
       t2.socket.write(buildClientHello({ sni: 'other.test' }));
       const got = await readAll(t2.socket);
       assert.ok(got.includes(Buffer.from([21, 3])), 'an alert follows the greeting');
-      await g.waitDecision((e) => e.reason === 'sni_mismatch' && e.port === ssh.port);
+      const d = await g.waitDecision((e) => e.reason === 'sni_mismatch' && e.port === ssh.port);
+      // What the server sent before the refusal is on record, not hidden behind the deny.
+      const closed = await g.waitClosed((e) => e.id === d.id);
+      assert.equal(closed.close_reason, 'refused');
+      assert.equal(closed.bytes_down, 'SSH-2.0-test\r\n'.length);
+      assert.equal(closed.bytes_up, 0, 'nothing of the client\'s was relayed');
     } finally {
       g.setPolicy(basePolicy(P));
       await ssh.close();

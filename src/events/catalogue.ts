@@ -59,7 +59,9 @@ export interface DecisionEvent extends Base, ConnectionFields {
 
 export type CloseReason =
   | 'client_closed' | 'upstream_closed' | 'completed' | 'idle_timeout' | 'lifetime_exceeded'
-  | 'client_error' | 'upstream_error' | 'shutdown' | 'policy_revoked' | 'device_revoked';
+  | 'client_error' | 'upstream_error' | 'shutdown' | 'policy_revoked' | 'device_revoked'
+  /** The ClientHello check refused a tunnel after the server had already spoken (`tls: optional`). */
+  | 'refused';
 
 export interface TunnelClosedEvent extends Base, ConnectionFields {
   readonly type: 'gateway.tunnel.closed';

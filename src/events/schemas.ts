@@ -35,7 +35,7 @@ const connection = {
 };
 
 const reason = z.enum(REASON_CODES as [Reason, ...Reason[]]);
-const closeReasons = ['client_closed', 'upstream_closed', 'completed', 'idle_timeout', 'lifetime_exceeded', 'client_error', 'upstream_error', 'shutdown', 'policy_revoked', 'device_revoked'] as const;
+const closeReasons = ['client_closed', 'upstream_closed', 'completed', 'idle_timeout', 'lifetime_exceeded', 'client_error', 'upstream_error', 'shutdown', 'policy_revoked', 'device_revoked', 'refused'] as const;
 const lifecycle = <T extends LifecycleEvent['type']>(t: T) => z.strictObject({ ...base(t), listeners: z.array(z.string()).readonly(), version: z.string() });
 const refused = <T extends 'identity.enrollment.refused' | 'identity.renewal.refused'>(t: T) =>
   z.strictObject({ ...base(t), code: z.string(), token_id: nstr, device_id: nstr, serial: nstr, client_ip: nstr });

@@ -183,11 +183,12 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     a.reason = reason;
     a.detail = detail;
     this.conn.emitDecision(a);
-    // After the 200 an HTTP answer is impossible: a fatal TLS alert says why, and not one
-    // byte was relayed in either direction (DESIGN §2).
+    // After the 200 an HTTP answer is impossible: a fatal TLS alert says why. Nothing of the
+    // client's was relayed; on `tls: optional` the server may already have spoken, and what it
+    // sent is recorded (tunnel.closed, `refused`) rather than hidden behind the deny.
     const alert = REASONS[reason].alert ?? 'access_denied';
     this.#up.destroy();
-    this.#finish(null);
+    this.#finish(this.#relayed ? 'refused' : null);
     lingerClose(this.#client, tlsAlertRecord(alert));
   }
 
