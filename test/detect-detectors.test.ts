@@ -331,6 +331,26 @@ describe('schedule', () => {
 });
 
 describe('baselines', () => {
+  it('offline after a restart: the gateway\'s own downtime does not count as every device\'s silence', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
+    dirs.push(dataDir);
+    const cfg = { defaults: { offline_after: '24h' } };
+    const a = setup(cfg, dataDir);
+    a.feed(decision({ device_id: 'dev-1' }));
+    a.feed(decision({ device_id: 'dev-2' }));
+    a.engine.persist();
+    // Two days down, then back: no alert at the first tick…
+    const b = setup(cfg, dataDir, a.clock.t + 48 * HOUR);
+    b.engine.tick();
+    assert.equal(b.of('device_offline').length, 0, 'no storm at start');
+    // …dev-1 checks in; dev-2 stays silent for a whole interval after the restart.
+    b.feed(decision({ device_id: 'dev-1' }));
+    b.clock.t += 25 * HOUR;
+    b.feed(decision({ device_id: 'dev-1' }));
+    b.engine.tick();
+    assert.deepEqual(b.of('device_offline').map((x) => x.device_id), ['dev-2']);
+  });
+
   it('persist to the data directory and reload at start: a restart does not reset learning', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
     dirs.push(dataDir);

@@ -59,7 +59,8 @@ export class OffHoursDetector implements Detector {
   tick(): void {}
 }
 
-interface Seen { t: number; group: string | null; alerted: boolean }
+/** `from`: for a device loaded from saved state, when this gateway started watching again. */
+interface Seen { t: number; group: string | null; alerted: boolean; from?: number }
 
 export class OfflineDetector implements Detector {
   readonly name = 'device_offline';
@@ -100,7 +101,9 @@ export class OfflineDetector implements Detector {
     const now = this.#ctx.clock.now();
     for (const [device, s] of this.#seen) {
       const after = this.#ctx.thresholds(s.group).offline_after;
-      if (s.alerted || after === 0 || now - s.t <= after) continue;
+      // The gateway's own downtime is not the device's silence: after a restart a device gets
+      // its full interval to check in again (else every device alerts at the first tick).
+      if (s.alerted || after === 0 || now - Math.max(s.t, s.from ?? 0) <= after) continue;
       s.alerted = true;
       this.#ctx.raise({
         detector: 'device_offline', severity: 'medium', device_id: device, group: s.group,
@@ -116,8 +119,9 @@ export class OfflineDetector implements Detector {
   }
 
   load(s: unknown): void {
+    const now = this.#ctx.clock.now();
     for (const [k, v] of Object.entries((s ?? {}) as Record<string, Partial<Seen>>)) {
-      if (typeof v?.t === 'number') boundedSet(this.#seen, k, { t: v.t, group: typeof v.group === 'string' ? v.group : null, alerted: v.alerted === true }, MAX_TRACKED);
+      if (typeof v?.t === 'number') boundedSet(this.#seen, k, { t: v.t, group: typeof v.group === 'string' ? v.group : null, alerted: v.alerted === true, from: now }, MAX_TRACKED);
     }
   }
 }
