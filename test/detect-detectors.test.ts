@@ -313,6 +313,20 @@ describe('schedule', () => {
     assert.equal(s.of('off_hours')[0]?.device_id, 'dev-1');
   });
 
+  it('off hours: many devices of a group at once give ten alerts and one summary, not one each', () => {
+    const s = setup({ groups: { servers: { hours } } });
+    s.clock.t = WED + 11 * HOUR; // 21:00
+    for (let i = 0; i < 500; i++) s.feed(decision({ device_id: `dev-${i}` }));
+    assert.equal(s.of('off_hours').length, 10);
+    s.clock.t += 2 * HOUR;
+    s.engine.tick();
+    const all = s.of('off_hours');
+    assert.equal(all.length, 11);
+    assert.equal(all[10]?.evidence.suppressed, 490);
+    assert.deepEqual(all[10]?.evidence.sample_devices, ['dev-10', 'dev-11', 'dev-12', 'dev-13', 'dev-14']);
+    for (const al of all) assert.deepEqual(validateEvent(al), []);
+  });
+
   it('offline: a device silent past its expected interval is reported once, and its return is noted', () => {
     const s = setup({ defaults: { offline_after: '24h' }, groups: { lab: { offline_after: 0 } } });
     s.feed(decision());

@@ -7,6 +7,7 @@
  */
 import type { Thresholds } from '../config/evidence.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
+import { AlertBudget } from './budget.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
@@ -27,10 +28,14 @@ export function withinHours(t: number, h: NonNullable<Thresholds['hours']>): boo
   return minute < to && (h.days as readonly string[]).includes(prev);
 }
 
+/** Off-hours alerts per group per window; past it, one summary (many addresses at once must not flood the channel). */
+export const OFF_HOURS_ALERTS_PER_WINDOW = 10;
+
 export class OffHoursDetector implements Detector {
   readonly name = 'off_hours';
   readonly #ctx: DetectorContext;
   readonly #reported = new Map<string, number>();
+  readonly #budget = new AlertBudget(OFF_HOURS_ALERTS_PER_WINDOW);
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
   accepts(t: ChokepointEvent['type']): boolean {
@@ -48,6 +53,15 @@ export class OffHoursDetector implements Detector {
     const last = this.#reported.get(key);
     if (last !== undefined && now - last < th.drift_window) return;
     boundedSet(this.#reported, key, now, MAX_TRACKED);
+    const group = e.group;
+    const hours = th.hours;
+    const summarize = (held: number, sample: readonly string[], start: number): void => this.#ctx.raise({
+      detector: 'off_hours', severity: 'medium', device_id: null, group,
+      summary: `${held} further devices of group ${group} connected outside its working hours in the window after the first ${OFF_HOURS_ALERTS_PER_WINDOW} alerts (not alerted one by one)`,
+      evidence: { suppressed: held, sample_devices: sample, window_start: new Date(start).toISOString(), hours },
+      suggested_action: 'Many devices of one group active at once outside its hours: a scheduled job, a changed time zone, or something driving them; check which.',
+    });
+    if (!this.#budget.take(`g|${group}`, now, th.drift_window, device ?? e.client_ip, summarize)) return;
     this.#ctx.raise({
       detector: 'off_hours', severity: 'medium', device_id: device, group: e.group,
       summary: `${device} connected to ${e.host}:${e.port} outside the working hours of group ${e.group}`,
@@ -56,7 +70,9 @@ export class OffHoursDetector implements Detector {
     });
   }
 
-  tick(): void {}
+  tick(): void {
+    this.#budget.tick(this.#ctx.clock.now());
+  }
 }
 
 /** `from`: for a device loaded from saved state, when this gateway started watching again. */
