@@ -345,6 +345,18 @@ describe('schedule', () => {
 });
 
 describe('baselines', () => {
+  it('volume: a flood of new devices does not push out the baseline of a device that stays active', () => {
+    const s = setup({ defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', volume_min_windows: 2 } });
+    for (let w = 0; w < 4; w++) { s.feed(closed('victim', 10e6)); s.clock.t += HOUR; }
+    // 100,001 other devices (the table holds 100,000), the victim active meanwhile.
+    for (let i = 0; i <= 100_000; i++) {
+      s.feed(closed(`flood-${i}`, 1));
+      if (i % 1000 === 0) s.feed(closed('victim', 1));
+    }
+    s.feed(closed('victim', 5e9));
+    assert.deepEqual(s.of('data_volume').map((a) => a.device_id), ['victim'], 'its baseline was kept, so the upload alerts');
+  });
+
   it('offline after a restart: the gateway\'s own downtime does not count as every device\'s silence', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
     dirs.push(dataDir);

@@ -46,11 +46,11 @@ export class VolumeDetector implements Detector {
     else this.#counted.delete(e.id);
     const now = this.#ctx.clock.now();
     const th = this.#ctx.thresholds(e.group);
-    let d = this.#devs.get(device);
-    if (!d) {
-      d = { ewma: 0, windows: 0, start: now, bytes: 0, alerted: false, group: e.group };
-      boundedSet(this.#devs, device, d, MAX_TRACKED);
-    }
+    // Re-inserted on every update, so the bound evicts the device least recently heard from,
+    // not the first one ever seen: a flood of new source addresses must not push out an
+    // active device's baseline (and with it the alert on its next big upload).
+    const d = this.#devs.get(device) ?? { ewma: 0, windows: 0, start: now, bytes: 0, alerted: false, group: e.group };
+    boundedSet(this.#devs, device, d, MAX_TRACKED);
     this.#roll(d, now, th.volume_window, th.volume_alpha);
     d.bytes += bytes;
     d.group = e.group;
