@@ -100,6 +100,32 @@ describe('absolute-form forwarding', () => {
     c.close();
   });
 
+  it('does not reuse an upstream that sent bytes after a response without a body', async () => {
+    let conns = 0;
+    const odd = createServer((s) => {
+      conns++;
+      s.on('error', () => {});
+      s.on('data', () => s.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!'));
+    });
+    await new Promise<void>((r) => odd.listen(0, '127.0.0.1', () => r()));
+    const port = (odd.address() as AddressInfo).port;
+    g.setPolicy(basePolicy({ ...P, http: port }));
+    try {
+      const c = await RawClient.connect(g.port);
+      const req = `GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`;
+      c.write(req);
+      await c.until((x) => (x.text().match(/HTTP\/1\.1 204/g) ?? []).length === 1);
+      c.write(req);
+      await c.until((x) => (x.text().match(/HTTP\/1\.1 204/g) ?? []).length === 2);
+      assert.doesNotMatch(c.text(), /EVIL/);
+      assert.equal(conns, 2, 'the out-of-step upstream was not used again');
+      c.close();
+    } finally {
+      g.setPolicy(basePolicy(P));
+      odd.close();
+    }
+  });
+
   it('streams a Content-Length body and a chunked body to the origin', async () => {
     const c = await RawClient.connect(g.port);
     c.write(`POST http://http.test:${P.http}/post HTTP/1.1\r\nHost: http.test:${P.http}\r\nContent-Length: 11\r\n\r\nhello world`);

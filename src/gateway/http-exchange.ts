@@ -256,8 +256,12 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       } else if (f.kind === 'close') this.#respUntilClose = true;
       if (f.kind === 'close' || this.#dechunk || wantsClose(h)) this.#closeClient = true;
       this.#writeClient(serializeResponse(h, this.#closeClient, this.#dechunk));
-      if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) this.#respComplete();
-      else if (rest !== null) {
+      if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
+        // Bytes after a response that has no body (204, 304, HEAD, Content-Length: 0): the
+        // upstream is out of step, and reused they would answer the next request.
+        if (rest !== null) this.up.destroy();
+        this.#respComplete();
+      } else if (rest !== null) {
         this.#respHeadBuf = null;
         this.#respBody(rest);
       }
