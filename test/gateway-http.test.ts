@@ -100,6 +100,29 @@ describe('absolute-form forwarding', () => {
     c.close();
   });
 
+  it('does not pass a 1xx to an HTTP/1.0 client (RFC 9110 §15.2), and does to an HTTP/1.1 one', async () => {
+    const early = createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end('HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+    });
+    await new Promise<void>((r) => early.listen(0, '127.0.0.1', () => r()));
+    const port = (early.address() as AddressInfo).port;
+    g.setPolicy(basePolicy({ ...P, http: port }));
+    try {
+      for (const [version, sees103] of [['1.0', false], ['1.1', true]] as const) {
+        const c = await RawClient.connect(g.port);
+        c.write(`GET http://http.test:${port}/ HTTP/${version}\r\nHost: http.test:${port}\r\n\r\n`);
+        await c.until((x) => /\r\n\r\nok$/.test(x.text()));
+        assert.equal(/ 103 /.test(c.text()), sees103, c.text());
+        assert.match(c.text(), /HTTP\/1\.1 200/);
+        c.close();
+      }
+    } finally {
+      g.setPolicy(basePolicy(P));
+      early.close();
+    }
+  });
+
   it('does not reuse an upstream that sent bytes after a response without a body', async () => {
     let conns = 0;
     const odd = createServer((s) => {

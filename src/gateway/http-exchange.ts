@@ -236,7 +236,8 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
           this.#badUpstream();
           return;
         }
-        this.#writeClient(serializeResponse(h, false));
+        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (it would take it for the answer).
+        if (this.head.version !== 0) this.#writeClient(serializeResponse(h, false));
         continue;
       }
       const f = responseFraming(h, this.head.method);
