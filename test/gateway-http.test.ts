@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { RawClient, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -48,6 +48,23 @@ async function deny(raw: string): Promise<{ status: number; reason: string; body
   const h = await c.head();
   await c.waitClosed();
   return { status: h.status, reason: h.headers['x-chokepoint-reason'] ?? '', body: h.body };
+}
+
+/**
+ * Runs `fn` with the policy's http.test rule pointed at a scripted raw TCP origin (to play a
+ * misbehaving server), then puts the policy back.
+ */
+async function withRawOrigin(onSocket: (s: Socket) => void, fn: (port: number) => Promise<void>): Promise<void> {
+  const srv = createServer((s) => { s.on('error', () => {}); onSocket(s); });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as AddressInfo).port;
+  g.setPolicy(basePolicy({ ...P, http: port }));
+  try {
+    await fn(port);
+  } finally {
+    g.setPolicy(basePolicy(P));
+    srv.close();
+  }
 }
 
 describe('absolute-form forwarding', () => {
@@ -101,14 +118,8 @@ describe('absolute-form forwarding', () => {
   });
 
   it('does not pass a 1xx to an HTTP/1.0 client (RFC 9110 §15.2), and does to an HTTP/1.1 one', async () => {
-    const early = createServer((s) => {
-      s.on('error', () => {});
-      s.once('data', () => s.end('HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
-    });
-    await new Promise<void>((r) => early.listen(0, '127.0.0.1', () => r()));
-    const port = (early.address() as AddressInfo).port;
-    g.setPolicy(basePolicy({ ...P, http: port }));
-    try {
+    const answer = 'HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok';
+    await withRawOrigin((s) => { s.once('data', () => s.end(answer)); }, async (port) => {
       for (const [version, sees103] of [['1.0', false], ['1.1', true]] as const) {
         const c = await RawClient.connect(g.port);
         c.write(`GET http://http.test:${port}/ HTTP/${version}\r\nHost: http.test:${port}\r\n\r\n`);
@@ -117,23 +128,13 @@ describe('absolute-form forwarding', () => {
         assert.match(c.text(), /HTTP\/1\.1 200/);
         c.close();
       }
-    } finally {
-      g.setPolicy(basePolicy(P));
-      early.close();
-    }
+    });
   });
 
   it('does not reuse an upstream that sent bytes after a response without a body', async () => {
     let conns = 0;
-    const odd = createServer((s) => {
-      conns++;
-      s.on('error', () => {});
-      s.on('data', () => s.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!'));
-    });
-    await new Promise<void>((r) => odd.listen(0, '127.0.0.1', () => r()));
-    const port = (odd.address() as AddressInfo).port;
-    g.setPolicy(basePolicy({ ...P, http: port }));
-    try {
+    const answer = 'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!';
+    await withRawOrigin((s) => { conns++; s.on('data', () => s.write(answer)); }, async (port) => {
       const c = await RawClient.connect(g.port);
       const req = `GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`;
       c.write(req);
@@ -143,10 +144,7 @@ describe('absolute-form forwarding', () => {
       assert.doesNotMatch(c.text(), /EVIL/);
       assert.equal(conns, 2, 'the out-of-step upstream was not used again');
       c.close();
-    } finally {
-      g.setPolicy(basePolicy(P));
-      odd.close();
-    }
+    });
   });
 
   it('streams a Content-Length body and a chunked body to the origin', async () => {
@@ -219,18 +217,11 @@ describe('absolute-form forwarding', () => {
     ['a response\'s Connection header names its own framing', 'HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\nok'],
   ] as const) {
     it(`answers 502 upstream_bad_response when ${what}`, async () => {
-      const bad = createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end(answer)); });
-      await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-      const port = (bad.address() as AddressInfo).port;
-      g.setPolicy(basePolicy({ ...P, http: port }));
-      try {
+      await withRawOrigin((s) => { s.once('data', () => s.end(answer)); }, async (port) => {
         const r = await deny(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
         assert.equal(r.status, 502);
         assert.equal(r.reason, 'upstream_bad_response');
-      } finally {
-        g.setPolicy(basePolicy(P));
-        bad.close();
-      }
+      });
     });
   }
 
