@@ -357,6 +357,21 @@ describe('baselines', () => {
     assert.deepEqual(s.of('data_volume').map((a) => a.device_id), ['victim'], 'its baseline was kept, so the upload alerts');
   });
 
+  it('offline: many devices silent at once give ten alerts and one summary, not one each', () => {
+    const s = setup({ defaults: { offline_after: '24h', drift_window: '1h' } });
+    for (let i = 0; i < 300; i++) s.feed(decision({ device_id: `dev-${i}` }));
+    s.clock.t += 25 * HOUR;
+    s.engine.tick();
+    assert.equal(s.of('device_offline').length, 10);
+    s.clock.t += 2 * HOUR;
+    s.engine.tick();
+    const all = s.of('device_offline');
+    assert.equal(all.length, 11);
+    assert.equal(all[10]?.evidence.suppressed, 290);
+    assert.equal((all[10]?.evidence.sample_devices as string[]).length, 5);
+    for (const al of all) assert.deepEqual(validateEvent(al), []);
+  });
+
   it('offline after a restart: the gateway\'s own downtime does not count as every device\'s silence', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
     dirs.push(dataDir);

@@ -78,10 +78,16 @@ export class OffHoursDetector implements Detector {
 /** `from`: for a device loaded from saved state, when this gateway started watching again. */
 interface Seen { t: number; group: string | null; alerted: boolean; from?: number }
 
+/** Offline alerts per group per window (drift_window); past it, one summary per group. */
+export const OFFLINE_ALERTS_PER_WINDOW = 10;
+
 export class OfflineDetector implements Detector {
   readonly name = 'device_offline';
   readonly #ctx: DetectorContext;
   readonly #seen = new Map<string, Seen>();
+  // Many devices going silent at once (a network outage, or a flood of addresses seen once)
+  // must not bury the channel under one alert each.
+  readonly #budget = new AlertBudget(OFFLINE_ALERTS_PER_WINDOW);
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
   accepts(t: ChokepointEvent['type']): boolean {
@@ -115,12 +121,21 @@ export class OfflineDetector implements Detector {
 
   tick(): void {
     const now = this.#ctx.clock.now();
+    this.#budget.tick(now);
     for (const [device, s] of this.#seen) {
       const after = this.#ctx.thresholds(s.group).offline_after;
       // The gateway's own downtime is not the device's silence: after a restart a device gets
       // its full interval to check in again (else every device alerts at the first tick).
       if (s.alerted || after === 0 || now - Math.max(s.t, s.from ?? 0) <= after) continue;
       s.alerted = true;
+      const group = s.group;
+      const summarize = (held: number, sample: readonly string[], start: number): void => this.#ctx.raise({
+        detector: 'device_offline', severity: 'medium', device_id: null, group,
+        summary: `${held} further devices of group ${group ?? '(none)'} stopped checking in, after the first ${OFFLINE_ALERTS_PER_WINDOW} alerts (not alerted one by one)`,
+        evidence: { suppressed: held, sample_devices: sample, window_start: new Date(start).toISOString(), offline_after_ms: after },
+        suggested_action: 'Many devices silent at once: a network or gateway problem, or agents stopped on many hosts; check which.',
+      });
+      if (!this.#budget.take(`g|${group ?? ''}`, now, this.#ctx.thresholds(group).drift_window, device, summarize)) continue;
       this.#ctx.raise({
         detector: 'device_offline', severity: 'medium', device_id: device, group: s.group,
         summary: `${device} has not checked in for ${Math.round((now - s.t) / 60_000)} minutes (expected every ${Math.round(after / 60_000)})`,
