@@ -15,8 +15,11 @@ export class AlertBudget {
   readonly #m = new Map<string, Entry>();
   constructor(readonly perWindow: number) {}
 
-  /** True when an alert for `key` may go out now; false when it is counted against the summary instead. */
-  take(key: string, now: number, window: number, what: string, report: Report): boolean {
+  /**
+   * When an alert for `key` may go out now: which one it is in its window (1 to perWindow) and
+   * when the window began; null when it is counted against the summary instead.
+   */
+  take(key: string, now: number, window: number, what: string, report: Report): { readonly n: number; readonly windowStart: number } | null {
     let e = this.#m.get(key);
     if (e && now - e.start >= e.window) {
       this.#report(e);
@@ -28,11 +31,11 @@ export class AlertBudget {
     }
     if (e.n < this.perWindow) {
       e.n++;
-      return true;
+      return { n: e.n, windowStart: e.start };
     }
     e.held++;
     if (e.sample.length < SAMPLE) e.sample.push(what);
-    return false;
+    return null;
   }
 
   /** Reports and forgets the windows that have ended. */

@@ -7,6 +7,7 @@
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { AlertEvent } from '../events/evidence.js';
+import { AlertBudget } from './budget.js';
 import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 /** Deny reasons that come from policy (not from client errors or upstream trouble). */
@@ -21,14 +22,8 @@ export const ALERTS_PER_WINDOW = 10;
 
 interface State { destinations: Record<string, string[]>; first_seen: Record<string, number> }
 
-/** One key's alerts this window, and what was held back (reported once the window ends). */
-interface Budget {
-  start: number;
-  readonly window: number;
-  n: number;
-  suppressed: number;
-  /** A few of the destinations held back, as evidence. */
-  readonly sample: string[];
+/** Who a held-back alert would have been about, for its window's summary. */
+interface Held {
   readonly detector: 'destination_drift' | 'new_destination';
   readonly severity: AlertEvent['severity'];
   readonly device: string | null;
@@ -41,7 +36,6 @@ interface Budget {
  * device cannot spend its alerts on throw-away denied names first and then reach them unseen.
  */
 const HIGH_DENIES = new Set(['denied_by_rule', 'address_denied', 'ip_literal_denied']);
-const SAMPLE = 5;
 
 export class DriftDetector implements Detector {
   readonly name = 'destination_drift';
@@ -50,7 +44,7 @@ export class DriftDetector implements Detector {
   readonly #reported = new Map<string, number>();
   readonly #known = new Map<string, Set<string>>();
   readonly #firstSeen = new Map<string, number>();
-  readonly #budget = new Map<string, Budget>();
+  readonly #budget = new AlertBudget(ALERTS_PER_WINDOW);
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
@@ -103,40 +97,24 @@ export class DriftDetector implements Detector {
     });
   }
 
-  /** Takes one alert from the key's budget for this window; null when it is spent. */
-  #spend(key: string, now: number, window: number, dest: string, who: Pick<Budget, 'detector' | 'severity' | 'device' | 'group'>): Record<string, unknown> | null {
-    let b = this.#budget.get(key);
-    if (b && now - b.start >= window) {
-      this.#summarize(b);
-      b = undefined;
-    }
-    if (!b) {
-      b = { start: now, window, n: 0, suppressed: 0, sample: [], ...who };
-      // A budget pushed out by the bound still reports what it held back.
-      boundedSet(this.#budget, key, b, MAX_TRACKED, (old) => this.#summarize(old));
-    }
-    if (b.n >= ALERTS_PER_WINDOW) {
-      b.suppressed++;
-      if (b.sample.length < SAMPLE) b.sample.push(dest);
-      return null;
-    }
-    b.n++;
-    return b.n === ALERTS_PER_WINDOW ? { further_alerts_suppressed_until: new Date(b.start + window).toISOString() } : {};
+  /**
+   * Takes one alert from the key's budget for this window: the extra evidence for it (the last
+   * one says until when the rest are held back), or null when it is spent. What is held back is
+   * reported in one summary alert when the window ends (AlertBudget).
+   */
+  #spend(key: string, now: number, window: number, dest: string, who: Held): Record<string, unknown> | null {
+    const t = this.#budget.take(key, now, window, dest, (n, sample, start) => this.#summarize(who, n, sample, start, window));
+    if (t === null) return null;
+    return t.n === ALERTS_PER_WINDOW ? { further_alerts_suppressed_until: new Date(t.windowStart + window).toISOString() } : {};
   }
 
-  /**
-   * What a spent budget held back, as one alert once its window is over: "counted, not
-   * alerted" must reach someone, or a device that trips the cap first is invisible after it.
-   */
-  #summarize(b: Budget): void {
-    if (b.suppressed === 0) return;
-    const n = b.suppressed;
-    b.suppressed = 0;
+  /** "Counted, not alerted" must reach someone, or a device that trips the cap first is invisible after it. */
+  #summarize(b: Held, n: number, sample: readonly string[], start: number, window: number): void {
     const who = b.detector === 'destination_drift' ? (b.device ?? 'unknown device') : `group ${b.group ?? '?'}`;
     this.#ctx.raise({
       detector: b.detector, severity: b.severity, device_id: b.device, group: b.group,
       summary: `${who}: ${n} further ${b.detector === 'destination_drift' ? 'refused' : 'new'} destination${n === 1 ? '' : 's'} in the window after the first ${ALERTS_PER_WINDOW} alerts (not alerted one by one)`,
-      evidence: { suppressed: n, sample_destinations: [...b.sample], window_start: new Date(b.start).toISOString(), window_ms: b.window },
+      evidence: { suppressed: n, sample_destinations: [...sample], window_start: new Date(start).toISOString(), window_ms: window },
       suggested_action: b.detector === 'destination_drift'
         ? 'A device trying this many destinations is scanning or misbehaving: look at its decisions (chokepoint events --device/--client) and isolate it if unexpected.'
         : 'Many new destinations at once: review whether a wide allow rule is being used for something new.',
@@ -147,11 +125,7 @@ export class DriftDetector implements Detector {
     const now = this.#ctx.clock.now();
     const max = this.#ctx.thresholds(null).drift_window;
     for (const [k, t] of this.#reported) if (now - t >= max * 24) this.#reported.delete(k);
-    for (const [k, b] of this.#budget) {
-      if (now - b.start < b.window) continue;
-      this.#summarize(b);
-      this.#budget.delete(k);
-    }
+    this.#budget.tick(now);
   }
 
   save(): State {

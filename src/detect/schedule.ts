@@ -61,7 +61,7 @@ export class OffHoursDetector implements Detector {
       evidence: { suppressed: held, sample_devices: sample, window_start: new Date(start).toISOString(), hours },
       suggested_action: 'Many devices of one group active at once outside its hours: a scheduled job, a changed time zone, or something driving them; check which.',
     });
-    if (!this.#budget.take(`g|${group}`, now, th.drift_window, device ?? e.client_ip, summarize)) return;
+    if (this.#budget.take(`g|${group}`, now, th.drift_window, device ?? e.client_ip, summarize) === null) return;
     this.#ctx.raise({
       detector: 'off_hours', severity: 'medium', device_id: device, group: e.group,
       summary: `${device} connected to ${e.host}:${e.port} outside the working hours of group ${e.group}`,
@@ -135,7 +135,7 @@ export class OfflineDetector implements Detector {
         evidence: { suppressed: held, sample_devices: sample, window_start: new Date(start).toISOString(), offline_after_ms: after },
         suggested_action: 'Many devices silent at once: a network or gateway problem, or agents stopped on many hosts; check which.',
       });
-      if (!this.#budget.take(`g|${group ?? ''}`, now, this.#ctx.thresholds(group).drift_window, device, summarize)) continue;
+      if (this.#budget.take(`g|${group ?? ''}`, now, this.#ctx.thresholds(group).drift_window, device, summarize) === null) continue;
       this.#ctx.raise({
         detector: 'device_offline', severity: 'medium', device_id: device, group: s.group,
         summary: `${device} has not checked in for ${Math.round((now - s.t) / 60_000)} minutes (expected every ${Math.round(after / 60_000)})`,
