@@ -32,8 +32,22 @@ export function severityOf(e: ChokepointEvent): number {
     case 'gateway.decision': return e.verdict === 'deny' ? 4 : 6;
     case 'sink.dropped': case 'gateway.policy.rejected': return 3;
     case 'sink.backlog': return 4;
-    default: return /refused|revoked|denied/.test(e.type) ? 4 : 6;
+    default: return typeSeverity(e.type);
   }
+}
+
+/**
+ * Severity by type name, once per type: severityOf runs on the proxy's thread for every event
+ * handed to the sinks' thread (two per tunnel), and the regex needs to see each type only once.
+ */
+const byType = new Map<string, number>();
+function typeSeverity(type: string): number {
+  let v = byType.get(type);
+  if (v === undefined) {
+    v = /refused|revoked|denied/.test(type) ? 4 : 6;
+    if (byType.size < 256) byType.set(type, v);
+  }
+  return v;
 }
 
 /** Keeps only printable US-ASCII (RFC 5424 §6: PRINTUSASCII) for header fields, `-` when empty. */
