@@ -5,6 +5,7 @@
  * a resumed TLS session does not bring a revoked device back.
  */
 import { after, before, describe, it } from 'node:test';
+import { connect as netConnect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -349,6 +350,31 @@ describe('mTLS listener with the device CA imported under an enterprise root', (
       await tg.close();
       await echo.close();
       await dns.close();
+    }
+  });
+});
+
+describe('mTLS listener connection cap', () => {
+  it('refuses connections past the per-address cap before the handshake, with a client_connection_limit decision', async () => {
+    const ca = await makeTestCa('cap CA');
+    const server = await ca.issueServer(['localhost', '127.0.0.1']);
+    const tg = await startGateway('version: 1\ngroups: []\n', { limits: { max_connections_per_client: 2 } });
+    const held: Socket[] = [];
+    try {
+      const m = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory: new MemoryDirectory() });
+      const open = () => new Promise<Socket>((resolve, reject) => { const s = netConnect(m.port, '127.0.0.1', () => resolve(s)); s.once('error', reject); held.push(s); });
+      await open();
+      await open(); // two handshakes in progress: the cap
+      const third = await open();
+      await new Promise<void>((r) => { if (third.destroyed) r(); else third.once('close', () => r()); });
+      const d = await tg.waitDecision((e) => e.reason === 'client_connection_limit');
+      assert.equal(d.listener, 'mtls');
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.status, 429);
+      assert.equal(d.client_ip, '127.0.0.1');
+    } finally {
+      for (const s of held) s.destroy();
+      await tg.close();
     }
   });
 });
