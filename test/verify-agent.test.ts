@@ -91,6 +91,27 @@ groups:
     assert.equal(byId(bad, 'bypass.direct').status, 'fail');
   });
 
+  it('bypass.direct fails, untried, for a target that never answers whatever the rules (no false pass)', async () => {
+    const dir = env.agentDir();
+    // Each of these would time out or be refused by the kernel itself on a host with no egress
+    // rules at all, which the check used to count as "blocked".
+    const never: Record<string, RegExp> = {
+      '192.0.2.10:443': /documentation address/,
+      '[2001:db8::1]:443': /documentation address/,
+      '240.0.0.1:443': /reserved address/,
+      '255.255.255.255:80': /broadcast address/,
+      '224.0.0.1:80': /multicast address/,
+      '0.0.0.0:9': /unspecified address/,
+      'gateway.example.test:443': /give an IP literal/,
+    };
+    for (const [blocked, why] of Object.entries(never)) {
+      const c = byId(await runVerify({ dir, blocked, timeoutMs: 1000 }), 'bypass.direct');
+      assert.equal(c.status, 'fail', blocked);
+      assert.match(c.evidence, /not tried \(nothing was tested/, blocked);
+      assert.match(c.evidence, why, blocked);
+    }
+  });
+
   it('bypass.direct passes when host rules drop the packet (a namespace with an nft drop rule)', async (t) => {
     const nft = spawnSync('sh', ['-c', 'command -v nft && unshare --net --map-root-user true'], { encoding: 'utf8' });
     if (nft.status !== 0) return t.skip('needs nft (Debian nftables) and a network namespace');

@@ -3,9 +3,11 @@
  * skipped, with the evidence it saw. Traffic goes only to the configured gateway and control
  * endpoints and to the targets the operator names (DESIGN; issue #6).
  */
-import { connect as netConnect } from 'node:net';
+import { isIP, connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { DenyReason } from '../core/reasons.js';
+import { classifyAddress } from '../policy/classify.js';
+import type { AddressClass } from '../policy/types.js';
 import { estRequest, estUrl } from './est.js';
 import { path, permissionProblems, readIdentity, readSettings, readText, type Identity } from './files.js';
 import { parseGatewayUrl } from './forwarder.js';
@@ -77,6 +79,23 @@ const check = (id: string, title: string, status: Status, evidence: string): Che
  * A refusal (a RST) or any connection means it left the host; an attempt that could not be
  * made (a bad target, a name that did not resolve) proves nothing: both fail.
  */
+/**
+ * Address classes that never answer a TCP connection whatever the host's rules are: nothing
+ * routes documentation (RFC 5737, RFC 3849) or reserved space, the kernel itself refuses
+ * multicast and broadcast destinations (EACCES, ENETUNREACH), and Linux dials 0.0.0.0 as
+ * localhost. A timeout or refusal there would pass the check without testing any rule.
+ */
+const NEVER_ANSWERS: ReadonlySet<AddressClass> = new Set<AddressClass>(['documentation', 'reserved', 'unspecified', 'multicast', 'broadcast']);
+
+/** Why `--blocked` cannot test anything, or null when it can. */
+export function untestableBlocked(target: string): string | null {
+  const m = /^\[?([^\]]+?)\]?:([0-9]+)$/.exec(target);
+  if (!m || isIP(m[1] as string) === 0) return 'give an IP literal and port (IP:PORT or [IPv6]:PORT)';
+  const cls = classifyAddress(m[1] as string);
+  if (!NEVER_ANSWERS.has(cls)) return null;
+  return `${m[1]} is a ${cls} address, which gets no answer whether or not host rules block it: give an address that answers when it is reachable`;
+}
+
 export function directVerdict(result: string): { status: Status; why: string } {
   if (result === 'timed out' || result === 'EPERM' || result === 'EACCES' || result === 'ENETUNREACH' || result === 'EHOSTUNREACH') return { status: 'pass', why: 'no answer came back' };
   if (result === 'connected') return { status: 'fail', why: 'it connected: direct egress is open' };
@@ -138,7 +157,10 @@ export async function runVerify(o: VerifyOptions): Promise<Check[]> {
     const a = await gatewayConnect(o.gateway, id, o.allowed, ms);
     out.push(check('bypass.gateway_path', 'the gateway path works', a.status === 200 ? 'pass' : 'fail', `CONNECT ${o.allowed} via ${o.gateway}: ${a.error ?? `HTTP ${a.status}${a.reason ? ` ${a.reason}` : ''}`}`));
   } else out.push(check('bypass.gateway_path', 'the gateway path works', 'skipped', 'needs --gateway and --allowed'));
-  if (o.blocked) {
+  const untestable = o.blocked ? untestableBlocked(o.blocked) : null;
+  if (o.blocked && untestable !== null) {
+    out.push(check('bypass.direct', 'a direct connection that should be blocked is blocked', 'fail', `direct TCP to ${o.blocked}: not tried (nothing was tested: ${untestable})`));
+  } else if (o.blocked) {
     const r = await directConnect(o.blocked, ms);
     const v = directVerdict(r);
     out.push(check('bypass.direct', 'a direct connection that should be blocked is blocked', v.status, `direct TCP to ${o.blocked}: ${r} (${v.why})`));

@@ -106,7 +106,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--gateway <url>', 'gateway mTLS listener, https://HOST:PORT')
     .option('--allowed <host:port>', 'a destination the policy allows (gateway path check)')
     .option('--denied <host:port>', 'a destination outside the allowlist (must be refused with a reason)')
-    .option('--blocked <ip:port>', 'a target a direct connection must not reach (host egress rules)')
+    .option('--blocked <ip:port>', 'an IP:PORT that answers when reachable and that a direct connection must not reach (host egress rules)')
     .option('--revoked-dir <dir>', 'an agent directory holding a certificate the operator revoked')
     .option('--impostor <url>', 'an https endpoint whose certificate is not from the pinned CA (must be refused)')
     .option('--renew', 'renew the certificate now as part of the check')
