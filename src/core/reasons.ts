@@ -132,7 +132,7 @@ const table = {
   },
   upstream_bad_response: {
     verdict: 'deny', status: 502,
-    hint: 'The destination answered with a malformed or oversized HTTP response.',
+    hint: 'The destination answered with a malformed or oversized HTTP response, or TLS handshake records that cannot be read.',
   },
 
   // --- the request itself -----------------------------------------------------------

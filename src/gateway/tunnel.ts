@@ -3,8 +3,10 @@
  * is up (DESIGN §2 step 5). On a `tls: required` rule nothing is relayed in either direction
  * until the client's ClientHello has been read and checked; it is then replayed upstream
  * untouched, so TLS stays end to end. On `optional`, a ClientHello is checked if the client
- * starts with one, and the server may speak first. The relay honours backpressure both ways,
- * propagates half-close, counts bytes, and can be cut at once.
+ * starts with one, and the server may speak first. After a checked ClientHello the decision
+ * waits for the server's first handshake message: a HelloRetryRequest makes the client send a
+ * second ClientHello in the clear, which is checked the same way (serverhello.ts). The relay
+ * honours backpressure both ways, propagates half-close, counts bytes, and can be cut at once.
  */
 import type { Socket } from 'node:net';
 import { REASONS, type DenyReason } from '../core/reasons.js';
@@ -14,11 +16,12 @@ import type { TlsMode } from '../policy/types.js';
 import { admit } from './admission.js';
 import { DEFAULT_READ_BYTES, promoteToBulk } from './bulk.js';
 import type { Attempt } from './attempt.js';
-import { parseClientHello, tlsVersionName } from './clienthello.js';
+import { parseClientHello, tlsVersionName, type ClientHelloInfo } from './clienthello.js';
 import type { ClientOwner, ProxyConnection } from './connection.js';
 import { dial } from './dialer.js';
 import { CONNECT_ESTABLISHED, lingerClose } from './replies.js';
 import type { LiveTunnel } from './server.js';
+import { classifyServerFirst, secondHelloStart } from './serverhello.js';
 import { tlsAlertRecord } from './tls-alert.js';
 
 /** Upper bound on bytes held while waiting for a complete ClientHello. */
@@ -63,6 +66,12 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
 }
 
 type Phase = 'peek' | 'relay' | 'done';
+/**
+ * While relaying after a checked ClientHello: what the decision still waits for. The client's
+ * bytes after its first hello are held meanwhile (a TLS client sends nothing the server needs
+ * before the server's answer but a ChangeCipherSpec and 0-RTT data).
+ */
+type Await = 'none' | 'server_hello' | 'second_hello';
 
 class ConnectTunnel implements ClientOwner, LiveTunnel {
   /** This object's slot in the gateway's LiveSet (live-set.ts). */
@@ -83,6 +92,13 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   #relayed = false;
   /** When the next gateway.tunnel.progress is due (performance.now() time); 0 until relaying. */
   #nextProgress = 0;
+  #await: Await = 'none';
+  /** Client bytes held while #await is not 'none'; they start at a TLS record boundary. */
+  #held: Buffer | null = null;
+  /** The server's first bytes, kept until classifyServerFirst can tell what they are. */
+  #serverFirst: Buffer | null = null;
+  /** The client half-closed while its bytes were held: end upstream once they are sent. */
+  #endHeld = false;
 
   constructor(
     readonly conn: ProxyConnection,
@@ -119,6 +135,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
 
   onData(chunk: Buffer): void {
     if (this.#phase === 'relay') {
+      if (this.#await !== 'none') {
+        this.#hold(chunk);
+        return;
+      }
       if (!this.#up.write(chunk)) this.#client.pause();
       else if (chunk.length >= DEFAULT_READ_BYTES && !this.#bulkUpTried) {
         this.#bulkUpTried = true;
@@ -149,20 +169,120 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const info = r.info;
     a.sni = info.sni;
     a.tlsVersion = tlsVersionName(info.maxVersion);
+    if (this.#check(info, '')) this.#passHello(buf, info.bytes);
+  }
+
+  /** The checks on a ClientHello; refuses (and returns false) when one fails. */
+  #check(info: ClientHelloInfo, which: string): boolean {
     const gw = this.conn.gw;
     // ECH first: with real ECH the outer SNI is the provider's public name, so the more
     // precise reason is that the true destination is hidden (draft-ietf-tls-esni §6).
-    if (info.ech && gw.config.tls.ech === 'deny') this.#refuse('ech_not_allowed', null);
+    if (info.ech && gw.config.tls.ech === 'deny') this.#refuse('ech_not_allowed', which || null);
     // SNI must name exactly the CONNECT host: anything else is domain fronting (the tunnel
     // was authorized for one name and would carry a session for another). For an IP-literal
     // CONNECT a client sends no SNI (RFC 6066 §3 forbids literals there), so none may appear.
-    else if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) this.#refuse('sni_mismatch', info.sni === null ? 'no SNI' : null);
-    else if (info.maxVersion < gw.minTlsVersion) this.#refuse('tls_version', null);
-    else this.#pass(buf);
+    else if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) {
+      this.#refuse('sni_mismatch', `${which}${info.sni === null ? 'no SNI' : which ? `SNI ${info.sni}` : ''}` || null);
+    } else if (info.maxVersion < gw.minTlsVersion) this.#refuse('tls_version', which || null);
+    else return true;
+    return this.report; // report mode: the would-be deny is recorded and the tunnel goes on
+  }
+
+  /**
+   * Relays a ClientHello that passed; the decision then waits for the server's first
+   * handshake message (a HelloRetryRequest means a second ClientHello to check).
+   */
+  #passHello(buf: Buffer, helloBytes: number): void {
+    if (this.#phase !== 'peek') return;
+    this.#phase = 'relay';
+    this.#relayed = true;
+    this.#peek = null;
+    this.#await = 'server_hello';
+    if (helloBytes < buf.length) this.#hold(buf.subarray(helloBytes));
+    this.#up.write(buf.subarray(0, helloBytes));
+    if (this.conn.clientEnded) this.#endHeld = true;
+    this.#startDown();
+  }
+
+  /** Keeps client bytes while the decision waits; a second ClientHello is looked for in them. */
+  #hold(chunk: Buffer): void {
+    this.#held = this.#held === null ? chunk : Buffer.concat([this.#held, chunk]);
+    if (this.#await === 'second_hello') this.#inspectSecond();
+    else if (this.#held.length > MAX_HELLO_BYTES) this.#client.pause(); // resumed when the decision is made
+  }
+
+  /** The server's bytes until its first handshake message can be classified. */
+  #watchServer(chunk: Buffer): void {
+    const buf = this.#serverFirst === null ? chunk : Buffer.concat([this.#serverFirst, chunk]);
+    const kind = classifyServerFirst(buf);
+    if (kind === 'incomplete') {
+      this.#serverFirst = buf;
+      return;
+    }
+    this.#serverFirst = null;
+    if (kind === 'other') this.#settle();
+    else if (kind === 'unreadable') this.#refuse('upstream_bad_response', 'the server\'s first TLS handshake records cannot be read');
+    else {
+      this.#await = 'second_hello';
+      this.#helloTimer = setTimeout(this.#onHelloTimeout, this.conn.gw.config.tls.clienthello_timeout);
+      if (this.#held !== null) this.#inspectSecond();
+    }
+  }
+
+  /** After a HelloRetryRequest: the client's second ClientHello gets the checks of the first. */
+  #inspectSecond(): void {
+    const held = this.#held;
+    if (held === null) return;
+    const at = secondHelloStart(held);
+    if (at.offset > 0) {
+      // ChangeCipherSpec and 0-RTT records go on at once (the server discards the latter after
+      // a retry), so they are never scanned twice.
+      this.#up.write(held.subarray(0, at.offset));
+      this.#held = at.offset < held.length ? held.subarray(at.offset) : null;
+    }
+    const rest = this.#held;
+    if (at.kind === 'incomplete' || rest === null) {
+      if (rest !== null && rest.length > MAX_HELLO_BYTES) this.#refuse('not_tls', 'no second ClientHello after HelloRetryRequest');
+      return;
+    }
+    // The client gave up (it cannot meet the server's retry): nothing more to check.
+    if (at.alert) {
+      this.#settle();
+      return;
+    }
+    const r = parseClientHello(rest, MAX_HELLO_BYTES);
+    if (r.kind === 'incomplete') return;
+    this.#clearHelloTimer();
+    if (r.kind !== 'ok') {
+      this.#refuse('not_tls', `second ClientHello (after HelloRetryRequest): ${r.detail}`);
+      return;
+    }
+    // The decision records what the second hello said: that is the one the server acts on.
+    this.a.sni = r.info.sni;
+    this.a.tlsVersion = tlsVersionName(r.info.maxVersion);
+    if (this.#check(r.info, 'second ClientHello (after HelloRetryRequest): ')) this.#settle();
+  }
+
+  /** The decision waited for nothing more: allow, send what was held, relay freely. */
+  #settle(): void {
+    if (this.#await === 'none' || this.#phase !== 'relay') return;
+    this.#await = 'none';
+    this.#clearHelloTimer();
+    this.a.verdict = 'allow';
+    this.conn.emitDecision(this.a);
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null && !this.#up.write(held)) this.#client.pause();
+    else this.#client.resume();
+    if (this.#endHeld) this.#up.end();
   }
 
   readonly #onHelloTimeout = (): void => {
     this.#helloTimer = null;
+    if (this.#await === 'second_hello') {
+      this.#refuse('clienthello_timeout', 'no second ClientHello after HelloRetryRequest');
+      return;
+    }
     if (this.#phase !== 'peek') return;
     // A silent client on an `optional` rule may be waiting for the server to speak first.
     if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) this.#pass(null);
@@ -175,7 +295,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
       // Report mode: record the would-be deny (keeping an earlier one) and let it through.
       if (a.reason === 'allowed') a.reason = reason;
       if (detail) a.detail = detail;
-      this.#pass(this.#peek);
+      if (this.#phase === 'peek') this.#pass(this.#peek);
+      else this.#settle();
       return;
     }
     this.#phase = 'done';
@@ -187,6 +308,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     // client's was relayed; on `tls: optional` the server may already have spoken, and what it
     // sent is recorded (tunnel.closed, `refused`) rather than hidden behind the deny.
     const alert = REASONS[reason].alert ?? 'access_denied';
+    this.#await = 'none';
+    this.#held = null;
     this.#up.destroy();
     this.#finish(this.#relayed ? 'refused' : null);
     lingerClose(this.#client, tlsAlertRecord(alert));
@@ -211,6 +334,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const client = this.#client;
     const up = this.#up;
     up.on('data', (chunk: Buffer) => {
+      if (this.#await === 'server_hello') {
+        this.#watchServer(chunk);
+        if (this.#phase === 'done') return; // refused: the client gets an alert, not these bytes
+      }
       if (!client.write(chunk)) up.pause();
       else if (chunk.length >= DEFAULT_READ_BYTES && !this.#bulkDownTried) {
         this.#bulkDownTried = true;
@@ -225,7 +352,11 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
 
   onEnd(): void {
     this.#setReason('client_closed');
-    if (this.#phase === 'relay') this.#up.end();
+    if (this.#phase === 'relay' && this.#await !== 'none') {
+      this.#endHeld = true;
+      // The second ClientHello can no longer complete: refused like a first one would be.
+      if (this.#await === 'second_hello') this.#refuse('not_tls', 'client closed before a complete second ClientHello');
+    } else if (this.#phase === 'relay') this.#up.end();
     else if (this.#phase === 'peek') {
       // The client finished sending before a complete ClientHello: no more bytes can come.
       this.#clearHelloTimer();
@@ -241,7 +372,7 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   };
 
   progress(now: number, everyMs: number): void {
-    if (this.#finished || !this.#relayed || this.#phase === 'peek') return;
+    if (this.#finished || !this.#relayed || this.#phase === 'peek' || !this.a.decided) return;
     if (this.#nextProgress === 0) this.#nextProgress = this.startedAt + everyMs;
     if (now < this.#nextProgress) return;
     this.#nextProgress = now + everyMs;
@@ -306,7 +437,12 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     this.#clearHelloTimer();
     const gw = this.conn.gw;
     gw.release(this.conn.clientIp, this);
-    if (!this.a.decided && this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) {
+    if (!this.a.decided && this.#await !== 'none') {
+      // The first ClientHello passed and went upstream; the tunnel closed before the server
+      // answered it (or the client finished the retry): what was relayed was allowed.
+      this.a.verdict = 'allow';
+      this.conn.emitDecision(this.a);
+    } else if (!this.a.decided && this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) {
       this.a.verdict = 'allow'; // a silent client on an optional rule: nothing to check
       this.conn.emitDecision(this.a);
     } else if (!this.a.decided) {

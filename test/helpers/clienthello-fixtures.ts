@@ -178,3 +178,29 @@ export function insertExtension(exts: [number, Buffer][], e: [number, Buffer]): 
   if (last !== undefined && last[0] === 41) return [...exts.slice(0, -1), e, last];
   return [...exts, e];
 }
+
+/** SHA-256("HelloRetryRequest") (RFC 8446 §4.1.3): the random of a HelloRetryRequest. */
+export const HRR_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
+
+/**
+ * A TLS 1.3 ServerHello, or with `retry` a HelloRetryRequest asking for a P-256 key share
+ * (RFC 8446 §4.1.3–4.1.4), in `fragmentRecords` handshake records.
+ */
+export function buildServerHello(o: { retry?: boolean; fragmentRecords?: number } = {}): Buffer {
+  const exts: [number, Buffer][] = [[43, u16(0x0304)]];
+  exts.push(o.retry ? [51, u16(0x0017)] : [51, Buffer.concat([u16(0x001d), u16(32), Buffer.alloc(32, 9)])]);
+  const body = Buffer.concat([
+    u16(0x0303),
+    o.retry ? HRR_RANDOM : Buffer.alloc(32, 0x5a),
+    Buffer.from([32]), Buffer.alloc(32, 0x11), // legacy_session_id_echo
+    u16(0x1301), Buffer.from([0]),
+    encodeExtensions(exts),
+  ]);
+  const len = body.length;
+  return toRecords(Buffer.concat([Buffer.from([2, (len >> 16) & 0xff, (len >> 8) & 0xff, len & 0xff]), body]), o.fragmentRecords ?? 1, 0x0303);
+}
+
+/** A record of another content type: 20 ChangeCipherSpec, 21 alert, 23 application data. */
+export function record(type: number, payload: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([type, 3, 3]), u16(payload.length), payload]);
+}

@@ -1,0 +1,265 @@
+/**
+ * A HelloRetryRequest (RFC 8446 §4.1.4) makes the client send a second ClientHello in the
+ * clear. Without a check, a tunnel allowed for one name could carry a session for another:
+ * first hello names the allowed host, the second names the fronted one. Real TLS through a
+ * server that forces a retry, and a scripted server for what real clients will not send.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import type { DnsServer } from './helpers/dns-server.js';
+import { testDns } from './helpers/fixtures.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { makePki, type TestPki } from './helpers/origins.js';
+import { openTunnel, readAll } from './helpers/tunnel.js';
+import { buildClientHello, buildServerHello, record } from './helpers/clienthello-fixtures.js';
+import { classifyServerFirst } from '../src/gateway/serverhello.js';
+
+/** A server that answers the first bytes it gets with `reply`, and records everything. */
+interface Scripted { port: number; received: Buffer[]; gotFirst: Promise<void>; answer(b: Buffer): void; close(): Promise<void> }
+
+async function scriptedServer(): Promise<Scripted> {
+  const received: Buffer[] = [];
+  let sock: Socket | null = null;
+  let onFirst!: () => void;
+  const gotFirst = new Promise<void>((r) => { onFirst = r; });
+  const server: Server = createServer((s) => {
+    sock = s;
+    s.on('error', () => {});
+    s.on('data', (c: Buffer) => { received.push(c); onFirst(); });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    received,
+    gotFirst,
+    answer: (b) => { sock?.write(b); },
+    close: () => new Promise<void>((r) => { (sock as Socket | null)?.destroy(); server.close(() => r()); }),
+  };
+}
+
+const all = (bs: Buffer[]) => Buffer.concat(bs);
+const alertOf = (b: Buffer): number | null => {
+  const i = b.indexOf(Buffer.from([21, 3, 1, 0, 2, 2]));
+  return i < 0 ? null : (b[i + 6] as number);
+};
+/** Waits until `cond` holds, checking on every turn of the event loop (no wall-clock bound but the test timeout). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+}
+
+let dns: DnsServer;
+let pki: TestPki;
+let g: TestGateway;
+let retryOrigin: TlsServer;
+let relay: Server;
+let serverFirst: Buffer[] = [];
+const open = new Set<Socket>();
+const track = (s: Socket) => { open.add(s); s.on('close', () => open.delete(s)); };
+
+before(async () => {
+  dns = await testDns();
+  pki = makePki(['tls.test']);
+  // Accepts only P-384: a client that offers an X25519 key share (OpenSSL's default) gets a
+  // HelloRetryRequest asking for P-384.
+  retryOrigin = createTlsServer({ cert: pki.cert, key: pki.key, ecdhCurve: 'P-384', minVersion: 'TLSv1.3' }, (s) => {
+    track(s);
+    s.on('error', () => {});
+    s.once('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+  });
+  await new Promise<void>((r) => retryOrigin.listen(0, '127.0.0.1', () => r()));
+  // A plain TCP relay in front of it records what the server sent first, to prove the retry happened.
+  relay = createServer((c) => {
+    const u = netConnect((retryOrigin.address() as AddressInfo).port, '127.0.0.1');
+    track(c);
+    track(u);
+    u.on('data', (b: Buffer) => serverFirst.push(b));
+    c.pipe(u).pipe(c);
+    // Either side gone ends the other (a pipe whose destination closed stops reading its source).
+    c.on('close', () => u.destroy());
+    u.on('close', () => c.destroy());
+    c.on('error', () => {});
+    u.on('error', () => {});
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+  g = await startGateway(null, { dns: { resolvers: [dns.address] }, tls: { clienthello_timeout: '300ms' } });
+});
+after(async () => {
+  await g.close();
+  for (const s of open) s.destroy();
+  await new Promise((r) => relay.close(r));
+  await new Promise((r) => retryOrigin.close(r));
+  await dns.close();
+  pki.cleanup();
+});
+
+function policy(ports: number[], mode = 'enforce'): string {
+  return `version: 1
+address_exceptions: [127.0.0.1/32]
+groups:
+  - name: servers
+    sources: [127.0.0.0/8]
+    mode: ${mode}
+    allow:
+      - host: tls.test
+        ports: [${ports.join(', ')}]
+        tls: required
+`;
+}
+
+describe('tls: a second ClientHello after HelloRetryRequest', () => {
+  it('passes a real TLS 1.3 session that goes through a retry, and decides once the server answered', async () => {
+    const port = (relay.address() as AddressInfo).port;
+    g.setPolicy(policy([port]));
+    serverFirst = [];
+    const t = await openTunnel(g.port, `tls.test:${port}`);
+    assert.equal(t.status, 200);
+    const s = tlsConnect({ socket: t.socket, servername: 'tls.test', ca: pki.caCert });
+    await new Promise<void>((r, j) => { s.once('secureConnect', r); s.once('error', j); });
+    s.write('GET / HTTP/1.1\r\nhost: tls.test\r\n\r\n');
+    assert.match((await readAll(s)).toString(), /ok$/);
+    assert.equal(classifyServerFirst(all(serverFirst)), 'retry', 'the server asked for a retry');
+    const d = await g.waitDecision((e) => e.port === port);
+    assert.equal(d.verdict, 'allow');
+    assert.equal(d.sni, 'tls.test');
+    assert.equal(d.tls_version, '1.3');
+    const c = await g.waitClosed((e) => e.id === d.id);
+    assert.ok(c.bytes_down > 0 && c.bytes_up > 0);
+  });
+
+  it('refuses a second ClientHello naming another host (fronting after a retry); the server never sees it', async () => {
+    const srv = await scriptedServer();
+    try {
+      g.setPolicy(policy([srv.port]));
+      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+      await srv.gotFirst;
+      // Decided on the server's answer, not on the first hello alone.
+      assert.equal(g.decisions().filter((e) => e.port === srv.port).length, 0);
+      const got: Buffer[] = [];
+      t.socket.on('data', (b: Buffer) => got.push(b));
+      t.socket.resume();
+      srv.answer(Buffer.concat([buildServerHello({ retry: true }), record(20, Buffer.from([1]))]));
+      await until(() => classifyServerFirst(all(got)) === 'retry');
+      t.socket.write(Buffer.concat([record(20, Buffer.from([1])), buildClientHello({ sni: 'fronted.test' })]));
+      await new Promise((r) => t.socket.once('close', r));
+      assert.equal(alertOf(all(got)), 112, 'unrecognized_name alert');
+      const d = await g.waitDecision((e) => e.port === srv.port);
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.reason, 'sni_mismatch');
+      assert.equal(d.sni, 'fronted.test');
+      assert.match(d.detail ?? '', /second ClientHello \(after HelloRetryRequest\)/);
+      const c = await g.waitClosed((e) => e.id === d.id);
+      assert.equal(c.close_reason, 'refused');
+      assert.ok(!all(srv.received).includes(Buffer.from('fronted.test')), 'the second hello never reached the server');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('passes a second ClientHello that repeats the host, with the CCS and 0-RTT records around it', async () => {
+    const srv = await scriptedServer();
+    try {
+      g.setPolicy(policy([srv.port]));
+      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+      const ch1 = buildClientHello({ sni: 'tls.test' });
+      const early = Buffer.concat([record(20, Buffer.from([1])), record(23, Buffer.alloc(64, 3))]);
+      t.socket.write(Buffer.concat([ch1, early]));
+      await srv.gotFirst;
+      const got: Buffer[] = [];
+      t.socket.on('data', (b: Buffer) => got.push(b));
+      t.socket.resume();
+      srv.answer(buildServerHello({ retry: true }));
+      await until(() => got.length > 0);
+      const ch2 = buildClientHello({ sni: 'tls.test', fragmentRecords: 3 });
+      t.socket.write(ch2.subarray(0, 10));
+      t.socket.write(ch2.subarray(10));
+      const d = await g.waitDecision((e) => e.port === srv.port);
+      assert.equal(d.verdict, 'allow');
+      assert.equal(d.reason, 'allowed');
+      await until(() => all(srv.received).length === ch1.length + early.length + ch2.length);
+      assert.deepEqual(all(srv.received), Buffer.concat([ch1, early, ch2]), 'every client byte reached the server, in order');
+      t.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('holds what follows the first hello until the server answers, then relays it (no retry)', async () => {
+    const srv = await scriptedServer();
+    try {
+      g.setPolicy(policy([srv.port]));
+      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+      const ch1 = buildClientHello({ sni: 'tls.test' });
+      const early = record(23, Buffer.alloc(32, 5));
+      t.socket.write(Buffer.concat([ch1, early]));
+      await srv.gotFirst;
+      assert.deepEqual(all(srv.received), ch1, 'only the hello before the server answered');
+      srv.answer(buildServerHello());
+      const d = await g.waitDecision((e) => e.port === srv.port);
+      assert.equal(d.verdict, 'allow');
+      await until(() => all(srv.received).length === ch1.length + early.length);
+      t.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('refuses garbage instead of a second hello (not_tls) and a missing one (clienthello_timeout)', async () => {
+    for (const [send, reason] of [[Buffer.from([22, 3, 3, 0, 4, 9, 9, 9, 9]), 'not_tls'], [null, 'clienthello_timeout']] as const) {
+      const srv = await scriptedServer();
+      try {
+        g.setPolicy(policy([srv.port]));
+        const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+        t.socket.write(buildClientHello({ sni: 'tls.test' }));
+        await srv.gotFirst;
+        srv.answer(buildServerHello({ retry: true }));
+        if (send) t.socket.write(send);
+        const got = await readAll(t.socket);
+        assert.notEqual(alertOf(got), null);
+        const d = await g.waitDecision((e) => e.port === srv.port);
+        assert.equal(d.verdict, 'deny');
+        assert.equal(d.reason, reason);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
+  it('report mode records the fronting attempt and lets it through', async () => {
+    const srv = await scriptedServer();
+    try {
+      g.setPolicy(policy([srv.port], 'report'));
+      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+      await srv.gotFirst;
+      srv.answer(buildServerHello({ retry: true }));
+      t.socket.write(buildClientHello({ sni: 'fronted.test' }));
+      const d = await g.waitDecision((e) => e.port === srv.port);
+      assert.equal(d.verdict, 'allow');
+      assert.equal(d.reason, 'sni_mismatch');
+      await until(() => all(srv.received).includes(Buffer.from('fronted.test')));
+      t.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('refuses a server whose first handshake records cannot be read (upstream_bad_response)', async () => {
+    const srv = await scriptedServer();
+    try {
+      g.setPolicy(policy([srv.port]));
+      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+      await srv.gotFirst;
+      srv.answer(Buffer.from([22, 3, 3, 0, 0]));
+      await readAll(t.socket);
+      const d = await g.waitDecision((e) => e.port === srv.port);
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.reason, 'upstream_bad_response');
+    } finally {
+      await srv.close();
+    }
+  });
+});
