@@ -233,9 +233,17 @@ for (const backend of ['sqlite', 'postgres'] as const) {
         assert.equal(ok.code, 0, ok.stderr);
         assert.match(ok.stdout, /audit chain ok/);
         const list = await cli(['audit', 'list', '--json'], env);
-        const entries = JSON.parse(list.stdout).items as { seq: number; action: string; actor: string }[];
+        const entries = JSON.parse(list.stdout).items as { seq: number; action: string; actor: string; token_id: string | null }[];
         const victim = entries.find((e) => e.action === 'policy.rollback')!;
         assert.equal(victim.actor, 'admin');
+        // Which token acted: the admin's entries carry its token id, and can be listed by it.
+        assert.ok(victim.token_id);
+        const byToken = await cli(['audit', 'list', '--by-token', victim.token_id as string, '--json'], env);
+        assert.equal(byToken.code, 0, byToken.stderr);
+        const mine = JSON.parse(byToken.stdout).items as { token_id: string }[];
+        assert.ok(mine.length > 0 && mine.every((e) => e.token_id === victim.token_id));
+        const table = await cli(['audit', 'list', '--by-token', victim.token_id as string], env);
+        assert.match(table.stdout, /^SEQ +TIME +ACTOR +TOKEN_ID/);
         if (backend === 'sqlite') {
           const db = new Database(join(dataDir, 'chokepoint.db'));
           db.prepare("UPDATE audit_log SET actor = 'someone-else' WHERE seq = ?").run(victim.seq);

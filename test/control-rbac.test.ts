@@ -154,6 +154,39 @@ for (const make of BACKENDS) {
       }
     });
 
+    it('a scoped admin reading another group is refused and audited', async () => {
+      for (const path of ['/api/v1/events?group=elsewhere', '/api/v1/alerts?group=elsewhere']) {
+        const r = await c.call('GET', path, { token: c.tokens['operator-scoped'] });
+        assert.equal(r.status, 403, path);
+        assert.equal(r.body.code, 'FORBIDDEN_SCOPE');
+      }
+      const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { actor: string; action: string; target: string | null; result: string; detail: string | null }[];
+      const refused = log.filter((e) => e.actor === 'operator-scoped' && e.target === 'group:elsewhere' && e.result === 'denied' && e.detail === 'FORBIDDEN_SCOPE');
+      assert.deepEqual(refused.map((e) => e.action).sort(), ['GET /api/v1/alerts', 'GET /api/v1/events']);
+    });
+
+    it('audit entries name the API token that acted, and can be listed by it', async () => {
+      // A second token for the operator: the log must tell its actions from the first token's.
+      const t2 = await c.call('POST', '/api/v1/admins/operator/tokens', { body: { label: 'second' } });
+      assert.equal(t2.status, 201);
+      const created = await c.call('POST', '/api/v1/enrollment-tokens', { token: t2.body.token, body: { group: 'servers', uses: 1, ttl: '1h' } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const refused = await c.call('POST', '/api/v1/admins', { token: t2.body.token, body: { name: 'nope', role: 'viewer' } });
+      assert.equal(refused.status, 403);
+      const byToken = (await c.call('GET', `/api/v1/audit?limit=5000&token=${t2.body.token_id}`)).body.items as { actor: string; action: string; result: string; token_id: string }[];
+      assert.ok(byToken.length >= 2, JSON.stringify(byToken));
+      assert.ok(byToken.every((e) => e.actor === 'operator' && e.token_id === t2.body.token_id));
+      assert.ok(byToken.some((e) => e.result === 'ok') && byToken.some((e) => e.result === 'denied'), 'changes and refusals alike');
+      // The token's own creation was done with the root token, and says so.
+      const all = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { action: string; token_id: string | null; after: string | null }[];
+      const issue = all.find((e) => e.action === 'token.create' && String(e.after).includes(t2.body.token_id as string));
+      assert.ok(issue && issue.token_id !== null && issue.token_id !== t2.body.token_id);
+      const denied = byToken.find((e) => e.result === 'denied');
+      const ev = [...c.events].reverse().find((e) => e.type === 'audit.entry' && e.action === denied?.action && e.result === 'denied') as { token_id: string } | undefined;
+      assert.equal(ev?.token_id, t2.body.token_id, 'the audit.entry event carries it too');
+      assert.equal((await c.call('GET', '/api/v1/audit?token=' + 'x'.repeat(65))).status, 400);
+    });
+
     it('refusals before the change and the reasons admins give reach the audit log', async () => {
       const refused = await c.call('POST', '/api/v1/enrollment-tokens', { token: c.tokens['operator-scoped'], body: { group: 'laptops' } });
       assert.equal(refused.body.code, 'FORBIDDEN_SCOPE');

@@ -271,7 +271,7 @@ describe('surges', () => {
 
   it('admin actions: weighted towards high privilege, per actor; routine work stays quiet', () => {
     const s = setup({ defaults: { admin_window: '10m', admin_max_weight: 30 } });
-    const audit = (actor: string, action: string, result: 'ok' | 'denied' = 'ok', seq = 1): ChokepointEvent => ({ v: 1, type: 'audit.entry', time: new Date(WED).toISOString(), seq, actor, role: 'admin', action, target: null, result, source_ip: '10.9.9.9', hash: 'h' });
+    const audit = (actor: string, action: string, result: 'ok' | 'denied' = 'ok', seq = 1): ChokepointEvent => ({ v: 1, type: 'audit.entry', time: new Date(WED).toISOString(), seq, actor, role: 'admin', action, target: null, result, source_ip: '10.9.9.9', token_id: null, hash: 'h' });
     for (let i = 0; i < 30; i++) { s.feed(audit('alice', 'device.list')); s.clock.t += 30_000; }
     assert.equal(s.of('admin_surge').length, 0, 'thirty reads spread over 15 minutes');
     for (let i = 0; i < 6; i++) s.feed(audit('mallory', 'token.create'));

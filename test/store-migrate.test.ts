@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChokepointError } from '../src/core/errors.js';
-import { openStore, type Store, verifyChain, listAudit, appendAudit, bootstrapAdmin, MIGRATIONS } from '../src/store/index.js';
+import { openStore, type Store, verifyChain, chainHash, GENESIS_HASH, listAudit, appendAudit, bootstrapAdmin, MIGRATIONS } from '../src/store/index.js';
 import { authenticate } from '../src/store/admins.js';
 import { casState, getState, insertVersion } from '../src/store/policies.js';
 import { looksLikeToken } from '../src/store/tokens.js';
@@ -62,6 +62,28 @@ for (const make of BACKENDS) {
       await store.db.deleteFrom('audit_log').where('seq', '=', rows[7]!.seq).execute();
       const gone = verifyChain(await listAudit(store.db, { limit: 1000 }));
       assert.equal(!gone.ok && gone.seq, rows[8]!.seq);
+    });
+
+    it('chains the API token that acted; entries without one keep the hash they always had', async () => {
+      const base = { seq: 1, time: 1_700_000_000_000, actor_id: 'a', actor: 'alice', role: 'operator', action: 'x', target: null, result: 'ok', source_ip: null, before: null, after: null, detail: null };
+      // An entry written before migration 0004 has no token_id field at all.
+      assert.equal(chainHash(GENESIS_HASH, { ...base, token_id: null }), chainHash(GENESIS_HASH, base));
+      assert.notEqual(chainHash(GENESIS_HASH, { ...base, token_id: 't1' }), chainHash(GENESIS_HASH, base));
+      const e = await store.tx((trx) => appendAudit(trx, store.dialect, { actorId: 'a', tokenId: 'tok-1', actor: 'alice', role: 'operator', action: 'with.token', result: 'ok' }));
+      assert.equal(e.token_id, 'tok-1');
+      const mine = await listAudit(store.db, { limit: 10, tokenId: 'tok-1' });
+      assert.deepEqual(mine.map((r) => [r.action, r.token_id]), [['with.token', 'tok-1']]);
+      // (An earlier test broke the chain on purpose: the entry's own link is what is checked.)
+      const linkOk = async () => {
+        const [r] = await listAudit(store.db, { limit: 1, afterSeq: e.seq - 1 });
+        return r !== undefined && chainHash(r.prev_hash, r) === r.hash;
+      };
+      assert.equal(await linkOk(), true);
+      // Rewriting which token acted breaks the entry's link.
+      await store.db.updateTable('audit_log').set({ token_id: 'tok-2' }).where('seq', '=', e.seq).execute();
+      assert.equal(await linkOk(), false);
+      await store.db.updateTable('audit_log').set({ token_id: null }).where('seq', '=', e.seq).execute();
+      assert.equal(await linkOk(), false, 'nor can it be erased');
     });
 
     it('a change and its audit entry commit together or not at all', async () => {

@@ -41,14 +41,15 @@ export function registerEvidenceCommands(program: Command): void {
     }));
 
   const audit = program.command('audit').description('the hash-chained audit log (control API client)');
-  remote(audit.command('list').description('audit entries, oldest first').option('--limit <n>', 'how many', '100').option('--after <seq>', 'entries after this sequence number').option('--actor <name>').option('--action <action>'))
-    .action(action(async (f: RemoteFlags & { limit: string; after?: string; actor?: string; action?: string }) => {
+  remote(audit.command('list').description('audit entries, oldest first').option('--limit <n>', 'how many', '100').option('--after <seq>', 'entries after this sequence number').option('--actor <name>').option('--action <action>').option('--by-token <id>', 'entries made with this API token id (see admin tokens)'))
+    .action(action(async (f: RemoteFlags & { limit: string; after?: string; actor?: string; action?: string; byToken?: string }) => {
       const q = new URLSearchParams({ limit: f.limit });
       if (f.after) q.set('after', f.after);
       if (f.actor) q.set('actor', f.actor);
       if (f.action) q.set('action', f.action);
+      if (f.byToken) q.set('token', f.byToken);
       const r = await new ApiClient(f).call('GET', `/api/v1/audit?${q}`);
-      out(f, r, () => table(r.items.map((e: Record<string, number>) => ({ ...e, time: when(e.time) })), ['seq', 'time', 'actor', 'role', 'action', 'target', 'result', 'source_ip', 'detail']));
+      out(f, r, () => table(r.items.map((e: Record<string, number>) => ({ ...e, time: when(e.time) })), ['seq', 'time', 'actor', 'token_id', 'role', 'action', 'target', 'result', 'source_ip', 'detail']));
     }));
   remote(audit.command('verify').description('fetch the whole audit log and recompute its hash chain here; exit 1 at the first broken link'))
     .action(action(async (f: RemoteFlags) => {

@@ -63,6 +63,8 @@ declare module 'fastify' {
 
 export interface Who {
   readonly actorId: string | null;
+  /** The API token the admin authenticated with (null for system actors). */
+  readonly tokenId: string | null;
   readonly actor: string;
   readonly role: string;
   readonly sourceIp: string | null;
@@ -126,7 +128,7 @@ export class ControlContext {
   /** Who is acting, for the audit log: the authenticated admin and the source address. */
   who(req: FastifyRequest): Who {
     const a = req.actor;
-    return { actorId: a?.admin.id ?? null, actor: a?.admin.name ?? 'anonymous', role: a?.admin.role ?? 'none', sourceIp: req.ip ?? null };
+    return { actorId: a?.admin.id ?? null, tokenId: a?.tokenId ?? null, actor: a?.admin.name ?? 'anonymous', role: a?.admin.role ?? 'none', sourceIp: req.ip ?? null };
   }
 
   /** Records one audit entry on its own (refusals, failed attempts). Never throws. */
@@ -170,7 +172,7 @@ export class ControlContext {
   publish(e: ChainedEntry): void {
     this.opts.bus.publish({
       v: 1, type: 'audit.entry', time: new Date(e.time).toISOString(), seq: e.seq, actor: e.actor, role: e.role, action: e.action,
-      target: e.target, result: e.result as 'ok' | 'denied' | 'error', source_ip: e.source_ip, hash: e.hash,
+      target: e.target, result: e.result as 'ok' | 'denied' | 'error', source_ip: e.source_ip, token_id: e.token_id ?? null, hash: e.hash,
     });
   }
 
@@ -178,6 +180,19 @@ export class ControlContext {
   requireScope(req: FastifyRequest, group: string): void {
     const scopes = this.actorOf(req).admin.scopes;
     if (scopes !== null && !scopes.includes(group)) throw new ApiError(403, 'FORBIDDEN_SCOPE', `group "${group}" is outside your scopes`);
+  }
+
+  /**
+   * requireScope for reads, which run outside act(): the refusal is audited here, as every
+   * other refusal is (a scoped admin probing other groups is what the log is for).
+   */
+  async requireReadScope(req: FastifyRequest, group: string): Promise<void> {
+    try {
+      this.requireScope(req, group);
+    } catch (err) {
+      await this.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: `group:${group}`, result: 'denied', detail: 'FORBIDDEN_SCOPE' });
+      throw err;
+    }
   }
 
   /** The groups a list should be restricted to, or undefined for all. */

@@ -140,7 +140,7 @@ export function rollback(ctx: ControlContext, who: Who, version: number, expecte
  * approval. Returns what happened.
  */
 export async function syncFromFile(ctx: ControlContext, file: string, text: string): Promise<'unchanged' | 'applied' | 'awaiting_approval'> {
-  const who: Who = { actorId: null, actor: `file:${file}`, role: 'system', sourceIp: null };
+  const who: Who = { actorId: null, tokenId: null, actor: `file:${file}`, role: 'system', sourceIp: null };
   const s = await getState(ctx.store.db);
   const cur = s.applied_version !== null ? await getVersion(ctx.store.db, s.applied_version) : null;
   if (cur && cur.text === text && s.pilot_version === null) {

@@ -37,7 +37,9 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
   async function scopedDevice(req: FastifyRequest, trx: Transaction<DB> | null, id: string): Promise<Device> {
     const d = await getDevice(trx ?? ctx.store.db, id);
     if (!d) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no device ${id}`);
-    ctx.requireScope(req, d.group_name);
+    // A change runs in act(), which audits its refusal; a read audits its own.
+    if (trx === null) await ctx.requireReadScope(req, d.group_name);
+    else ctx.requireScope(req, d.group_name);
     return d;
   }
 

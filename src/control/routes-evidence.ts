@@ -39,7 +39,7 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
     app.get('/events', { config: { role: 'viewer' } }, async (req) => {
       const q = parse(eventsQuery, req.query, 'query');
       const scopes = ctx.scopeFilter(req);
-      if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
+      if (scopes !== undefined && q.group !== undefined) await ctx.requireReadScope(req, q.group);
       const rows = await queryDecisions(ctx.store.db, { ...q, groups: scopes, beforeSeq: q.cursor, limit: q.limit });
       const last = rows[rows.length - 1];
       // Each item is the stored decision event plus the store's count of identical decisions
@@ -53,7 +53,7 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
       // A scoped admin sees the alerts of its groups only; alerts of no group (enrollment and
       // admin surges, TLS failures across groups) are outside every scope.
       const scopes = ctx.scopeFilter(req);
-      if (scopes !== undefined && q.group !== undefined) ctx.requireScope(req, q.group);
+      if (scopes !== undefined && q.group !== undefined) await ctx.requireReadScope(req, q.group);
       const items = await listAlerts(ctx.store.db, { ...q, groups: scopes, after: q.cursor === undefined ? undefined : { time: q.cursor[0], id: q.cursor[1] }, limit: q.limit });
       const last = items[items.length - 1];
       return { items, next: items.length === q.limit && last ? encodeCursor([last.time, last.id]) : null };
@@ -85,8 +85,8 @@ export function evidenceRoutes(ctx: ControlContext): FastifyPluginAsync {
         await ctx.audit(req, { action: 'GET /api/v1/audit', target: null, result: 'denied', detail: 'FORBIDDEN_SCOPE: the audit log belongs to no group' });
         throw new ApiError(403, 'FORBIDDEN_SCOPE', 'the audit log covers every group: it is for unscoped admins');
       }
-      const q = parse(z.strictObject({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(5000).default(100), actor: z.string().max(64).optional(), action: z.string().max(64).optional() }), req.query, 'query');
-      const items = await listAudit(ctx.store.db, { afterSeq: q.after, limit: q.limit, actor: q.actor, action: q.action });
+      const q = parse(z.strictObject({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(5000).default(100), actor: z.string().max(64).optional(), action: z.string().max(64).optional(), token: z.string().max(64).optional() }), req.query, 'query');
+      const items = await listAudit(ctx.store.db, { afterSeq: q.after, limit: q.limit, actor: q.actor, action: q.action, tokenId: q.token });
       const last = items[items.length - 1];
       return { items, next: items.length === q.limit && last ? last.seq : null };
     });

@@ -14,6 +14,8 @@ export interface AuditEntryEvent extends Base {
   readonly target: string | null;
   readonly result: 'ok' | 'denied' | 'error';
   readonly source_ip: string | null;
+  /** The API token the admin used (null for system actors). */
+  readonly token_id: string | null;
   readonly hash: string;
 }
 

@@ -67,7 +67,7 @@ export const EVENT_SCHEMAS = {
   }),
   'audit.entry': z.strictObject({
     ...base('audit.entry'), seq: count, actor: z.string(), role: z.string(), action: z.string(), target: nstr,
-    result: z.enum(['ok', 'denied', 'error']), source_ip: nstr, hash: z.string(),
+    result: z.enum(['ok', 'denied', 'error']), source_ip: nstr, token_id: nstr, hash: z.string(),
   }),
   'identity.device.enrolled': z.strictObject({ ...base('identity.device.enrolled'), device_id: z.string(), group: z.string(), asset_id: nstr, serial: nstr }),
   'identity.token.consumed': z.strictObject({ ...base('identity.token.consumed'), token_id: z.string(), device_id: z.string(), group: z.string(), asset_id: nstr, uses_left: count, client_ip: nstr }),

@@ -24,6 +24,8 @@ export interface ChainEntry {
   readonly before: string | null;
   readonly after: string | null;
   readonly detail: string | null;
+  /** The API token used; absent or null for system actors and entries written before it existed. */
+  readonly token_id?: string | null;
 }
 
 export interface ChainedEntry extends ChainEntry {
@@ -32,9 +34,12 @@ export interface ChainedEntry extends ChainEntry {
 }
 
 export function canonicalEntry(e: ChainEntry): string {
-  return JSON.stringify([
-    e.seq, e.time, e.actor_id, e.actor, e.role, e.action, e.target, e.result, e.source_ip, e.before, e.after, e.detail,
-  ]);
+  const fields: unknown[] = [e.seq, e.time, e.actor_id, e.actor, e.role, e.action, e.target, e.result, e.source_ip, e.before, e.after, e.detail];
+  // token_id joined the entry later: it is appended only when set, so every entry written
+  // before it (and every system entry) keeps its hash, and a 13-element array can never
+  // serialize like a 12-element one.
+  if (e.token_id != null) fields.push(e.token_id);
+  return JSON.stringify(fields);
 }
 
 export function chainHash(prevHash: string, e: ChainEntry): string {

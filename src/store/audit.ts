@@ -10,6 +10,8 @@ import type { Exec } from './open.js';
 
 export interface AuditInput {
   readonly actorId: string | null;
+  /** The API token the actor authenticated with, when it is an admin. */
+  readonly tokenId?: string | null;
   readonly actor: string;
   readonly role: string;
   readonly action: string;
@@ -47,6 +49,7 @@ export async function appendAudit(trx: Exec, dialect: Dialect, e: AuditInput, no
     before: summary(e.before),
     after: summary(e.after),
     detail: e.detail ?? null,
+    token_id: e.tokenId ?? null,
   };
   const hash = chainHash(head.hash, entry);
   const row: ChainedEntry = { ...entry, prev_hash: head.hash, hash };
@@ -60,6 +63,7 @@ export interface AuditQuery {
   readonly limit: number;
   readonly actor?: string;
   readonly action?: string;
+  readonly tokenId?: string;
 }
 
 export async function listAudit(db: Exec, q: AuditQuery): Promise<ChainedEntry[]> {
@@ -67,8 +71,9 @@ export async function listAudit(db: Exec, q: AuditQuery): Promise<ChainedEntry[]
   if (q.afterSeq !== undefined) s = s.where('seq', '>', q.afterSeq);
   if (q.actor !== undefined) s = s.where('actor', '=', q.actor);
   if (q.action !== undefined) s = s.where('action', '=', q.action);
+  if (q.tokenId !== undefined) s = s.where('token_id', '=', q.tokenId);
   const rows = await s.execute();
-  return rows.map((r) => ({ ...r, seq: Number(r.seq), time: Number(r.time) }));
+  return rows.map((r) => ({ ...r, seq: Number(r.seq), time: Number(r.time), token_id: r.token_id ?? null }));
 }
 
 /** For tests and `sql` users: the raw head. */

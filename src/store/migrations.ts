@@ -182,10 +182,19 @@ async function decisionFolds(db: AnyDb): Promise<void> {
   await db.schema.createIndex('events_event_id').on('events').column('event_id').execute();
 }
 
+/**
+ * Which API token acted (an admin may hold several): after a leak, the entries a token made
+ * are the ones to review. Older entries keep null, and their hashes (see audit-chain.ts).
+ */
+async function auditTokens(db: AnyDb): Promise<void> {
+  await db.schema.alterTable('audit_log').addColumn('token_id', 'text').execute();
+}
+
 export const CORE_MIGRATIONS: readonly Migration[] = [
   { id: '0001_core', up: core },
   { id: '0002_identity_tables', up: (db) => identity(db) },
   { id: '0003_decision_folds', up: decisionFolds },
+  { id: '0004_audit_token', up: auditTokens },
 ];
 
 /** Every migration in the order it runs: the core list, then the identity work's. */

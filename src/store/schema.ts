@@ -43,6 +43,8 @@ export interface AuditLogTable {
   before: string | null;
   after: string | null;
   detail: string | null;
+  /** The API token the actor used (null for system actors and entries before migration 0004). */
+  token_id: string | null;
   prev_hash: string;
   hash: string;
 }
