@@ -117,6 +117,32 @@ describe('absolute-form forwarding', () => {
     c.close();
   });
 
+  it('answers and records every pipelined request when the client closes its side right after sending them', async () => {
+    const c = await RawClient.connect(g.port);
+    const port = c.socket.localPort;
+    const req = (p: string) => `GET http://http.test:${P.http}${p} HTTP/1.1\r\nHost: http.test:${P.http}\r\n\r\n`;
+    c.socket.end(req('/half-a') + req('/half-b') + req('/half-c'));
+    await c.waitClosed();
+    const urls = [...c.text().matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(urls, ['/half-a', '/half-b', '/half-c']);
+    // Only the last answer announces the close.
+    assert.equal((c.text().match(/\r\nconnection: close\r\n/gi) ?? []).length, 1);
+    const mine = g.decisions().filter((e) => e.client_port === port);
+    assert.deepEqual(mine.map((e) => e.verdict), ['allow', 'allow', 'allow']);
+    const closed = await Promise.all(mine.map((d) => g.waitClosed((e) => e.id === d.id)));
+    assert.deepEqual(closed.map((e) => [e.status, e.close_reason]), [[200, 'completed'], [200, 'completed'], [200, 'completed']]);
+  });
+
+  it('a request whose body can no longer arrive (the client closed while it was decided) ends at once, recorded', async () => {
+    const c = await RawClient.connect(g.port);
+    // Content-Length promises 100 bytes; 5 come, then the client's FIN.
+    c.socket.end(`POST http://http.test:${P.http}/short HTTP/1.1\r\nHost: http.test:${P.http}\r\nContent-Length: 100\r\n\r\nhello`);
+    const d = await g.waitDecision((e) => e.port === P.http && e.method === 'POST' && e.verdict === 'allow');
+    const t = await g.waitClosed((e) => e.id === d.id);
+    assert.equal(t.close_reason, 'client_closed');
+    await c.waitClosed();
+  });
+
   it('does not pass a 1xx to an HTTP/1.0 client (RFC 9110 §15.2), and does to an HTTP/1.1 one', async () => {
     const answer = 'HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok';
     await withRawOrigin((s) => { s.once('data', () => s.end(answer)); }, async (port) => {

@@ -150,6 +150,12 @@ export class ProxyConnection {
     const buf = this.#buf;
     if (buf === null || buf.length === 0) return;
     const r = parseRequestHead(buf, this.gw.config.limits.max_header_bytes);
+    if (r.kind === 'incomplete' && this.#clientEnded) {
+      // The client closed its side mid-head: no request can complete (an unfinished head is
+      // not a request, as when the client closes before sending one). Answers already written go out.
+      this.socket.end();
+      return;
+    }
     if (r.kind === 'incomplete') {
       // An absolute deadline for the whole head: socket idle timeouts alone would let a
       // slowloris client keep a connection by sending one byte at a time.
@@ -293,7 +299,9 @@ export class ProxyConnection {
   release(rest: Buffer | null): void {
     this.#owner = null;
     if (this.#state === 'closed') return;
-    if (this.#draining || this.gw.draining || this.#clientEnded) {
+    // A client may close its side right after pipelining several requests (RFC 9112 §9.3.2):
+    // each one still gets its answer and its record, and the connection ends after the last.
+    if (this.#draining || this.gw.draining || (this.#clientEnded && (rest === null || rest.length === 0))) {
       this.socket.end();
       return;
     }

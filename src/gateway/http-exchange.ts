@@ -122,6 +122,10 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
     try {
       this.#writeUp(serializeRequest(this.head, this.path, this.a.dest as Destination, f.kind === 'chunked'));
       if (pending !== null) this.onData(pending);
+      // The client's FIN came before this exchange owned the connection (while the request was
+      // decided, or behind pipelined requests): without this the exchange would wait for body
+      // bytes that can no longer come, and never answer a complete request with a close.
+      if (this.conn.clientEnded) this.onEnd();
     } finally {
       up.uncork();
     }
@@ -172,7 +176,9 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
       this.#abort('client_closed');
       return;
     }
-    this.#closeClient = true;
+    // Requests pipelined before the FIN still get answers (the connection goes on to them);
+    // with none left, this response is the last and says so.
+    if (this.#rest === null || this.#rest.length === 0) this.#closeClient = true;
   }
 
   onTimeout(): void {
