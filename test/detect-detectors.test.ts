@@ -357,6 +357,25 @@ describe('baselines', () => {
     assert.deepEqual(s.of('data_volume').map((a) => a.device_id), ['victim'], 'its baseline was kept, so the upload alerts');
   });
 
+  it('a flood of new client addresses cannot evict a quiet enrolled device (volume and offline alike)', () => {
+    const s = setup({ defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', volume_min_windows: 2, offline_after: '24h' } });
+    for (let w = 0; w < 4; w++) { s.feed(closed('quiet-dev', 10e6)); s.clock.t += HOUR; }
+    s.feed(decision({ device_id: 'quiet-dev' }));
+    // 100,001 plain-listener clients, each a new address (one IPv6 /64 is enough), while the
+    // enrolled device stays silent.
+    for (let i = 0; i <= 100_000; i++) {
+      const ip = `2001:db8::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}`;
+      const e = { ...closed('x', 1), device_id: null, client_ip: ip } as ChokepointEvent;
+      s.feed(e);
+      s.feed({ ...decision({ device_id: null, client_ip: ip }) } as ChokepointEvent);
+    }
+    s.feed(closed('quiet-dev', 5e9));
+    assert.deepEqual(s.of('data_volume').map((a) => a.device_id), ['quiet-dev'], 'its volume baseline was kept');
+    s.clock.t += 25 * HOUR;
+    s.engine.tick();
+    assert.ok(s.of('device_offline').some((a) => a.device_id === 'quiet-dev'), 'and its last check-in');
+  });
+
   it('offline: many devices silent at once give ten alerts and one summary, not one each', () => {
     const s = setup({ defaults: { offline_after: '24h', drift_window: '1h' } });
     for (let i = 0; i < 300; i++) s.feed(decision({ device_id: `dev-${i}` }));

@@ -8,7 +8,7 @@
 import type { Thresholds } from '../config/evidence.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import { AlertBudget } from './budget.js';
-import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
+import { boundedSet, deviceOf, DeviceTable, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 
@@ -84,7 +84,7 @@ export const OFFLINE_ALERTS_PER_WINDOW = 10;
 export class OfflineDetector implements Detector {
   readonly name = 'device_offline';
   readonly #ctx: DetectorContext;
-  readonly #seen = new Map<string, Seen>();
+  readonly #seen = new DeviceTable<Seen>();
   // Many devices going silent at once (a network outage, or a flood of addresses seen once)
   // must not bury the channel under one alert each.
   readonly #budget = new AlertBudget(OFFLINE_ALERTS_PER_WINDOW);
@@ -116,7 +116,7 @@ export class OfflineDetector implements Detector {
         suggested_action: 'Confirm the agent was restarted on purpose (maintenance, reboot).',
       });
     }
-    boundedSet(this.#seen, device, { t: this.#ctx.clock.now(), group, alerted: false }, MAX_TRACKED);
+    this.#seen.set(device, { t: this.#ctx.clock.now(), group, alerted: false });
   }
 
   tick(): void {
@@ -152,7 +152,7 @@ export class OfflineDetector implements Detector {
   load(s: unknown): void {
     const now = this.#ctx.clock.now();
     for (const [k, v] of Object.entries((s ?? {}) as Record<string, Partial<Seen>>)) {
-      if (typeof v?.t === 'number') boundedSet(this.#seen, k, { t: v.t, group: typeof v.group === 'string' ? v.group : null, alerted: v.alerted === true, from: now }, MAX_TRACKED);
+      if (typeof v?.t === 'number') this.#seen.set(k, { t: v.t, group: typeof v.group === 'string' ? v.group : null, alerted: v.alerted === true, from: now });
     }
   }
 }

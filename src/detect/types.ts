@@ -2,6 +2,7 @@
  * What every detector gets: an injectable clock (tests drive synthetic streams
  * deterministically), per-group thresholds, and a way to raise an alert.
  */
+import { isIP } from 'node:net';
 import type { Thresholds } from '../config/evidence.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { AlertSeverity } from '../events/evidence.js';
@@ -59,3 +60,41 @@ export function boundedSet<K, V>(m: Map<K, V>, k: K, v: V, max: number, onEvict?
 }
 
 export const MAX_TRACKED = 100_000;
+
+/**
+ * Per-device state (baselines, last seen) in two bounded maps: devices known by a certificate
+ * apart from clients known only by their address. Addresses cost an attacker nothing (one
+ * host's IPv6 /64 has 2^64), so with one map a flood of new source addresses would evict an
+ * enrolled device's baseline — and with it the volume alert on its next big upload, or the
+ * offline alert when it goes quiet. Device ids come only from certificates our CA signed, so
+ * their map fills only as fast as enrollment allows. Each map keeps the least recently
+ * updated entry out first (every set re-inserts).
+ */
+export class DeviceTable<V> implements Iterable<[string, V]> {
+  readonly #devices = new Map<string, V>();
+  readonly #addresses = new Map<string, V>();
+
+  constructor(readonly max: number = MAX_TRACKED) {}
+
+  #mapOf(key: string): Map<string, V> {
+    // deviceOf() gives the device id when there is one, else the client address.
+    return isIP(key) === 0 ? this.#devices : this.#addresses;
+  }
+
+  get(key: string): V | undefined {
+    return this.#mapOf(key).get(key);
+  }
+
+  set(key: string, v: V): void {
+    boundedSet(this.#mapOf(key), key, v, this.max);
+  }
+
+  get size(): number {
+    return this.#devices.size + this.#addresses.size;
+  }
+
+  *[Symbol.iterator](): Iterator<[string, V]> {
+    yield* this.#devices;
+    yield* this.#addresses;
+  }
+}

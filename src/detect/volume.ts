@@ -9,7 +9,7 @@
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
 import { MAX_TUNNELS_LIMIT } from '../core/limits.js';
-import { boundedSet, deviceOf, MAX_TRACKED, type Detector, type DetectorContext } from './types.js';
+import { boundedSet, deviceOf, DeviceTable, type Detector, type DetectorContext } from './types.js';
 
 interface Dev { ewma: number; windows: number; start: number; bytes: number; alerted: boolean; group: string | null }
 
@@ -19,7 +19,7 @@ const MAX_GAP_WINDOWS = 48;
 export class VolumeDetector implements Detector {
   readonly name = 'data_volume';
   readonly #ctx: DetectorContext;
-  readonly #devs = new Map<string, Dev>();
+  readonly #devs = new DeviceTable<Dev>();
   /**
    * Bytes up already counted for tunnels that reported progress, by attempt id; an entry lives
    * until its tunnel closes. Bounded by the most tunnels a gateway may hold open (not by
@@ -50,7 +50,7 @@ export class VolumeDetector implements Detector {
     // not the first one ever seen: a flood of new source addresses must not push out an
     // active device's baseline (and with it the alert on its next big upload).
     const d = this.#devs.get(device) ?? { ewma: 0, windows: 0, start: now, bytes: 0, alerted: false, group: e.group };
-    boundedSet(this.#devs, device, d, MAX_TRACKED);
+    this.#devs.set(device, d);
     this.#roll(d, now, th.volume_window, th.volume_alpha);
     d.bytes += bytes;
     d.group = e.group;
@@ -90,7 +90,7 @@ export class VolumeDetector implements Detector {
     const now = this.#ctx.clock.now();
     for (const [k, v] of Object.entries((s ?? {}) as Record<string, { ewma?: unknown; windows?: unknown }>)) {
       if (typeof v?.ewma === 'number' && typeof v.windows === 'number' && v.ewma >= 0) {
-        boundedSet(this.#devs, k, { ewma: v.ewma, windows: v.windows, start: now, bytes: 0, alerted: false, group: null }, MAX_TRACKED);
+        this.#devs.set(k, { ewma: v.ewma, windows: v.windows, start: now, bytes: 0, alerted: false, group: null });
       }
     }
   }
