@@ -108,6 +108,19 @@ groups:
 `;
 }
 
+/** Points tls.test at a fresh scripted server, opens a tunnel to it and runs `fn`; the server is closed after. */
+async function withScripted(fn: (srv: Scripted, t: Socket) => Promise<void>, mode = 'enforce'): Promise<void> {
+  const srv = await scriptedServer();
+  try {
+    g.setPolicy(policy([srv.port], mode));
+    const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+    assert.equal(t.status, 200);
+    await fn(srv, t.socket);
+  } finally {
+    await srv.close();
+  }
+}
+
 describe('tls: a second ClientHello after HelloRetryRequest', () => {
   it('passes a real TLS 1.3 session that goes through a retry, and decides once the server answered', async () => {
     const port = (relay.address() as AddressInfo).port;
@@ -129,21 +142,18 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
   });
 
   it('refuses a second ClientHello naming another host (fronting after a retry); the server never sees it', async () => {
-    const srv = await scriptedServer();
-    try {
-      g.setPolicy(policy([srv.port]));
-      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
-      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+    await withScripted(async (srv, s) => {
+      s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       // Decided on the server's answer, not on the first hello alone.
       assert.equal(g.decisions().filter((e) => e.port === srv.port).length, 0);
       const got: Buffer[] = [];
-      t.socket.on('data', (b: Buffer) => got.push(b));
-      t.socket.resume();
+      s.on('data', (b: Buffer) => got.push(b));
+      s.resume();
       srv.answer(Buffer.concat([buildServerHello({ retry: true }), record(20, Buffer.from([1]))]));
       await until(() => classifyServerFirst(all(got)) === 'retry');
-      t.socket.write(Buffer.concat([record(20, Buffer.from([1])), buildClientHello({ sni: 'fronted.test' })]));
-      await new Promise((r) => t.socket.once('close', r));
+      s.write(Buffer.concat([record(20, Buffer.from([1])), buildClientHello({ sni: 'fronted.test' })]));
+      await new Promise((r) => s.once('close', r));
       assert.equal(alertOf(all(got)), 112, 'unrecognized_name alert');
       const d = await g.waitDecision((e) => e.port === srv.port);
       assert.equal(d.verdict, 'deny');
@@ -153,113 +163,86 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
       const c = await g.waitClosed((e) => e.id === d.id);
       assert.equal(c.close_reason, 'refused');
       assert.ok(!all(srv.received).includes(Buffer.from('fronted.test')), 'the second hello never reached the server');
-    } finally {
-      await srv.close();
-    }
+    });
   });
 
   it('passes a second ClientHello that repeats the host, with the CCS and 0-RTT records around it', async () => {
-    const srv = await scriptedServer();
-    try {
-      g.setPolicy(policy([srv.port]));
-      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+    await withScripted(async (srv, s) => {
       const ch1 = buildClientHello({ sni: 'tls.test' });
       const early = Buffer.concat([record(20, Buffer.from([1])), record(23, Buffer.alloc(64, 3))]);
-      t.socket.write(Buffer.concat([ch1, early]));
+      s.write(Buffer.concat([ch1, early]));
       await srv.gotFirst;
       const got: Buffer[] = [];
-      t.socket.on('data', (b: Buffer) => got.push(b));
-      t.socket.resume();
+      s.on('data', (b: Buffer) => got.push(b));
+      s.resume();
       srv.answer(buildServerHello({ retry: true }));
       await until(() => got.length > 0);
       const ch2 = buildClientHello({ sni: 'tls.test', fragmentRecords: 3 });
-      t.socket.write(ch2.subarray(0, 10));
-      t.socket.write(ch2.subarray(10));
+      s.write(ch2.subarray(0, 10));
+      s.write(ch2.subarray(10));
       const d = await g.waitDecision((e) => e.port === srv.port);
       assert.equal(d.verdict, 'allow');
       assert.equal(d.reason, 'allowed');
       await until(() => all(srv.received).length === ch1.length + early.length + ch2.length);
       assert.deepEqual(all(srv.received), Buffer.concat([ch1, early, ch2]), 'every client byte reached the server, in order');
-      t.socket.destroy();
-    } finally {
-      await srv.close();
-    }
+      s.destroy();
+    });
   });
 
   it('holds what follows the first hello until the server answers, then relays it (no retry)', async () => {
-    const srv = await scriptedServer();
-    try {
-      g.setPolicy(policy([srv.port]));
-      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
+    await withScripted(async (srv, s) => {
       const ch1 = buildClientHello({ sni: 'tls.test' });
       const early = record(23, Buffer.alloc(32, 5));
-      t.socket.write(Buffer.concat([ch1, early]));
+      s.write(Buffer.concat([ch1, early]));
       await srv.gotFirst;
       assert.deepEqual(all(srv.received), ch1, 'only the hello before the server answered');
       srv.answer(buildServerHello());
       const d = await g.waitDecision((e) => e.port === srv.port);
       assert.equal(d.verdict, 'allow');
       await until(() => all(srv.received).length === ch1.length + early.length);
-      t.socket.destroy();
-    } finally {
-      await srv.close();
-    }
+      s.destroy();
+    });
   });
 
   it('refuses garbage instead of a second hello (not_tls) and a missing one (clienthello_timeout)', async () => {
     for (const [send, reason] of [[Buffer.from([22, 3, 3, 0, 4, 9, 9, 9, 9]), 'not_tls'], [null, 'clienthello_timeout']] as const) {
-      const srv = await scriptedServer();
-      try {
-        g.setPolicy(policy([srv.port]));
-        const t = await openTunnel(g.port, `tls.test:${srv.port}`);
-        t.socket.write(buildClientHello({ sni: 'tls.test' }));
+      await withScripted(async (srv, s) => {
+        s.write(buildClientHello({ sni: 'tls.test' }));
         await srv.gotFirst;
         srv.answer(buildServerHello({ retry: true }));
-        if (send) t.socket.write(send);
-        const got = await readAll(t.socket);
+        if (send) s.write(send);
+        const got = await readAll(s);
         assert.notEqual(alertOf(got), null);
         const d = await g.waitDecision((e) => e.port === srv.port);
         assert.equal(d.verdict, 'deny');
         assert.equal(d.reason, reason);
-      } finally {
-        await srv.close();
-      }
+      });
     }
   });
 
   it('report mode records the fronting attempt and lets it through', async () => {
-    const srv = await scriptedServer();
-    try {
-      g.setPolicy(policy([srv.port], 'report'));
-      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
-      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+    await withScripted(async (srv, s) => {
+      s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       srv.answer(buildServerHello({ retry: true }));
-      t.socket.write(buildClientHello({ sni: 'fronted.test' }));
+      s.write(buildClientHello({ sni: 'fronted.test' }));
       const d = await g.waitDecision((e) => e.port === srv.port);
       assert.equal(d.verdict, 'allow');
       assert.equal(d.reason, 'sni_mismatch');
       await until(() => all(srv.received).includes(Buffer.from('fronted.test')));
-      t.socket.destroy();
-    } finally {
-      await srv.close();
-    }
-  });
+      s.destroy();
+      }, 'report');
+    });
 
-  it('refuses a server whose first handshake records cannot be read (upstream_bad_response)', async () => {
-    const srv = await scriptedServer();
-    try {
-      g.setPolicy(policy([srv.port]));
-      const t = await openTunnel(g.port, `tls.test:${srv.port}`);
-      t.socket.write(buildClientHello({ sni: 'tls.test' }));
+    it('refuses a server whose first handshake records cannot be read (upstream_bad_response)', async () => {
+    await withScripted(async (srv, s) => {
+      s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       srv.answer(Buffer.from([22, 3, 3, 0, 0]));
-      await readAll(t.socket);
+      await readAll(s);
       const d = await g.waitDecision((e) => e.port === srv.port);
       assert.equal(d.verdict, 'deny');
       assert.equal(d.reason, 'upstream_bad_response');
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });
