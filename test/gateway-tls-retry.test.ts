@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import type { DecisionEvent } from '../src/events/catalogue.js';
 import type { DnsServer } from './helpers/dns-server.js';
 import { testDns } from './helpers/fixtures.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
@@ -108,14 +109,20 @@ groups:
 `;
 }
 
-/** Points tls.test at a fresh scripted server, opens a tunnel to it and runs `fn`; the server is closed after. */
-async function withScripted(fn: (srv: Scripted, t: Socket) => Promise<void>, mode = 'enforce'): Promise<void> {
+/**
+ * Points tls.test at a fresh scripted server, opens a tunnel to it and runs `fn`; the server is
+ * closed after. `decided` waits for this tunnel's decision: only events published since it
+ * began count (a later server may get an earlier one's port).
+ */
+async function withScripted(fn: (srv: Scripted, t: Socket, decided: () => Promise<DecisionEvent>) => Promise<void>, mode = 'enforce'): Promise<void> {
   const srv = await scriptedServer();
+  const since = g.events.length;
+  const decided = () => g.waitDecision((e) => e.port === srv.port && g.events.indexOf(e) >= since);
   try {
     g.setPolicy(policy([srv.port], mode));
     const t = await openTunnel(g.port, `tls.test:${srv.port}`);
     assert.equal(t.status, 200);
-    await fn(srv, t.socket);
+    await fn(srv, t.socket, decided);
   } finally {
     await srv.close();
   }
@@ -142,11 +149,12 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
   });
 
   it('refuses a second ClientHello naming another host (fronting after a retry); the server never sees it', async () => {
-    await withScripted(async (srv, s) => {
+    await withScripted(async (srv, s, decided) => {
       s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       // Decided on the server's answer, not on the first hello alone.
-      assert.equal(g.decisions().filter((e) => e.port === srv.port).length, 0);
+      const early = await Promise.race([decided().then(() => 'decided'), new Promise((r) => setImmediate(() => r('not yet')))]);
+      assert.equal(early, 'not yet');
       const got: Buffer[] = [];
       s.on('data', (b: Buffer) => got.push(b));
       s.resume();
@@ -155,7 +163,7 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
       s.write(Buffer.concat([record(20, Buffer.from([1])), buildClientHello({ sni: 'fronted.test' })]));
       await new Promise((r) => s.once('close', r));
       assert.equal(alertOf(all(got)), 112, 'unrecognized_name alert');
-      const d = await g.waitDecision((e) => e.port === srv.port);
+      const d = await decided();
       assert.equal(d.verdict, 'deny');
       assert.equal(d.reason, 'sni_mismatch');
       assert.equal(d.sni, 'fronted.test');
@@ -167,7 +175,7 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
   });
 
   it('passes a second ClientHello that repeats the host, with the CCS and 0-RTT records around it', async () => {
-    await withScripted(async (srv, s) => {
+    await withScripted(async (srv, s, decided) => {
       const ch1 = buildClientHello({ sni: 'tls.test' });
       const early = Buffer.concat([record(20, Buffer.from([1])), record(23, Buffer.alloc(64, 3))]);
       s.write(Buffer.concat([ch1, early]));
@@ -180,7 +188,7 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
       const ch2 = buildClientHello({ sni: 'tls.test', fragmentRecords: 3 });
       s.write(ch2.subarray(0, 10));
       s.write(ch2.subarray(10));
-      const d = await g.waitDecision((e) => e.port === srv.port);
+      const d = await decided();
       assert.equal(d.verdict, 'allow');
       assert.equal(d.reason, 'allowed');
       await until(() => all(srv.received).length === ch1.length + early.length + ch2.length);
@@ -190,14 +198,14 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
   });
 
   it('holds what follows the first hello until the server answers, then relays it (no retry)', async () => {
-    await withScripted(async (srv, s) => {
+    await withScripted(async (srv, s, decided) => {
       const ch1 = buildClientHello({ sni: 'tls.test' });
       const early = record(23, Buffer.alloc(32, 5));
       s.write(Buffer.concat([ch1, early]));
       await srv.gotFirst;
       assert.deepEqual(all(srv.received), ch1, 'only the hello before the server answered');
       srv.answer(buildServerHello());
-      const d = await g.waitDecision((e) => e.port === srv.port);
+      const d = await decided();
       assert.equal(d.verdict, 'allow');
       await until(() => all(srv.received).length === ch1.length + early.length);
       s.destroy();
@@ -206,27 +214,85 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
 
   it('refuses garbage instead of a second hello (not_tls) and a missing one (clienthello_timeout)', async () => {
     for (const [send, reason] of [[Buffer.from([22, 3, 3, 0, 4, 9, 9, 9, 9]), 'not_tls'], [null, 'clienthello_timeout']] as const) {
-      await withScripted(async (srv, s) => {
+      await withScripted(async (srv, s, decided) => {
         s.write(buildClientHello({ sni: 'tls.test' }));
         await srv.gotFirst;
         srv.answer(buildServerHello({ retry: true }));
         if (send) s.write(send);
         const got = await readAll(s);
         assert.notEqual(alertOf(got), null);
-        const d = await g.waitDecision((e) => e.port === srv.port);
+        const d = await decided();
         assert.equal(d.verdict, 'deny');
         assert.equal(d.reason, reason);
       });
     }
   });
 
+  it('an alert before the second ClientHello does not wave it through (a server may ignore a warning alert)', async () => {
+    await withScripted(async (srv, s, decided) => {
+      s.write(buildClientHello({ sni: 'tls.test' }));
+      await srv.gotFirst;
+      srv.answer(buildServerHello({ retry: true }));
+      // Warning user_canceled, then a hello for another host.
+      s.write(Buffer.concat([record(21, Buffer.from([1, 90])), buildClientHello({ sni: 'fronted.test' })]));
+      const got = await readAll(s);
+      assert.equal(alertOf(got), 112);
+      const d = await decided();
+      assert.equal(d.reason, 'sni_mismatch');
+      assert.ok(!all(srv.received).includes(Buffer.from('fronted.test')));
+    });
+  });
+
+  it('a client that gives up after the retry (an alert, then its FIN) is recorded as allowed, nothing refused', async () => {
+    // Its FIN may reach the gateway after the retry or before it: the same outcome either way.
+    for (const finFirst of [false, true]) {
+      await withScripted(async (srv, s, decided) => {
+        s.write(buildClientHello({ sni: 'tls.test' }));
+        await srv.gotFirst;
+        if (finFirst) {
+          s.end(record(21, Buffer.from([2, 40])));
+          await until(() => s.writableFinished);
+        }
+        srv.answer(buildServerHello({ retry: true }));
+        if (!finFirst) s.end(record(21, Buffer.from([2, 40])));
+        const d = await decided();
+        assert.equal(d.verdict, 'allow', `FIN first: ${finFirst}`);
+        assert.equal(d.reason, 'allowed');
+        await until(() => all(srv.received).includes(Buffer.from([21, 3, 3, 0, 2, 2, 40])));
+        s.destroy();
+      });
+    }
+  });
+
+  it('refuses a client that streams records after the retry instead of a second ClientHello, without holding them all', async () => {
+    await withScripted(async (srv, s, decided) => {
+      s.write(buildClientHello({ sni: 'tls.test' }));
+      await srv.gotFirst;
+      srv.answer(buildServerHello({ retry: true }));
+      const got: Buffer[] = [];
+      s.on('data', (b: Buffer) => got.push(b));
+      s.on('error', () => {});
+      s.resume();
+      const early = record(23, Buffer.alloc(16_000, 1));
+      // 320 kB of "early data", more than may pass before the second hello.
+      for (let i = 0; i < 20 && !s.destroyed; i++) s.write(early);
+      await new Promise((r) => s.once('close', r));
+      const d = await decided();
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.reason, 'not_tls');
+      assert.match(d.detail ?? '', /bytes before the second ClientHello/);
+      assert.ok(all(srv.received).length < 300_000, 'no more than the bound reached the server');
+      assert.notEqual(alertOf(all(got)), null);
+    });
+  });
+
   it('report mode records the fronting attempt and lets it through', async () => {
-    await withScripted(async (srv, s) => {
+    await withScripted(async (srv, s, decided) => {
       s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       srv.answer(buildServerHello({ retry: true }));
       s.write(buildClientHello({ sni: 'fronted.test' }));
-      const d = await g.waitDecision((e) => e.port === srv.port);
+      const d = await decided();
       assert.equal(d.verdict, 'allow');
       assert.equal(d.reason, 'sni_mismatch');
       await until(() => all(srv.received).includes(Buffer.from('fronted.test')));
@@ -235,12 +301,12 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
     });
 
     it('refuses a server whose first handshake records cannot be read (upstream_bad_response)', async () => {
-    await withScripted(async (srv, s) => {
+    await withScripted(async (srv, s, decided) => {
       s.write(buildClientHello({ sni: 'tls.test' }));
       await srv.gotFirst;
       srv.answer(Buffer.from([22, 3, 3, 0, 0]));
       await readAll(s);
-      const d = await g.waitDecision((e) => e.port === srv.port);
+      const d = await decided();
       assert.equal(d.verdict, 'deny');
       assert.equal(d.reason, 'upstream_bad_response');
     });

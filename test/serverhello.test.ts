@@ -54,14 +54,17 @@ describe('secondHelloStart', () => {
     const ch = buildClientHello();
     assert.deepEqual(secondHelloStart(Buffer.concat([ccs, early, ch])), { kind: 'at', offset: ccs.length + early.length, alert: false });
     assert.deepEqual(secondHelloStart(ch), { kind: 'at', offset: 0, alert: false });
-    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, record(21, Buffer.from([2, 40]))])), { kind: 'at', offset: ccs.length, alert: true });
+    // An alert is passed over too (a server may ignore a warning alert and act on what follows).
+    const alert = record(21, Buffer.from([1, 90]));
+    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, alert, ch])), { kind: 'at', offset: ccs.length + alert.length, alert: true });
+    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, alert])), { kind: 'incomplete', offset: ccs.length + alert.length, alert: true });
   });
 
   it('reports the whole records it can skip while the rest is incomplete', () => {
     const ccs = record(20, Buffer.from([1]));
     const early = record(23, Buffer.alloc(100, 7));
-    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, early.subarray(0, 50)])), { kind: 'incomplete', offset: ccs.length });
-    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, Buffer.from([22, 3])])), { kind: 'incomplete', offset: ccs.length });
-    assert.deepEqual(secondHelloStart(Buffer.alloc(0)), { kind: 'incomplete', offset: 0 });
+    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, early.subarray(0, 50)])), { kind: 'incomplete', offset: ccs.length, alert: false });
+    assert.deepEqual(secondHelloStart(Buffer.concat([ccs, Buffer.from([22, 3])])), { kind: 'incomplete', offset: ccs.length, alert: false });
+    assert.deepEqual(secondHelloStart(Buffer.alloc(0)), { kind: 'incomplete', offset: 0, alert: false });
   });
 });

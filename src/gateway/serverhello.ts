@@ -52,26 +52,34 @@ export function classifyServerFirst(buf: Buffer): ServerFirst {
   return 'unreadable';
 }
 
+/**
+ * `offset`: the bytes before it are whole records to pass on; `alert`: one of them was an alert
+ * (the client is giving up on the handshake).
+ */
 export type SecondHelloStart =
-  /** `offset`: the bytes before it are whole records to skip. */
-  | { readonly kind: 'incomplete'; readonly offset: number }
-  /** `offset`: the first record that is neither ChangeCipherSpec nor (early) application data. */
+  | { readonly kind: 'incomplete'; readonly offset: number; readonly alert: boolean }
+  /** `offset`: the first record that is not ChangeCipherSpec, an alert or (early) application data. */
   | { readonly kind: 'at'; readonly offset: number; readonly alert: boolean };
 
 /**
  * Skips what a client may send between its two ClientHellos: the middlebox-compatibility
- * ChangeCipherSpec (RFC 8446 §D.4) and 0-RTT application data sent before it saw the retry
- * (which the server discards, RFC 8446 §4.2.10). `buf` starts at a record boundary (the end of
- * the first ClientHello, which the parser requires to end with its record).
+ * ChangeCipherSpec (RFC 8446 §D.4), 0-RTT application data sent before it saw the retry
+ * (which the server discards, RFC 8446 §4.2.10) and alerts. An alert is skipped, not taken as
+ * the end of the handshake: a server may ignore a warning alert (OpenSSL does, for
+ * user_canceled) and act on a ClientHello behind it, which must be checked all the same.
+ * `buf` starts at a record boundary (the end of the first ClientHello, which the parser
+ * requires to end with its record).
  */
 export function secondHelloStart(buf: Buffer): SecondHelloStart {
   let off = 0;
+  let alert = false;
   for (;;) {
-    if (off + 5 > buf.length) return { kind: 'incomplete', offset: off };
+    if (off + 5 > buf.length) return { kind: 'incomplete', offset: off, alert };
     const type = buf[off];
-    if (type !== RECORD_CCS && type !== RECORD_APPLICATION_DATA) return { kind: 'at', offset: off, alert: type === RECORD_ALERT };
+    if (type !== RECORD_CCS && type !== RECORD_ALERT && type !== RECORD_APPLICATION_DATA) return { kind: 'at', offset: off, alert };
     const len = ((buf[off + 3] as number) << 8) | (buf[off + 4] as number);
-    if (off + 5 + len > buf.length) return { kind: 'incomplete', offset: off };
+    if (off + 5 + len > buf.length) return { kind: 'incomplete', offset: off, alert };
+    if (type === RECORD_ALERT) alert = true;
     off += 5 + len;
   }
 }

@@ -26,6 +26,12 @@ import { tlsAlertRecord } from './tls-alert.js';
 
 /** Upper bound on bytes held while waiting for a complete ClientHello. */
 const MAX_HELLO_BYTES = 64 * 1024;
+/**
+ * Most bytes passed on between a HelloRetryRequest and the second ClientHello (CCS, alerts,
+ * 0-RTT records the server will discard): they reach the server before the decision, so a
+ * client must not stream them without end while the server waits.
+ */
+const MAX_BEFORE_SECOND_HELLO = 256 * 1024;
 
 export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Destination): Promise<void> {
   const gw = conn.gw;
@@ -99,6 +105,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   #serverFirst: Buffer | null = null;
   /** The client half-closed while its bytes were held: end upstream once they are sent. */
   #endHeld = false;
+  /** Bytes passed on after a HelloRetryRequest, before the second ClientHello. */
+  #beforeSecond = 0;
+  /** The client sent an alert after the retry: it may be giving up rather than retrying. */
+  #clientAlerted = false;
 
   constructor(
     readonly conn: ProxyConnection,
@@ -226,6 +236,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
       this.#await = 'second_hello';
       this.#helloTimer = setTimeout(this.#onHelloTimeout, this.conn.gw.config.tls.clienthello_timeout);
       if (this.#held !== null) this.#inspectSecond();
+      // The client closed its side before the retry reached it.
+      if (this.#await === 'second_hello' && this.#endHeld) this.#noSecondHello();
     }
   }
 
@@ -234,20 +246,22 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const held = this.#held;
     if (held === null) return;
     const at = secondHelloStart(held);
+    if (at.alert) this.#clientAlerted = true;
     if (at.offset > 0) {
-      // ChangeCipherSpec and 0-RTT records go on at once (the server discards the latter after
-      // a retry), so they are never scanned twice.
-      this.#up.write(held.subarray(0, at.offset));
+      this.#beforeSecond += at.offset;
+      if (this.#beforeSecond > MAX_BEFORE_SECOND_HELLO) {
+        this.#refuse('not_tls', `more than ${MAX_BEFORE_SECOND_HELLO} bytes before the second ClientHello (after HelloRetryRequest)`);
+        return;
+      }
+      // ChangeCipherSpec, alerts and 0-RTT records go on at once (the server discards the
+      // latter after a retry), so they are never scanned twice; a server that stops reading
+      // stops the client too.
+      if (!this.#up.write(held.subarray(0, at.offset))) this.#client.pause();
       this.#held = at.offset < held.length ? held.subarray(at.offset) : null;
     }
     const rest = this.#held;
     if (at.kind === 'incomplete' || rest === null) {
       if (rest !== null && rest.length > MAX_HELLO_BYTES) this.#refuse('not_tls', 'no second ClientHello after HelloRetryRequest');
-      return;
-    }
-    // The client gave up (it cannot meet the server's retry): nothing more to check.
-    if (at.alert) {
-      this.#settle();
       return;
     }
     const r = parseClientHello(rest, MAX_HELLO_BYTES);
@@ -261,6 +275,16 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     this.a.sni = r.info.sni;
     this.a.tlsVersion = tlsVersionName(r.info.maxVersion);
     if (this.#check(r.info, 'second ClientHello (after HelloRetryRequest): ')) this.#settle();
+  }
+
+  /**
+   * After a retry, the client closed its side: no second ClientHello can come. A client that
+   * said why (an alert) and sent nothing after it gave up on the handshake; otherwise what it
+   * sent is refused as a first hello would be.
+   */
+  #noSecondHello(): void {
+    if (this.#clientAlerted && (this.#held === null || this.#held.length === 0)) this.#settle();
+    else this.#refuse('not_tls', 'client closed before a complete second ClientHello');
   }
 
   /** The decision waited for nothing more: allow, send what was held, relay freely. */
@@ -280,6 +304,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   readonly #onHelloTimeout = (): void => {
     this.#helloTimer = null;
     if (this.#await === 'second_hello') {
+      // Even after an alert: a client still connected could send a ClientHello later, and a
+      // server that ignored the alert would act on it. Only a FIN ends the wait (onEnd).
       this.#refuse('clienthello_timeout', 'no second ClientHello after HelloRetryRequest');
       return;
     }
@@ -354,8 +380,7 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     this.#setReason('client_closed');
     if (this.#phase === 'relay' && this.#await !== 'none') {
       this.#endHeld = true;
-      // The second ClientHello can no longer complete: refused like a first one would be.
-      if (this.#await === 'second_hello') this.#refuse('not_tls', 'client closed before a complete second ClientHello');
+      if (this.#await === 'second_hello') this.#noSecondHello();
     } else if (this.#phase === 'relay') this.#up.end();
     else if (this.#phase === 'peek') {
       // The client finished sending before a complete ClientHello: no more bytes can come.
