@@ -197,6 +197,20 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
     });
   });
 
+  it('reads the second hello of a client that was paused for sending more than 64 KiB before the retry', async () => {
+    await withScripted(async (srv, s, decided) => {
+      const ch1 = buildClientHello({ sni: 'tls.test' });
+      // 80 kB of 0-RTT records: the gateway holds 64 KiB, then stops reading the client.
+      s.write(Buffer.concat([ch1, ...Array.from({ length: 5 }, () => record(23, Buffer.alloc(16_000, 4)))]));
+      await srv.gotFirst;
+      srv.answer(buildServerHello({ retry: true }));
+      s.write(buildClientHello({ sni: 'tls.test' }));
+      const d = await decided();
+      assert.equal(d.verdict, 'allow', JSON.stringify(d));
+      s.destroy();
+    });
+  });
+
   it('holds what follows the first hello until the server answers, then relays it (no retry)', async () => {
     await withScripted(async (srv, s, decided) => {
       const ch1 = buildClientHello({ sni: 'tls.test' });

@@ -238,6 +238,9 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
       if (this.#held !== null) this.#inspectSecond();
       // The client closed its side before the retry reached it.
       if (this.#await === 'second_hello' && this.#endHeld) this.#noSecondHello();
+      // A client paused for holding too much before the retry must now be read again (its
+      // second hello is behind what it held), unless the server is the one not reading.
+      if (this.#await === 'second_hello' && !this.#up.writableNeedDrain) this.#client.resume();
     }
   }
 
