@@ -84,6 +84,22 @@ describe('file sink', () => {
     await s.close();
   });
 
+  it('a file whose end is part of a record (a crash mid-write) keeps the fragment on its own line: no new record is joined to it', async () => {
+    const dir = tmp();
+    const path = join(dir, 'events.jsonl');
+    writeFileSync(path, `${JSON.stringify(ev(0))}\n{"v":1,"type":"sink.reco`);
+    const s = sink(dir, {});
+    for (let i = 1; i <= 3; i++) s.write(ev(i));
+    await s.close();
+    const text = readFileSync(path, 'utf8').split('\n');
+    assert.deepEqual(text, [JSON.stringify(ev(0)), '{"v":1,"type":"sink.reco', JSON.stringify(ev(1)), JSON.stringify(ev(2)), JSON.stringify(ev(3)), '']);
+    // A file that ends on a boundary gets no blank line.
+    const s2 = sink(dir, {});
+    s2.write(ev(4));
+    await s2.close();
+    assert.deepEqual(readFileSync(path, 'utf8').split('\n').slice(-3), [JSON.stringify(ev(3)), JSON.stringify(ev(4)), '']);
+  });
+
   it('takes only the configured event types', async () => {
     const dir = tmp();
     const s = new FileSink({ name: 'f', path: join(dir, 'a.jsonl'), types: ['alert', 'gateway.*'], rotate: { maxBytes: 1 << 20, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: () => {} });

@@ -219,6 +219,52 @@ process.exit(0);`);
     assert.equal(lines[0], record(0));
   });
 
+  it('the disk buffer moves to a new segment when a failed write cannot be undone (no record joined to a fragment)', (t) => {
+    // An append-only file (chattr +a) takes appends but refuses the truncate that would take
+    // the part of a record a short write left behind: the segment no longer ends on a boundary.
+    const dir = mkdtempSync(join(tmpdir(), 'cp-torn-'));
+    const seg = join(dir, 'out', '0000000000000001.log');
+    try {
+      const probe = join(dir, 'probe');
+      writeFileSync(probe, '');
+      if (spawnSync('chattr', ['+a', probe]).status !== 0) return t.skip('needs chattr +a (root, a file system with attributes)');
+      spawnSync('chattr', ['-a', probe]);
+      const script = join(dir, 'run.mjs');
+      writeFileSync(script, `process.on('SIGXFSZ', () => {});
+const { Spool } = await import(${JSON.stringify(new URL('../src/sinks/spool.js', import.meta.url).href)});
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+const errors = [];
+const s = new Spool({ dir: ${JSON.stringify(join(dir, 'out'))}, maxBytes: 1 << 20, segmentBytes: 1 << 20, fsync: 'never', fsyncIntervalMs: 1000, onDrop: () => {}, onError: (e) => errors.push(e.code) });
+await s.ready;
+(await import('node:child_process')).execFileSync('chattr', ['+a', ${JSON.stringify(seg)}]);
+for (let i = 0; i < 20; i++) s.append(JSON.stringify({ n: i, pad: 'x'.repeat(90) }) + '\\n');
+await pause(200);
+// These cross the file size limit part-way: a short write, then EFBIG, then a refused truncate.
+// (25 records: once the first segment is left, they fit in a new one under the limit.)
+for (let i = 20; i < 45; i++) s.append(JSON.stringify({ n: i, pad: 'x'.repeat(90) }) + '\\n');
+await pause(1600);
+// Reading retires (deletes) the first segment: let it be deleted again.
+(await import('node:child_process')).execFileSync('chattr', ['-a', ${JSON.stringify(seg)}]);
+const torn = !(await import('node:fs')).readFileSync(${JSON.stringify(seg)}, 'utf8').endsWith('\\n');
+const got = [];
+for (;;) { const b = await s.read(1000, 1 << 20); if (!b || b.lines.length === 0) break; got.push(...b.lines); await s.ack(b); }
+console.log(JSON.stringify({ got, errors, torn }));
+process.exit(0);`);
+      const r = spawnSync('sh', ['-c', `ulimit -f 8; exec "${process.execPath}" "${script}"`], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { got: string[]; errors: string[]; torn: boolean };
+      assert.ok(report.errors.length >= 1, 'the failed write is reported');
+      assert.equal(report.torn, true, 'the first segment ends in a fragment');
+      // Every record read back is whole and in order, and none is missing: the fragment was
+      // never read, nothing was joined to it, and the records it held were written again.
+      const ns = report.got.map((l) => (JSON.parse(l) as { n: number }).n);
+      assert.deepEqual(ns, Array.from({ length: 45 }, (_, i) => i));
+    } finally {
+      spawnSync('chattr', ['-a', seg]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the file sink rolls a failed write back to the file\'s real size (someone truncated it meanwhile: copytruncate)', () => {
     const { lines } = underLimit(`
 const f = new FileSink({ name: 'f', path: dir + '/out/events.jsonl', rotate: { maxBytes: 1 << 30, intervalMs: 0, keep: 1, maxAgeMs: 0 }, maxQueueBytes: 1 << 20, emit: () => {}, onError: () => {} });

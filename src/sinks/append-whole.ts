@@ -10,6 +10,9 @@ import type { FileHandle } from 'node:fs/promises';
  * Writes all of `chunk` to `fh` (opened for appending, whose size is `sizeBefore`), continuing
  * after short writes. If a write fails part-way, the file is truncated back to `sizeBefore`, so
  * it still ends on a record boundary, and the error is thrown: the caller keeps the records.
+ * If the truncate fails too (an append-only file, a failing disk), the error carries
+ * `torn: true`: the file now ends in part of a record, and nothing may be appended after it as
+ * if it ended on a boundary.
  */
 export async function appendWhole(fh: FileHandle, chunk: Buffer, sizeBefore: number): Promise<void> {
   let done = 0;
@@ -20,7 +23,10 @@ export async function appendWhole(fh: FileHandle, chunk: Buffer, sizeBefore: num
       done += bytesWritten;
     }
   } catch (err) {
-    if (done > 0) await fh.truncate(sizeBefore).catch(() => {});
+    if (done > 0) {
+      const undone = await fh.truncate(sizeBefore).then(() => true, () => false);
+      if (!undone && err !== null && typeof err === 'object') Object.assign(err, { torn: true });
+    }
     throw err;
   }
 }

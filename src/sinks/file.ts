@@ -31,6 +31,7 @@ export interface FileSinkOptions {
 
 /** After a failed write. */
 const RETRY_MS = 1000;
+const NEWLINE = Buffer.from('\n');
 
 export class FileSink implements Sink {
   readonly name: string;
@@ -50,6 +51,12 @@ export class FileSink implements Sink {
   #closed = false;
   /** The last write failed: close() must not wait for a disk that may never come back. */
   #failing = false;
+  /**
+   * The file does not end with a newline: a crash (or a failed write that could not be undone)
+   * left part of a record at its end. The next append starts with a newline, so that the
+   * fragment stays a line of its own rather than swallowing the first new record.
+   */
+  #torn = false;
   #idle: (() => void)[] = [];
 
   constructor(o: FileSinkOptions) {
@@ -120,8 +127,10 @@ export class FileSink implements Sink {
             fh = this.#fh as unknown as FileHandle;
             st = await fh.stat();
           }
-          await appendWhole(fh, chunk, st.size);
-          this.#size += chunk.length;
+          const data = this.#torn && st.size > 0 ? Buffer.concat([NEWLINE, chunk]) : chunk;
+          await appendWhole(fh, data, st.size);
+          this.#torn = false;
+          this.#size += data.length;
           this.#delivered += lines.length;
           this.#failing = false;
         } catch (err) {
@@ -162,9 +171,15 @@ export class FileSink implements Sink {
   async #open(): Promise<void> {
     // Its directory may have been removed since the start (a cleanup job): make it again.
     await mkdir(dirname(this.#o.path), { recursive: true, mode: 0o750 });
-    this.#fh = await open(this.#o.path, 'a', 0o640);
+    this.#fh = await open(this.#o.path, 'a+', 0o640);
     this.#size = (await this.#fh.stat()).size;
     this.#openedAt = this.#now();
+    // Appending never reads; this one byte is how a torn end is noticed (see #torn).
+    if (this.#size > 0) {
+      const last = Buffer.alloc(1);
+      const { bytesRead } = await this.#fh.read(last, 0, 1, this.#size - 1);
+      this.#torn = bytesRead === 1 && last[0] !== 0x0a;
+    } else this.#torn = false;
   }
 
   async #rotateIfDue(incoming: number): Promise<void> {

@@ -60,6 +60,8 @@ export class Spool {
   #scheduled = false;
   #dirty = false;
   #writeFailed = false;
+  /** The last write left part of a record at the end of its segment (appendWhole's `torn`). */
+  #torn = false;
   #closed = false;
   #waiters: (() => void)[] = [];
   #fsyncTimer: NodeJS.Timeout | null = null;
@@ -145,8 +147,12 @@ export class Spool {
       let owed = this.#mem.length;
       while (this.#mem.length > 0 && this.#fh !== null) {
         let seg = this.#segs.at(-1) as Segment;
-        if (seg.size >= this.#segBytes) {
+        // After a write that left part of a record behind (see appendWhole), the segment's end
+        // is no longer a record boundary: what follows goes to a new one, and readers stop at
+        // the recorded size, before the fragment.
+        if (seg.size >= this.#segBytes || this.#torn) {
           await this.#openSegment(seg.seq + 1);
+          this.#torn = false;
           seg = this.#segs.at(-1) as Segment;
         }
         // Take lines up to the segment's room (at least one line, however long).
@@ -181,6 +187,7 @@ export class Spool {
         if (owed <= 0 && this.#memBytes < WRITE_NOW_BYTES) break;
       }
     } catch (err) {
+      if ((err as { torn?: boolean }).torn === true) this.#torn = true;
       this.#writeFailed = true;
       this.#o.onError(err as Error);
       setTimeout(() => this.#schedule(), 1000).unref();
