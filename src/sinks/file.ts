@@ -33,6 +33,26 @@ export interface FileSinkOptions {
 const RETRY_MS = 1000;
 const NEWLINE = Buffer.from('\n');
 
+/**
+ * Whether the regular file at `path` (the inode `ino`, `size` bytes long) does not end with a
+ * newline. Read through a handle of its own: the sink's is write-only (O_APPEND), and a FIFO or
+ * device must not be read at all. When in doubt, no.
+ */
+async function endsMidRecord(path: string, ino: number, size: number): Promise<boolean> {
+  const fh = await open(path, 'r').catch(() => null);
+  if (fh === null) return false;
+  try {
+    if ((await fh.stat()).ino !== ino) return false;
+    const last = Buffer.alloc(1);
+    const { bytesRead } = await fh.read(last, 0, 1, size - 1);
+    return bytesRead === 1 && last[0] !== 0x0a;
+  } catch {
+    return false;
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
 export class FileSink implements Sink {
   readonly name: string;
   readonly #o: FileSinkOptions;
@@ -171,15 +191,11 @@ export class FileSink implements Sink {
   async #open(): Promise<void> {
     // Its directory may have been removed since the start (a cleanup job): make it again.
     await mkdir(dirname(this.#o.path), { recursive: true, mode: 0o750 });
-    this.#fh = await open(this.#o.path, 'a+', 0o640);
-    this.#size = (await this.#fh.stat()).size;
+    this.#fh = await open(this.#o.path, 'a', 0o640);
+    const st = await this.#fh.stat();
+    this.#size = st.size;
     this.#openedAt = this.#now();
-    // Appending never reads; this one byte is how a torn end is noticed (see #torn).
-    if (this.#size > 0) {
-      const last = Buffer.alloc(1);
-      const { bytesRead } = await this.#fh.read(last, 0, 1, this.#size - 1);
-      this.#torn = bytesRead === 1 && last[0] !== 0x0a;
-    } else this.#torn = false;
+    this.#torn = st.isFile() && st.size > 0 && await endsMidRecord(this.#o.path, st.ino, st.size);
   }
 
   async #rotateIfDue(incoming: number): Promise<void> {
