@@ -83,6 +83,21 @@ for (const make of BACKENDS) {
       assert.deepEqual(c.deviceChanges.filter((d) => d === 'dev-a').length, 4);
     });
 
+    it('another group\'s device is, to a scoped admin, exactly a device that does not exist (no existence oracle); the log says why', async () => {
+      const t = c.tokens['operator-scoped'];
+      const strip = (b: { message: string }) => ({ ...b, message: b.message.replace(/dev-c|nope/, 'ID') });
+      for (const [method, path, body] of [['GET', '', undefined], ['PATCH', '', { tags: ['x'] }], ['POST', '/disable', {}]] as const) {
+        const other = await c.call(method, `/api/v1/devices/dev-c${path}`, { token: t, ...(body ? { body } : {}) });
+        const none = await c.call(method, `/api/v1/devices/nope${path}`, { token: t, ...(body ? { body } : {}) });
+        assert.equal(other.status, 404, `${method} ${path}`);
+        assert.deepEqual(strip(other.body), strip(none.body), `${method} ${path}`);
+      }
+      assert.equal((await c.call('GET', '/api/v1/devices/dev-c')).body.state, 'active', 'nothing changed');
+      const log = (await c.call('GET', '/api/v1/audit?limit=5000')).body.items as { actor: string; result: string; detail: string | null; target: string | null }[];
+      const hidden = log.filter((e) => e.actor === 'operator-scoped' && e.result === 'denied' && /FORBIDDEN_SCOPE: device of group "laptops"/.test(String(e.detail)));
+      assert.equal(hidden.length, 3, JSON.stringify(log.slice(-5)));
+    });
+
     it('a pending device disabled and enabled again is pending, not active (enabling is not approving)', async () => {
       const now = Date.now();
       await c.store.db.insertInto('devices').values({ id: 'dev-wait', group_name: 'servers', asset_id: null, tags: '[]', state: 'pending', created_at: now, updated_at: now, last_seen_at: null }).execute();

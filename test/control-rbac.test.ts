@@ -98,11 +98,15 @@ for (const make of BACKENDS) {
         { id: 'dev-out', group_name: 'laptops', asset_id: null, tags: '[]', state: 'active', created_at: now, updated_at: now, last_seen_at: null },
       ]).execute();
       const t = c.tokens['operator-scoped'];
-      for (const [m, u, body] of [['POST', '/api/v1/devices/dev-out/disable', {}], ['PATCH', '/api/v1/devices/dev-out', { tags: ['x'] }], ['GET', '/api/v1/devices/dev-out', undefined], ['POST', '/api/v1/enrollment-tokens', { group: 'laptops' }]] as const) {
+      // Another group's device is not found (its existence is not confirmed); a group named outright is refused.
+      for (const [m, u, body] of [['POST', '/api/v1/devices/dev-out/disable', {}], ['PATCH', '/api/v1/devices/dev-out', { tags: ['x'] }], ['GET', '/api/v1/devices/dev-out', undefined]] as const) {
         const a = await c.call(m, u, { token: t, body });
-        assert.equal(a.status, 403, `${m} ${u}`);
-        assert.equal(a.body.code, 'FORBIDDEN_SCOPE');
+        assert.equal(a.status, 404, `${m} ${u}`);
+        assert.equal(a.body.code, 'RESOURCE_NOT_FOUND');
       }
+      const named = await c.call('POST', '/api/v1/enrollment-tokens', { token: t, body: { group: 'laptops' } });
+      assert.equal(named.status, 403);
+      assert.equal(named.body.code, 'FORBIDDEN_SCOPE');
       const list = await c.call('GET', '/api/v1/devices', { token: t });
       assert.deepEqual(list.body.items.map((d: { id: string }) => d.id), ['dev-in']);
       const ok = await c.call('POST', '/api/v1/devices/dev-in/disable', { token: t });

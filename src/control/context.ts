@@ -162,7 +162,7 @@ export class ControlContext {
       });
     } catch (err) {
       const denied = err instanceof ApiError && err.statusCode < 500;
-      await this.audit(w, { action: spec.action, target: spec.target ?? null, result: denied ? 'denied' : 'error', detail: err instanceof ApiError ? err.code : 'INTERNAL' });
+      await this.audit(w, { action: spec.action, target: spec.target ?? null, result: denied ? 'denied' : 'error', detail: err instanceof ApiError ? err.auditDetail ?? err.code : 'INTERNAL' });
       throw err;
     }
     this.publish(entry);

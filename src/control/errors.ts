@@ -8,6 +8,9 @@ import type { ZodType } from 'zod';
 import { ChokepointError, ERROR_CODES, formatPath, type ErrorCode, type Problem } from '../core/errors.js';
 
 export class ApiError extends Error {
+  /** What the audit log records instead of `code`, when the answer hides the real reason (see routes-devices.ts). */
+  auditDetail: string | null = null;
+
   constructor(
     readonly statusCode: number,
     readonly code: ErrorCode,

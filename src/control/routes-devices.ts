@@ -37,10 +37,15 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
   async function scopedDevice(req: FastifyRequest, trx: Transaction<DB> | null, id: string): Promise<Device> {
     const d = await getDevice(trx ?? ctx.store.db, id);
     if (!d) throw new ApiError(404, 'RESOURCE_NOT_FOUND', `no device ${id}`);
-    // A change runs in act(), which audits its refusal; a read audits its own.
-    if (trx === null) await ctx.requireReadScope(req, d.group_name);
-    else ctx.requireScope(req, d.group_name);
-    return d;
+    const scopes = ctx.scopeFilter(req);
+    if (scopes === undefined || scopes.includes(d.group_name)) return d;
+    // Another group's device is answered exactly like one that does not exist: a 403 would
+    // confirm to a scoped admin that the id is real. The audit log says what happened. A
+    // change runs in act(), which audits the refusal with auditDetail; a read audits its own.
+    const hidden = new ApiError(404, 'RESOURCE_NOT_FOUND', `no device ${id}`);
+    hidden.auditDetail = `FORBIDDEN_SCOPE: device of group "${d.group_name}" (answered as not found)`;
+    if (trx === null) await ctx.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: `device:${id}`, result: 'denied', detail: hidden.auditDetail });
+    throw hidden;
   }
 
   return async (app) => {
