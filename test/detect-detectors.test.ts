@@ -32,6 +32,14 @@ function setup(detect: Record<string, unknown> = {}, dataDir: string | null = nu
   return { engine, clock, alerts, errors, of, feed: (e: ChokepointEvent) => engine.observe(e) };
 }
 
+/** A detector's alert budget at work: ten alerts, then one summary counting the rest; all valid events. */
+function tenAndSummary(all: AlertEvent[], suppressed: number): AlertEvent[] {
+  assert.equal(all.length, 11);
+  assert.equal(all[10]?.evidence.suppressed, suppressed);
+  for (const al of all) assert.deepEqual(validateEvent(al), []);
+  return all;
+}
+
 function decision(o: Partial<DecisionEvent> = {}): ChokepointEvent {
   return {
     v: 1, type: 'gateway.decision', time: new Date(WED).toISOString(), id: 'd', listener: 'proxy', client_ip: '10.0.0.1', client_port: 1, group: 'servers',
@@ -320,11 +328,8 @@ describe('schedule', () => {
     assert.equal(s.of('off_hours').length, 10);
     s.clock.t += 2 * HOUR;
     s.engine.tick();
-    const all = s.of('off_hours');
-    assert.equal(all.length, 11);
-    assert.equal(all[10]?.evidence.suppressed, 490);
+    const all = tenAndSummary(s.of('off_hours'), 490);
     assert.deepEqual(all[10]?.evidence.sample_devices, ['dev-10', 'dev-11', 'dev-12', 'dev-13', 'dev-14']);
-    for (const al of all) assert.deepEqual(validateEvent(al), []);
   });
 
   it('offline: a device silent past its expected interval is reported once, and its return is noted', () => {
@@ -384,11 +389,8 @@ describe('baselines', () => {
     assert.equal(s.of('device_offline').length, 10);
     s.clock.t += 2 * HOUR;
     s.engine.tick();
-    const all = s.of('device_offline');
-    assert.equal(all.length, 11);
-    assert.equal(all[10]?.evidence.suppressed, 290);
+    const all = tenAndSummary(s.of('device_offline'), 290);
     assert.equal((all[10]?.evidence.sample_devices as string[]).length, 5);
-    for (const al of all) assert.deepEqual(validateEvent(al), []);
   });
 
   it('offline after a restart: the gateway\'s own downtime does not count as every device\'s silence', () => {

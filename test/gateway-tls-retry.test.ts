@@ -242,6 +242,30 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
     }
   });
 
+  it('refuses a second ClientHello cut short by the client\'s FIN (not_tls), and one with ECH (ech_not_allowed)', async () => {
+    const cases = [
+      [buildClientHello({ sni: 'tls.test' }).subarray(0, 40), 'not_tls', /client closed before a complete second ClientHello/, true],
+      [buildClientHello({ sni: 'tls.test', ech: true }), 'ech_not_allowed', /second ClientHello/, false],
+    ] as const;
+    for (const [second, reason, detail, fin] of cases) {
+      await withScripted(async (srv, s, decided) => {
+        const first = buildClientHello({ sni: 'tls.test' });
+        s.write(first);
+        await srv.gotFirst;
+        srv.answer(buildServerHello({ retry: true }));
+        if (fin) s.end(second);
+        else s.write(second);
+        const got = await readAll(s);
+        assert.notEqual(alertOf(got), null);
+        const d = await decided();
+        assert.equal(d.verdict, 'deny');
+        assert.equal(d.reason, reason);
+        assert.match(d.detail ?? '', detail);
+        assert.deepEqual(all(srv.received), first, 'nothing of the second hello reached the server');
+      });
+    }
+  });
+
   it('an alert before the second ClientHello does not wave it through (a server may ignore a warning alert)', async () => {
     await withScripted(async (srv, s, decided) => {
       s.write(buildClientHello({ sni: 'tls.test' }));

@@ -59,11 +59,17 @@ function gatewayConnect(gateway: string, id: Identity, target: string, timeoutMs
   });
 }
 
-function directConnect(target: string, timeoutMs: number): Promise<string> {
+/** `IP:PORT` or `[IPv6]:PORT` (a name too: the caller decides whether that is acceptable). */
+function hostPort(target: string): { host: string; port: number } | null {
   const m = /^\[?([^\]]+?)\]?:([0-9]+)$/.exec(target);
-  if (!m) return Promise.resolve('bad target');
+  return m ? { host: m[1] as string, port: Number(m[2]) } : null;
+}
+
+function directConnect(target: string, timeoutMs: number): Promise<string> {
+  const hp = hostPort(target);
+  if (!hp) return Promise.resolve('bad target');
   return new Promise((resolve) => {
-    const s = netConnect(Number(m[2]), m[1] as string);
+    const s = netConnect(hp.port, hp.host);
     const done = (r: string): void => { clearTimeout(t); s.destroy(); resolve(r); };
     const t = setTimeout(() => done('timed out'), timeoutMs);
     s.on('connect', () => done('connected'));
@@ -89,11 +95,11 @@ const NEVER_ANSWERS: ReadonlySet<AddressClass> = new Set<AddressClass>(['documen
 
 /** Why `--blocked` cannot test anything, or null when it can. */
 export function untestableBlocked(target: string): string | null {
-  const m = /^\[?([^\]]+?)\]?:([0-9]+)$/.exec(target);
-  if (!m || isIP(m[1] as string) === 0) return 'give an IP literal and port (IP:PORT or [IPv6]:PORT)';
-  const cls = classifyAddress(m[1] as string);
+  const t = hostPort(target);
+  if (!t || isIP(t.host) === 0) return 'give an IP literal and port (IP:PORT or [IPv6]:PORT)';
+  const cls = classifyAddress(t.host);
   if (!NEVER_ANSWERS.has(cls)) return null;
-  return `${m[1]} is a ${cls} address, which gets no answer whether or not host rules block it: give an address that answers when it is reachable`;
+  return `${t.host} is a ${cls} address, which gets no answer whether or not host rules block it: give an address that answers when it is reachable`;
 }
 
 export function directVerdict(result: string): { status: Status; why: string } {

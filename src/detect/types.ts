@@ -74,8 +74,6 @@ export class DeviceTable<V> implements Iterable<[string, V]> {
   readonly #devices = new Map<string, V>();
   readonly #addresses = new Map<string, V>();
 
-  constructor(readonly max: number = MAX_TRACKED) {}
-
   #mapOf(key: string): Map<string, V> {
     // deviceOf() gives the device id when there is one, else the client address.
     return isIP(key) === 0 ? this.#devices : this.#addresses;
@@ -86,11 +84,7 @@ export class DeviceTable<V> implements Iterable<[string, V]> {
   }
 
   set(key: string, v: V): void {
-    boundedSet(this.#mapOf(key), key, v, this.max);
-  }
-
-  get size(): number {
-    return this.#devices.size + this.#addresses.size;
+    boundedSet(this.#mapOf(key), key, v, MAX_TRACKED);
   }
 
   *[Symbol.iterator](): Iterator<[string, V]> {

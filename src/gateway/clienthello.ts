@@ -45,7 +45,11 @@ export function tlsVersionName(v: number): string {
   }
 }
 
-const RECORD_HANDSHAKE = 22;
+/** TLS record content types (RFC 8446 §5.1). */
+export const RECORD_CCS = 20;
+export const RECORD_ALERT = 21;
+export const RECORD_HANDSHAKE = 22;
+export const RECORD_APPLICATION_DATA = 23;
 const HS_CLIENT_HELLO = 1;
 /** RFC 8446 §5.1: TLSPlaintext.length MUST NOT exceed 2^14; we allow RFC 5246's 2^14 + 256 slack for old stacks. */
 export const MAX_RECORD = (1 << 14) + 256;
@@ -65,7 +69,7 @@ export function isGrease(v: number): boolean {
   return (v & 0x0f0f) === 0x0a0a && (v >> 8) === (v & 0xff);
 }
 
-function u16(b: Buffer, p: number): number {
+export function u16(b: Buffer, p: number): number {
   return ((b[p] as number) << 8) | (b[p + 1] as number);
 }
 

@@ -6,14 +6,10 @@
  * first (domain fronting after a retry: RFC 8446 §4.1.2 tells the client to send the same
  * hello, but not every server checks). Pure and total, like clienthello.ts.
  */
-import { MAX_HELLO_RECORDS, MAX_RECORD } from './clienthello.js';
+import { MAX_RECORD, RECORD_ALERT, RECORD_APPLICATION_DATA, RECORD_CCS, RECORD_HANDSHAKE, u16 } from './clienthello.js';
 
 /** RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello whose random is SHA-256("HelloRetryRequest"). */
 const HRR_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
-const RECORD_CCS = 20;
-const RECORD_ALERT = 21;
-const RECORD_HANDSHAKE = 22;
-const RECORD_APPLICATION_DATA = 23;
 const HS_SERVER_HELLO = 2;
 /** msg_type(1) length(3) legacy_version(2) random(32): what tells a HelloRetryRequest. */
 const NEEDED = 38;
@@ -35,11 +31,12 @@ export function classifyServerFirst(buf: Buffer): ServerFirst {
   const head = Buffer.alloc(NEEDED);
   let have = 0;
   let off = 0;
-  for (let records = 0; records < MAX_HELLO_RECORDS; records++) {
+  // Ends within NEEDED records: each one is refused when empty, or adds at least one byte.
+  for (;;) {
     if (off + 5 > buf.length) return 'incomplete';
     // A handshake message may span records (RFC 8446 §5.1) but not be interleaved with others.
     if (buf[off] !== RECORD_HANDSHAKE) return 'unreadable';
-    const len = ((buf[off + 3] as number) << 8) | (buf[off + 4] as number);
+    const len = u16(buf, off + 3);
     if (len === 0 || len > MAX_RECORD) return 'unreadable'; // zero-length handshake fragments: RFC 8446 §5.1 MUST NOT
     const avail = Math.min(len, buf.length - off - 5, NEEDED - have);
     buf.copy(head, have, off + 5, off + 5 + avail);
@@ -49,7 +46,6 @@ export function classifyServerFirst(buf: Buffer): ServerFirst {
     if (off + 5 + len > buf.length) return 'incomplete';
     off += 5 + len;
   }
-  return 'unreadable';
 }
 
 /**
@@ -77,7 +73,7 @@ export function secondHelloStart(buf: Buffer): SecondHelloStart {
     if (off + 5 > buf.length) return { kind: 'incomplete', offset: off, alert };
     const type = buf[off];
     if (type !== RECORD_CCS && type !== RECORD_ALERT && type !== RECORD_APPLICATION_DATA) return { kind: 'at', offset: off, alert };
-    const len = ((buf[off + 3] as number) << 8) | (buf[off + 4] as number);
+    const len = u16(buf, off + 3);
     if (off + 5 + len > buf.length) return { kind: 'incomplete', offset: off, alert };
     if (type === RECORD_ALERT) alert = true;
     off += 5 + len;

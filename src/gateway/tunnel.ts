@@ -182,7 +182,10 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     if (this.#check(info, '')) this.#passHello(buf, info.bytes);
   }
 
-  /** The checks on a ClientHello; refuses (and returns false) when one fails. */
+  /**
+   * The checks on a ClientHello; refuses and returns false when one fails (in report mode the
+   * refusal itself records the would-be reason and lets the tunnel go on).
+   */
   #check(info: ClientHelloInfo, which: string): boolean {
     const gw = this.conn.gw;
     // ECH first: with real ECH the outer SNI is the provider's public name, so the more
@@ -192,10 +195,12 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     // was authorized for one name and would carry a session for another). For an IP-literal
     // CONNECT a client sends no SNI (RFC 6066 §3 forbids literals there), so none may appear.
     else if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) {
-      this.#refuse('sni_mismatch', `${which}${info.sni === null ? 'no SNI' : which ? `SNI ${info.sni}` : ''}` || null);
+      // The first hello's SNI is in the event already; a second one's is named in the detail.
+      const what = info.sni === null ? 'no SNI' : which ? `SNI ${info.sni}` : '';
+      this.#refuse('sni_mismatch', which + what || null);
     } else if (info.maxVersion < gw.minTlsVersion) this.#refuse('tls_version', which || null);
     else return true;
-    return this.report; // report mode: the would-be deny is recorded and the tunnel goes on
+    return false;
   }
 
   /**
