@@ -6,7 +6,7 @@
  * are bench/compare.sh's job; this one tracks our own figures between commits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { CLI, cpbenchPath, cpbenchRun, cpuUs, root, waitPort } from './util.js';
+import { spawnGateway, cpbenchPath, cpbenchRun, cpuUs, root, waitPort } from './util.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +35,7 @@ export async function runProxyBench(opts: { secs?: number; bytes?: number; idle?
   const origin = spawn(bin, ['origin', '--port', String(originPort)], { stdio: 'ignore' });
   children.push(origin);
   const start = (): ChildProcess => {
-    const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', join(root, 'bench/compare-policy.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const gw = spawnGateway(['serve', '--config', join(dir, 'config.yaml'), '--policy', join(root, 'bench/compare-policy.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(gw);
     return gw;
   };

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpsServer } from 'node:https';
 import { makePki } from '../test/helpers/origins.js';
-import { CLI, cpbenchPath, cpbenchRun, cpuUs, freePort, root, waitPort } from './util.js';
+import { spawnGateway, cpbenchPath, cpbenchRun, cpuUs, freePort, root, waitPort } from './util.js';
 
 const SECRET = 'bench-secret-0123456789abcdef';
 
@@ -83,7 +83,7 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
         const runDir = join(dir, `${which}-${round}`);
         writeFileSync(join(dir, 'config.yaml'), (which === 'all' ? all : none) + `data_dir: ${runDir}\n`);
         // stderr passes through: a gateway that cannot start says why.
-        const gw = spawn(CLI, ['serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'inherit'] });
+        const gw = spawnGateway(['serve', '--config', join(dir, 'config.yaml'), '--policy', policy], { stdio: ['ignore', 'ignore', 'inherit'] });
         children.push(gw);
         await waitPort(proxyPort);
         // Warm-up: the figure is the sinks' steady-state cost, not the JIT's first seconds (which

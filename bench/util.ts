@@ -1,5 +1,5 @@
 /** Helpers shared by the benchmarks that drive a spawned gateway with cpbench. */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,18 @@ import { fileURLToPath } from 'node:url';
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 /** The `chokepoint` command as users run it (bin/chokepoint sets the allocator knob, then runs Node). */
 export const CLI = join(root, 'bin/chokepoint');
+
+/**
+ * Starts `chokepoint ARGS` as users run it. BENCH_NODE_FLAGS (e.g. "--cpu-prof
+ * --cpu-prof-dir=/tmp/prof", which NODE_OPTIONS refuses) runs Node with those flags first, with
+ * the same knobs bin/chokepoint sets: to profile the gateway under the bench's own load.
+ */
+export function spawnGateway(args: readonly string[], opts: SpawnOptions): ChildProcess {
+  const flags = process.env.BENCH_NODE_FLAGS;
+  if (flags === undefined || flags.trim() === '') return spawn(CLI, args, opts);
+  return spawn(process.execPath, [...flags.trim().split(/\s+/), '--interrupt-budget=16384', join(root, 'dist/src/cli.js'), ...args],
+    { ...opts, env: { MALLOC_TRIM_THRESHOLD_: '33554432', ...(opts.env ?? process.env) } });
+}
 
 /**
  * CPU time (user + system) a process has used, in microseconds (Linux /proc; USER_HZ is 100).
