@@ -12,13 +12,14 @@ export const CLI = join(root, 'bin/chokepoint');
 
 /**
  * Starts `chokepoint ARGS` as users run it. BENCH_NODE_FLAGS (e.g. "--cpu-prof
- * --cpu-prof-dir=/tmp/prof", which NODE_OPTIONS refuses) runs Node with those flags first, with
- * the same knobs bin/chokepoint sets: to profile the gateway under the bench's own load.
+ * --cpu-prof-dir=/tmp/prof", which NODE_OPTIONS refuses) runs Node with those flags after the
+ * knobs bin/chokepoint sets (a V8 flag given twice takes the later value): to profile the
+ * gateway under the bench's own load, or to try other heap sizes.
  */
 export function spawnGateway(args: readonly string[], opts: SpawnOptions): ChildProcess {
   const flags = process.env.BENCH_NODE_FLAGS;
   if (flags === undefined || flags.trim() === '') return spawn(CLI, args, opts);
-  return spawn(process.execPath, [...flags.trim().split(/\s+/), '--interrupt-budget=16384', join(root, 'dist/src/cli.js'), ...args],
+  return spawn(process.execPath, ['--interrupt-budget=16384', '--max-semi-space-size=32', ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
     { ...opts, env: { MALLOC_TRIM_THRESHOLD_: '33554432', ...(opts.env ?? process.env) } });
 }
 

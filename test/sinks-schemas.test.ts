@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EVENT_TYPES } from '../src/events/catalogue.js';
+import { EVENT_TYPES, type ChokepointEvent } from '../src/events/catalogue.js';
+import { eventFromJson, jsonOf } from '../src/events/json.js';
 import { EVENT_SCHEMAS, jsonSchemaOf, validateEvent, writeSchemas, type SchemaEventType } from '../src/events/schemas.js';
 import { startGateway } from './helpers/gateway.js';
 import { startEchoOrigin } from './helpers/origins.js';
@@ -102,5 +103,25 @@ describe('events the gateway really emits validate', () => {
     const types = new Set(gw.events.map((e) => e.type));
     for (const t of ['gateway.decision', 'gateway.tunnel.closed']) assert.ok(types.has(t as never), t);
     for (const e of gw.events) assert.deepEqual(validateEvent(JSON.parse(JSON.stringify(e))), [], JSON.stringify(e));
+  });
+});
+
+describe('one JSON text per event', () => {
+  it('serializes each event to its own text, however the sinks interleave their requests', () => {
+    const a = { v: 1, type: 'sink.dropped', time: '2026-01-01T00:00:00.000Z', sink: 'a', dropped: 1, reason: 'queue_full' } as unknown as ChokepointEvent;
+    const b = { ...a, sink: 'b' } as ChokepointEvent;
+    const ta = jsonOf(a);
+    assert.equal(jsonOf(a), ta);
+    assert.equal(JSON.parse(jsonOf(b)).sink, 'b');
+    // a, then b, then a again: the remembered text must not leak from one event to another
+    assert.equal(jsonOf(a), ta);
+    assert.equal(JSON.parse(jsonOf(b)).sink, 'b');
+  });
+
+  it('keeps the exact text an event was parsed from (a sink thread writes the bytes it received)', () => {
+    const text = '{"v":1,"type":"sink.dropped","time":"2026-01-01T00:00:00.000Z","sink":"caf\\u00e9","dropped":1,"reason":"queue_full"}';
+    const e = eventFromJson(text);
+    assert.equal(jsonOf(e), text);
+    assert.notEqual(JSON.stringify(e), text); // re-serializing would have changed the bytes
   });
 });
