@@ -432,6 +432,34 @@ describe('baselines', () => {
     assert.deepEqual(b.errors, []);
   });
 
+  it('a volume window in progress survives a restart: an upload split around it is seen whole, and alerted once', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
+    dirs.push(dataDir);
+    const cfg = { defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', volume_factor: 5, volume_min_windows: 3 } };
+    const a = setup(cfg, dataDir);
+    for (let w = 0; w < 4; w++) { a.feed(closed('dev-1', 10e6)); a.clock.t += HOUR; }
+    a.feed(closed('dev-1', 30e6)); // under 5x the 10 MB baseline
+    a.engine.close();
+    assert.equal(a.of('data_volume').length, 0);
+    // Back ten minutes later, in the same window: 30 MB more makes 60 MB in it.
+    const b = setup(cfg, dataDir, a.clock.t + 10 * MIN);
+    b.feed(closed('dev-1', 30e6));
+    const [alert] = b.of('data_volume');
+    assert.equal(alert?.evidence.bytes_up, 60e6);
+    assert.equal(alert?.group, 'servers');
+    b.engine.close();
+    // Again, still in the window: the alert it raised is not raised again.
+    const c = setup(cfg, dataDir, b.clock.t + 10 * MIN);
+    c.feed(closed('dev-1', 30e6));
+    assert.equal(c.of('data_volume').length, 0, 'once per window, across restarts');
+    c.engine.close();
+    // Back after the window ended: a fresh window starts at the restart.
+    const d = setup(cfg, dataDir, c.clock.t + 3 * HOUR);
+    d.feed(closed('dev-1', 30e6));
+    assert.equal(d.of('data_volume').length, 0, 'a new window starts at the restart');
+    assert.deepEqual([...a.errors, ...b.errors, ...c.errors, ...d.errors], []);
+  });
+
   it('an unreadable baselines file is set aside and the detectors start fresh', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cp-detect-'));
     dirs.push(dataDir);

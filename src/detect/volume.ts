@@ -82,16 +82,32 @@ export class VolumeDetector implements Detector {
 
   tick(): void {}
 
-  save(): Record<string, { ewma: number; windows: number }> {
-    return Object.fromEntries([...this.#devs].map(([k, d]) => [k, { ewma: Math.round(d.ewma), windows: d.windows }]));
+  /**
+   * Baselines, and the window in progress: without it, a restart gave every device a fresh
+   * window, so an upload split around a restart (or a crash the uploader caused) was never
+   * seen whole, and an alert already raised in the window was raised again.
+   */
+  save(): Record<string, Dev> {
+    return Object.fromEntries([...this.#devs].map(([k, d]) => [k, { ewma: Math.round(d.ewma), windows: d.windows, start: d.start, bytes: d.bytes, alerted: d.alerted, group: d.group }]));
   }
 
+  /** Files written before the window was saved have only ewma and windows: a fresh window then. */
   load(s: unknown): void {
     const now = this.#ctx.clock.now();
-    for (const [k, v] of Object.entries((s ?? {}) as Record<string, { ewma?: unknown; windows?: unknown }>)) {
-      if (typeof v?.ewma === 'number' && typeof v.windows === 'number' && v.ewma >= 0) {
-        this.#devs.set(k, { ewma: v.ewma, windows: v.windows, start: now, bytes: 0, alerted: false, group: null });
+    for (const [k, v] of Object.entries((s ?? {}) as Record<string, Partial<Record<keyof Dev, unknown>>>)) {
+      if (typeof v?.ewma !== 'number' || typeof v.windows !== 'number' || !(v.ewma >= 0) || !(v.windows >= 0)) continue;
+      const group = typeof v.group === 'string' ? v.group : null;
+      const d: Dev = { ewma: v.ewma, windows: v.windows, start: now, bytes: 0, alerted: false, group };
+      // The window in progress at the save goes on if it is still in progress now. One that
+      // ended meanwhile is not folded into the baseline, nor are the windows the gateway was
+      // down for: the gateway saw no traffic then, which says nothing about the device.
+      const start = v.start;
+      if (typeof start === 'number' && typeof v.bytes === 'number' && v.bytes >= 0 && start <= now && now - start < this.#ctx.thresholds(group).volume_window) {
+        d.start = start;
+        d.bytes = v.bytes;
+        d.alerted = v.alerted === true;
       }
+      this.#devs.set(k, d);
     }
   }
 }
