@@ -19,7 +19,7 @@ export const CLI = join(root, 'bin/chokepoint');
 export function spawnGateway(args: readonly string[], opts: SpawnOptions): ChildProcess {
   const flags = process.env.BENCH_NODE_FLAGS;
   if (flags === undefined || flags.trim() === '') return spawn(CLI, args, opts);
-  return spawn(process.execPath, ['--interrupt-budget=16384', '--max-semi-space-size=32', ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
+  return spawn(process.execPath, ['--interrupt-budget=16384', ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
     { ...opts, env: { MALLOC_TRIM_THRESHOLD_: '33554432', ...(opts.env ?? process.env) } });
 }
 
