@@ -219,6 +219,23 @@ process.exit(0);`);
     assert.equal(lines[0], record(0));
   });
 
+  it('closing the disk buffer on a full disk reports what it could not write as dropped (unwritable)', () => {
+    const { lines, report } = underLimit(`
+const drops = [];
+const s = new Spool({ dir: dir + '/out', maxBytes: 1 << 20, segmentBytes: 1 << 20, fsync: 'never', fsyncIntervalMs: 1000, onDrop: (n, reason) => drops.push([n, reason]), onError: () => {} });
+await s.ready;
+for (let i = 0; i < 100; i++) s.append(JSON.stringify({ n: i, pad: 'x'.repeat(90) }) + '\\n');
+await pause(300);
+const before = s.pendingEvents;
+await s.close(); // a shutdown: what memory holds cannot wait for the disk
+console.log(JSON.stringify({ before, dropped: drops.reduce((n, [k]) => n + k, 0), reasons: drops.filter(([, r]) => r !== 'unwritable').length }));
+process.exit(0);`);
+    assert.equal(report.before, 100);
+    assert.equal(report.reasons, 0, 'reported as unwritable');
+    assert.ok(lines.length < 100, 'the disk could not take all of them');
+    assert.equal(lines.length + (report.dropped as number), 100, 'every record is on disk or reported as dropped');
+  });
+
   it('the disk buffer moves to a new segment when a failed write cannot be undone (no record joined to a fragment)', (t) => {
     // An append-only file (chattr +a) takes appends but refuses the truncate that would take
     // the part of a record a short write left behind: the segment no longer ends on a boundary.

@@ -139,7 +139,7 @@ export class Spool {
   }
 
   async #write(): Promise<void> {
-    if (this.#writing || this.#mem.length === 0) return;
+    if (this.#writing || this.#mem.length === 0 || this.#closed) return;
     this.#writing = true;
     try {
       await this.ready;
@@ -331,15 +331,33 @@ export class Spool {
     for (const r of w) r();
   }
 
-  /** Writes everything queued to disk and closes; the records stay for the next start. Idempotent. */
+  /**
+   * Writes everything queued to disk and closes; the records stay for the next start. Records
+   * the disk does not take even now are lost with the process: they are reported as dropped
+   * (`unwritable`), never silently. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.ready;
-    while (this.#writing || (this.#mem.length > 0 && !this.#writeFailed)) {
-      if (!this.#writing) await this.#write();
-      else await new Promise((r) => setImmediate(r));
+    // A disk that failed earlier gets one more try: it may have room again.
+    let retried = !this.#writeFailed;
+    while (this.#writing || this.#mem.length > 0) {
+      if (this.#writing) await new Promise((r) => setImmediate(r));
+      else if (!this.#writeFailed) await this.#write();
+      else if (!retried) {
+        retried = true;
+        this.#writeFailed = false;
+        await this.#write();
+      } else break;
     }
     this.#closed = true;
+    if (this.#mem.length > 0) {
+      const n = this.#mem.length;
+      this.#mem = [];
+      this.#memSizes = [];
+      this.#memBytes = 0;
+      this.#o.onDrop(n, 'unwritable');
+    }
     if (this.#fsyncTimer) clearInterval(this.#fsyncTimer);
     this.#wake();
     await this.#saving;
