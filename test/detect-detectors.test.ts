@@ -144,6 +144,32 @@ describe('destination drift', () => {
   });
 });
 
+describe('new destinations past a full table', () => {
+  it('a group whose table was filled (even during learning) still alerts on new destinations, and says the table is full', () => {
+    const s = setup({ defaults: { drift_learning: '1d', drift_window: '1h' } });
+    // A device fills the group's table with throw-away names during the learning period.
+    for (let i = 0; i < 10_000; i++) s.feed(decision({ host: `x${i}.cdn.example` }));
+    assert.equal(s.of('new_destination').length, 0, 'learning: nothing to say yet');
+    s.feed(decision({ host: 'x10000.cdn.example' }));
+    const full = s.of('new_destination');
+    assert.equal(full.length, 1, 'the full table is reported at once, learning or not');
+    assert.equal(full[0]?.evidence.table_full, true);
+    assert.equal(full[0]?.severity, 'medium');
+    // After learning, real new destinations are still alerted, once per window each.
+    s.clock.t += 25 * HOUR;
+    for (const h of ['exfil.example', 'c2.example', 'exfil.example']) s.feed(decision({ host: h }));
+    const after = s.of('new_destination').slice(1);
+    assert.deepEqual(after.map((a) => a.evidence.destination), ['exfil.example:443', 'c2.example:443']);
+    s.clock.t += 2 * HOUR;
+    s.feed(decision({ host: 'exfil.example' }));
+    assert.equal(s.of('new_destination').length, 4, 'again in a later window');
+    // Known destinations stay quiet.
+    s.feed(decision({ host: 'x5.cdn.example' }));
+    assert.equal(s.of('new_destination').length, 4);
+    for (const a of s.alerts) assert.deepEqual(validateEvent(a), []);
+  });
+});
+
 describe('data volume', () => {
   const cfg = { defaults: { volume_window: '1h', volume_floor_bytes: '1MiB', volume_factor: 5, volume_min_windows: 3 } };
 

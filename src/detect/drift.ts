@@ -3,7 +3,8 @@
  * beaconing, a compromised agent, or a misconfiguration — reported once per device and
  * destination per `drift_window`. (b) A group starts using an allowed destination it has never
  * used before (a wide wildcard now reaching somewhere new), after a learning period so that a
- * fresh deployment does not alarm on everything.
+ * fresh deployment does not alarm on everything. A group's table holds MAX_PER_GROUP
+ * destinations; past it, nothing more is learned and every further destination is new.
  */
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { AlertEvent } from '../events/evidence.js';
@@ -45,6 +46,10 @@ export class DriftDetector implements Detector {
   readonly #known = new Map<string, Set<string>>();
   readonly #firstSeen = new Map<string, number>();
   readonly #budget = new AlertBudget(ALERTS_PER_WINDOW);
+  /** group|dest → when last alerted, for destinations seen after the group's table filled. */
+  readonly #newWhileFull = new Map<string, number>();
+  /** Groups whose full table was reported (once per process: the table never empties). */
+  readonly #fullReported = new Set<string>();
 
   constructor(ctx: DetectorContext) { this.#ctx = ctx; }
 
@@ -83,8 +88,19 @@ export class DriftDetector implements Detector {
     if (e.verdict !== 'allow' || e.reason !== 'allowed' || group === null) return;
     let known = this.#known.get(group);
     if (!known) this.#known.set(group, (known = new Set()));
-    if (known.has(dest) || known.size >= MAX_PER_GROUP) return;
-    known.add(dest);
+    if (known.has(dest)) return;
+    if (known.size < MAX_PER_GROUP) known.add(dest);
+    else {
+      // The table is full (a wide wildcard, or a device filling it on purpose during the
+      // learning period): it learns no more, but a destination outside it is still new. Going
+      // quiet instead would let anyone switch this detector off for a group with 10,000
+      // throw-away names. Each such destination alerts once per window (budgeted as usual).
+      this.#tableFull(group, now, e);
+      const key = `${group}|${dest}`;
+      const last = this.#newWhileFull.get(key);
+      if (last !== undefined && now - last < th.drift_window) return;
+      boundedSet(this.#newWhileFull, key, now, MAX_TRACKED);
+    }
     const since = this.#firstSeen.get(group) ?? now;
     if (now - since < th.drift_learning) return;
     const b = this.#spend(`g|${group}`, now, th.drift_window, dest, { detector: 'new_destination', severity: 'low', device: null, group });
@@ -94,6 +110,19 @@ export class DriftDetector implements Detector {
       summary: `group ${group} used ${dest} for the first time`,
       evidence: { destination: dest, rule: e.rule, known_destinations: known.size - 1, observed_since: new Date(since).toISOString(), ...b },
       suggested_action: 'Confirm the destination is expected for this group; narrow the allow rule if it is too wide.',
+    });
+  }
+
+  /** Says once that a group's destinations table is full, and what that changes. */
+  #tableFull(group: string, now: number, e: Extract<ChokepointEvent, { type: 'gateway.decision' }>): void {
+    if (this.#fullReported.has(group)) return;
+    this.#fullReported.add(group);
+    const since = this.#firstSeen.get(group) ?? now;
+    this.#ctx.raise({
+      detector: 'new_destination', severity: 'medium', device_id: deviceOf(e), group,
+      summary: `group ${group} has used ${MAX_PER_GROUP} distinct destinations: no more are learned, and each further one is alerted as new`,
+      evidence: { known_destinations: MAX_PER_GROUP, table_full: true, observed_since: new Date(since).toISOString(), last_destination: `${e.host}:${e.port ?? ''}` },
+      suggested_action: 'So many destinations usually means an allow rule far wider than the group needs, or a device generating names (tunnelling data through DNS-like labels): look at the group\'s decisions and narrow the rule.',
     });
   }
 
@@ -125,6 +154,7 @@ export class DriftDetector implements Detector {
     const now = this.#ctx.clock.now();
     const max = this.#ctx.thresholds(null).drift_window;
     for (const [k, t] of this.#reported) if (now - t >= max * 24) this.#reported.delete(k);
+    for (const [k, t] of this.#newWhileFull) if (now - t >= max * 24) this.#newWhileFull.delete(k);
     this.#budget.tick(now);
   }
 
