@@ -60,7 +60,9 @@ export function createEvidence(o: EvidenceOptions): Evidence {
         if (e.type === 'sink.recovered') logger.info({ sink: e.sink, down_ms: e.down_ms }, 'sink delivering again');
         return;
       }
-      logger.error({ sink: e.sink, dropped: e.dropped, reason: e.reason }, 'sink bound reached: oldest events dropped');
+      // Not only the bound: a disk that cannot be written, a full hand-over queue, a record the
+      // destination refuses. The reason says which.
+      logger.error({ sink: e.sink, dropped: e.dropped, reason: e.reason }, `sink dropped events (${e.reason})`);
       const now = Date.now();
       if (now - (lastDropAlert.get(e.sink) ?? 0) < DROP_ALERT_EVERY_MS) return;
       lastDropAlert.set(e.sink, now);
