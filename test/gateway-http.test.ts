@@ -157,6 +157,37 @@ describe('absolute-form forwarding', () => {
     });
   });
 
+  it('forwards a Transfer-Encoding sent on two lines as one combined value, so the client frames the body as the gateway did (RFC 9110 §5.3)', async () => {
+    // gzip, then chunked: a chunked body. Forwarding only the first line ("gzip") told the
+    // client to read until the connection closed, and the next response on the kept-alive
+    // connection (another destination's) became part of this body.
+    const answer = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nAAAAA\r\n0\r\n\r\n';
+    await withRawOrigin((s) => { s.on('data', () => s.write(answer)); }, async (port) => {
+      const c = await RawClient.connect(g.port);
+      c.write(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
+      await c.until((x) => x.text().endsWith('0\r\n\r\n'));
+      const head = c.text().slice(0, c.text().indexOf('\r\n\r\n'));
+      assert.deepEqual(head.split('\r\n').filter((l) => /^transfer-encoding:/i.test(l)).map((l) => l.slice(l.indexOf(':') + 1).trim()), ['gzip, chunked']);
+      assert.doesNotMatch(head, /connection: close/i, 'chunked is final: the connection may stay open');
+      c.close();
+    });
+  });
+
+  it('refuses a transfer coding other than chunked to an HTTP/1.0 client, which may not receive one (RFC 9112 §6.1)', async () => {
+    for (const te of ['gzip', 'gzip, chunked']) {
+      const body = te === 'gzip' ? 'raw-gzip-bytes' : 'e\r\nraw-gzip-bytes\r\n0\r\n\r\n';
+      await withRawOrigin((s) => { s.once('data', () => s.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${te}\r\n\r\n${body}`)); }, async (port) => {
+        const c = await RawClient.connect(g.port);
+        c.write(`GET http://http.test:${port}/ HTTP/1.0\r\nHost: http.test:${port}\r\n\r\n`);
+        const h = await c.head();
+        assert.equal(h.status, 502, te);
+        assert.equal(h.headers['x-chokepoint-reason'], 'upstream_bad_response');
+        assert.doesNotMatch(c.text(), /raw-gzip-bytes/);
+        c.close();
+      });
+    }
+  });
+
   it('does not reuse an upstream that sent bytes after a response without a body', async () => {
     let conns = 0;
     const answer = 'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!';

@@ -14,7 +14,7 @@ import { ChunkedScanner } from './chunked.js';
 import type { ClientOwner, ProxyConnection } from './connection.js';
 import { dial } from './dialer.js';
 import {
-  checkResponseConnection, connectionTokens, getHeader, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming,
+  checkResponseConnection, connectionTokens, HOP_BY_HOP, parseResponseHead, requestFraming, responseFraming, transferCodings, transferEncoding,
   serializeRequestHead, serializeResponseHead, wantsClose,
   type Header, type RequestHead, type ResponseHead,
 } from './http1.js';
@@ -253,6 +253,16 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
         this.#badUpstream();
         return;
       }
+      // RFC 9112 §6.1: an HTTP/1.0 client must not get a Transfer-Encoding. A chunked body is
+      // decoded for it below; any other coding (gzip, say) has no way to reach it intact.
+      if (this.head.version === 0 && f.kind !== 'none') {
+        const te = transferEncoding(h);
+        if (te !== null && transferCodings(te).some((c) => c !== 'chunked')) {
+          this.a.detail = `a transfer coding an HTTP/1.0 client cannot receive (${te.slice(0, 64)})`;
+          this.#badUpstream();
+          return;
+        }
+      }
       this.#resp = h;
       if (f.kind === 'length') this.#respLeft = f.length;
       else if (f.kind === 'chunked') {
@@ -262,7 +272,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
         this.#respChunks = new ChunkedScanner(this.#dechunk ? { onData: (d) => this.#writeClient(d) } : {});
       } else if (f.kind === 'close') this.#respUntilClose = true;
       if (f.kind === 'close' || this.#dechunk || wantsClose(h)) this.#closeClient = true;
-      this.#writeClient(serializeResponse(h, this.#closeClient, this.#dechunk));
+      this.#writeClient(serializeResponse(h, this.#closeClient, this.head.version === 0));
       if (f.kind === 'none' || (f.kind === 'length' && f.length === 0)) {
         // Bytes after a response that has no body (204, 304, HEAD, Content-Length: 0): the
         // upstream is out of step, and reused they would answer the next request.
@@ -399,10 +409,12 @@ function serializeRequest(head: RequestHead, path: string, dest: Destination, ch
   return serializeRequestHead(head.method, path, [host, ...forwardable(head.headers, connectionTokens(head)).filter((x) => x.name !== 'host')], extra);
 }
 
-function serializeResponse(head: ResponseHead, close: boolean, dechunked = false): Buffer {
+/** `http10`: the client spoke HTTP/1.0, which never gets a Transfer-Encoding (a chunked body is decoded for it). */
+function serializeResponse(head: ResponseHead, close: boolean, http10 = false): Buffer {
   const extra: [string, string][] = [];
-  const te = getHeader(head, 'transfer-encoding');
-  if (te !== undefined && head.status >= 200 && !dechunked) extra.push(['transfer-encoding', te]);
+  // All of its lines, combined: the framing was read from all of them (transferEncoding).
+  const te = transferEncoding(head);
+  if (te !== null && head.status >= 200 && !http10) extra.push(['transfer-encoding', te]);
   if (close && head.status >= 200) extra.push(['connection', 'close']);
   return serializeResponseHead(head.status, head.reason, forwardable(head.headers, connectionTokens(head)), extra);
 }

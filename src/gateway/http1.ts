@@ -431,11 +431,10 @@ export function responseFraming(h: ResponseHead, requestMethod: string): Respons
   const s = h.status;
   if (requestMethod === 'HEAD' || s < 200 || s === 204 || s === 304) return NONE;
   if (requestMethod === 'CONNECT' && s < 300) return NONE; // the connection becomes a tunnel
-  let te: string | null = null;
+  const te = transferEncoding(h);
   let length = -2; // -2: no Content-Length seen
   for (const x of h.headers) {
-    if (x.name === 'transfer-encoding') te = te === null ? x.value : `${te},${x.value}`;
-    else if (x.name === 'content-length') {
+    if (x.name === 'content-length') {
       // Identical repeated values, or a list of them, may be merged (RFC 9110 §8.6).
       const v = x.value;
       for (const part of v.includes(',') ? v.split(',') : [v]) {
@@ -450,15 +449,9 @@ export function responseFraming(h: ResponseHead, requestMethod: string): Respons
     // §6.3 item 3: TE with CL "ought to be handled as an error" (response splitting).
     if (length !== -2) return { kind: 'error', detail: 'Content-Length together with Transfer-Encoding in the response' };
     if (h.version === 0) return { kind: 'error', detail: 'Transfer-Encoding in an HTTP/1.0 response' };
-    let last = '';
-    let chunked = 0;
-    for (const part of te.split(',')) {
-      const c = ows(part).toLowerCase();
-      if (c === '') continue; // empty list elements are allowed (RFC 9110 §5.6.1)
-      if (c === 'chunked') chunked++;
-      last = c;
-    }
-    if (chunked > 1) return { kind: 'error', detail: 'chunked applied more than once' };
+    const codings = transferCodings(te);
+    const last = codings.at(-1) ?? '';
+    if (codings.filter((c) => c === 'chunked').length > 1) return { kind: 'error', detail: 'chunked applied more than once' };
     // §6.3 item 4: chunked not final → the body runs until the server closes.
     return last === 'chunked' ? CHUNKED : CLOSE;
   }
@@ -523,6 +516,29 @@ export function wantsClose(h: RequestHead | ResponseHead): boolean {
     if (!keepAlive && listHas(x.value, 'keep-alive')) keepAlive = true;
   }
   return h.version === 0 && !keepAlive;
+}
+
+/**
+ * The Transfer-Encoding field's value: every line of it combined in order (RFC 9110 §5.3), or
+ * null. Framing is read from this value, and it is what must be forwarded: taking the first
+ * line alone (`gzip`) while framing by all of them (`gzip, chunked`) tells the next hop to read
+ * a chunked body until the connection closes, so the next response on a kept-alive connection
+ * becomes part of this one's body.
+ */
+export function transferEncoding(h: { readonly headers: readonly Header[] }): string | null {
+  let te: string | null = null;
+  for (const x of h.headers) if (x.name === 'transfer-encoding') te = te === null ? x.value : `${te}, ${x.value}`;
+  return te;
+}
+
+/** The transfer codings named by a Transfer-Encoding value, lowercased, in order (empty elements skipped). */
+export function transferCodings(te: string): string[] {
+  const out: string[] = [];
+  for (const part of te.split(',')) {
+    const c = ows(part).toLowerCase();
+    if (c !== '') out.push(c); // empty list elements are allowed (RFC 9110 §5.6.1)
+  }
+  return out;
 }
 
 /** The first value of header `name` (case-insensitive), or undefined. */
