@@ -194,3 +194,45 @@ describe('ChunkedScanner: malformed framing', () => {
     assert.equal(s.done, true);
   });
 });
+
+describe('trailer section filtering (keepTrailer)', () => {
+  // What a forwarder sends: each push's bytes up to trailerStart, then the filtered section.
+  function forward(pieces: Buffer[], keep: (name: string) => boolean): { out: string; rest: string } {
+    const s = new ChunkedScanner({ keepTrailer: keep });
+    let out = '';
+    let rest = '';
+    let sent = false;
+    for (const p of pieces) {
+      const n = s.push(p);
+      assert.ok(n >= 0, s.error ?? '');
+      const end = s.trailerStart >= 0 ? s.trailerStart : n;
+      out += p.subarray(0, end).toString('latin1');
+      rest += p.subarray(n).toString('latin1');
+      if (s.done && !sent) {
+        sent = true;
+        out += (s.trailer as Buffer).toString('latin1');
+      }
+    }
+    assert.ok(s.done);
+    return { out, rest };
+  }
+  const body = '5\r\nhello\r\n0;last=1\r\nProxy-Authorization: Basic c2VjcmV0\r\nX-Checksum: abc\r\nhost: other.example\r\nConnection: close\r\nContent-Length: 5\r\nServer-Timing: db;dur=1\r\n\r\n';
+  const keep = (n: string) => !['proxy-authorization', 'host', 'connection', 'content-length'].includes(n);
+  const want = '5\r\nhello\r\n0;last=1\r\nX-Checksum: abc\r\nServer-Timing: db;dur=1\r\n\r\n';
+
+  it('drops the refused fields, keeps the rest in order, at every split point and one byte at a time', () => {
+    const all = B(body + NEXT);
+    for (let cut = 0; cut <= all.length; cut++) {
+      const r = forward([all.subarray(0, cut), all.subarray(cut)], keep);
+      assert.equal(r.out, want, `split at ${cut}`);
+      assert.equal(r.rest, NEXT, `split at ${cut}`);
+    }
+    const bytes = [...all].map((b) => Buffer.from([b]));
+    assert.equal(forward(bytes, keep).out, want);
+  });
+
+  it('an empty or fully refused trailer section becomes the final CRLF alone', () => {
+    assert.equal(forward([B('0\r\n\r\n')], keep).out, '0\r\n\r\n');
+    assert.equal(forward([B('0\r\nProxy-Authorization: x\r\n\r\n')], keep).out, '0\r\n\r\n');
+  });
+});

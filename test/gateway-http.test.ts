@@ -188,6 +188,28 @@ describe('absolute-form forwarding', () => {
     }
   });
 
+  it('never forwards proxy credentials, hop-by-hop or routing fields in a chunked trailer section, either way (RFC 9110 §6.5.1, §7.6.1)', async () => {
+    let seen = '';
+    const answer = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nProxy-Authenticate: Basic\r\nX-Resp-Sum: 9\r\nConnection: close\r\n\r\n';
+    await withRawOrigin((s) => {
+      s.on('data', (d: Buffer) => {
+        seen += d.toString('latin1');
+        if (seen.endsWith('\r\n\r\n') && seen.includes('\r\n0\r\n')) s.write(answer);
+      });
+    }, async (port) => {
+      const c = await RawClient.connect(g.port);
+      c.write(`POST http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+        '5\r\nhello\r\n0\r\nProxy-Authorization: Basic c2VjcmV0OnNlY3JldA==\r\nX-Sum: 1\r\nHost: other.example\r\nKeep-Alive: 5\r\n\r\n');
+      await c.until((x) => x.text().endsWith('\r\n\r\n') && x.text().includes('\r\n0\r\n'));
+      // The origin got the body and the harmless trailer field only.
+      assert.ok(seen.endsWith('5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n'), JSON.stringify(seen));
+      assert.doesNotMatch(seen, /c2VjcmV0|other\.example|keep-alive: 5/i);
+      // And the client got the response's trailer without its hop-by-hop fields.
+      assert.ok(c.text().endsWith('2\r\nok\r\n0\r\nX-Resp-Sum: 9\r\n\r\n'), JSON.stringify(c.text()));
+      c.close();
+    });
+  });
+
   it('does not reuse an upstream that sent bytes after a response without a body', async () => {
     let conns = 0;
     const answer = 'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!';

@@ -71,8 +71,39 @@ export class ChunkedScanner {
    * forwarded: an HTTP/1.0 client cannot read the chunked coding (RFC 9112 §7.1, §6.3).
    */
   readonly #onData: ((data: Buffer) => void) | null;
-  constructor(opts: { onData?: (data: Buffer) => void } = {}) {
+  /** Trailer fields (lowercased names) that may be forwarded; null: the section is not kept. */
+  readonly #keepTrailer: ((name: string) => boolean) | null;
+  constructor(opts: { onData?: (data: Buffer) => void; keepTrailer?: (name: string) => boolean } = {}) {
     this.#onData = opts.onData ?? null;
+    this.#keepTrailer = opts.keepTrailer ?? null;
+  }
+
+  /** With `keepTrailer`: the trailer section's bytes seen so far (at most MAX_TRAILER_BYTES). */
+  #trailerParts: Buffer[] = [];
+  /**
+   * With `keepTrailer`: where the trailer section begins in the buffer of the last push(), 0
+   * when that whole push was in it, -1 when it has not begun. The bytes from there on are not
+   * the caller's to forward: `trailer` gives the section to send instead, once done.
+   */
+  trailerStart = -1;
+
+  /**
+   * Once done, with `keepTrailer`: the trailer section without the fields it refuses, ending
+   * with the final CRLF. RFC 9110 §6.5.1: a trailer must not carry framing, routing or
+   * authentication fields, and hop-by-hop fields never cross a proxy (§7.6.1): forwarded
+   * as they came, `Proxy-Authorization` (the client's proxy credentials) or a second `Host`
+   * would reach the origin in the trailer, past the checks the header section got.
+   */
+  get trailer(): Buffer | null {
+    if (this.#s !== DONE || this.#keepTrailer === null) return null;
+    const text = Buffer.concat(this.#trailerParts).toString('latin1');
+    let out = '';
+    for (const line of text.split('\r\n')) {
+      if (line === '') continue;
+      const name = line.slice(0, line.indexOf(':')).toLowerCase();
+      if (this.#keepTrailer(name)) out += `${line}\r\n`;
+    }
+    return Buffer.from(`${out}\r\n`, 'latin1');
   }
 
   #s = SIZE0;
@@ -103,6 +134,7 @@ export class ChunkedScanner {
     const n = buf.length;
     let i = 0;
     let s = this.#s;
+    this.trailerStart = s >= TR_LINE && s <= DONE ? 0 : -1;
     while (i < n && s !== DONE) {
       if (s === DATA) {
         const take = Math.min(this.#left, n - i);
@@ -186,6 +218,7 @@ export class ChunkedScanner {
           if (c !== LF) return this.#fail('bare CR in chunked framing');
           if (this.#size === 0) {
             s = TR_LINE;
+            this.trailerStart = i;
           } else {
             this.#left = this.#size;
             s = DATA;
@@ -230,6 +263,10 @@ export class ChunkedScanner {
       }
     }
     this.#s = s;
+    if (this.#keepTrailer !== null && this.trailerStart >= 0 && i > this.trailerStart) {
+      // Copied: the caller may reuse its buffer. Bounded by MAX_TRAILER_BYTES above.
+      this.#trailerParts.push(Buffer.from(buf.subarray(this.trailerStart, i)));
+    }
     return i;
   }
 

@@ -104,7 +104,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
   start(): void {
     const f = requestFraming(this.head);
     if (f.kind === 'length') this.#reqLeft = f.length;
-    else if (f.kind === 'chunked') this.#reqChunks = new ChunkedScanner();
+    else if (f.kind === 'chunked') this.#reqChunks = new ChunkedScanner({ keepTrailer: trailerFilter(this.head) });
     this.#reqDone = f.kind === 'none' || (f.kind === 'length' && f.length === 0);
     // HTTP/1.0 clients, and clients that asked for it, get one response and a close.
     this.#closeClient = this.head.version === 0 || wantsClose(this.head);
@@ -156,13 +156,19 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
           this.#abort('client_error');
           return;
         }
-        if (this.#reqChunks.done) this.#reqDone = true;
+        // The trailer section is not forwarded as it came: the scanner gives it filtered.
+        const end = this.#reqChunks.trailerStart >= 0 ? this.#reqChunks.trailerStart : take;
+        if (end > 0) this.#writeUp(end === chunk.length ? chunk : chunk.subarray(0, end));
+        if (this.#reqChunks.done) {
+          this.#reqDone = true;
+          this.#writeUp(this.#reqChunks.trailer as Buffer);
+        }
       } else {
         take = Math.min(this.#reqLeft, chunk.length);
         this.#reqLeft -= take;
         if (this.#reqLeft === 0) this.#reqDone = true;
+        if (take > 0) this.#writeUp(take === chunk.length ? chunk : chunk.subarray(0, take));
       }
-      if (take > 0) this.#writeUp(take === chunk.length ? chunk : chunk.subarray(0, take));
       chunk = chunk.subarray(take);
       if (this.#reqDone) this.#maybeComplete();
       if (chunk.length === 0) return;
@@ -269,7 +275,7 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
         // An HTTP/1.0 client cannot read the chunked coding: decode it and delimit the body
         // by closing the connection instead (RFC 9112 §6.3, §7.1).
         this.#dechunk = this.head.version === 0;
-        this.#respChunks = new ChunkedScanner(this.#dechunk ? { onData: (d) => this.#writeClient(d) } : {});
+        this.#respChunks = new ChunkedScanner(this.#dechunk ? { onData: (d) => this.#writeClient(d) } : { keepTrailer: trailerFilter(h) });
       } else if (f.kind === 'close') this.#respUntilClose = true;
       if (f.kind === 'close' || this.#dechunk || wantsClose(h)) this.#closeClient = true;
       this.#writeClient(serializeResponse(h, this.#closeClient, this.head.version === 0));
@@ -287,17 +293,26 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
 
   #respBody(chunk: Buffer): void {
     let take = chunk.length;
-    if (this.#respChunks !== null) {
-      take = this.#respChunks.push(chunk);
+    const sc = this.#respChunks;
+    if (sc !== null) {
+      take = sc.push(chunk);
       if (take < 0) {
         this.#abort('upstream_error');
         return;
       }
-    } else if (!this.#respUntilClose) {
-      take = Math.min(this.#respLeft, chunk.length);
-      this.#respLeft -= take;
+      if (!this.#dechunk) {
+        // As for requests: the trailer section goes on filtered, not as it came.
+        const end = sc.trailerStart >= 0 ? sc.trailerStart : take;
+        if (end > 0) this.#writeClient(end === chunk.length ? chunk : chunk.subarray(0, end));
+        if (sc.done) this.#writeClient(sc.trailer as Buffer);
+      }
+    } else {
+      if (!this.#respUntilClose) {
+        take = Math.min(this.#respLeft, chunk.length);
+        this.#respLeft -= take;
+      }
+      if (take > 0) this.#writeClient(take === chunk.length ? chunk : chunk.subarray(0, take));
     }
-    if (take > 0 && !this.#dechunk) this.#writeClient(take === chunk.length ? chunk : chunk.subarray(0, take));
     if (take < chunk.length) {
       // Extra bytes after the response: the upstream connection is out of step.
       this.up.destroy();
@@ -389,6 +404,18 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
 }
 
 /** Headers that never cross the proxy: hop-by-hop ones and any named in Connection. */
+/**
+ * Framing and routing fields a trailer section may not carry on (RFC 9110 §6.5.1), besides the
+ * hop-by-hop ones: an origin that merged them would see a Host or a length nobody checked.
+ */
+const TRAILER_REFUSED: ReadonlySet<string> = new Set(['host', 'content-length']);
+
+/** Which trailer fields of a chunked message whose head is `head` go on (hop-by-hop ones, and those its Connection names, never do). */
+function trailerFilter(head: RequestHead | ResponseHead): (name: string) => boolean {
+  const tokens = connectionTokens(head);
+  return (name) => !HOP_BY_HOP.has(name) && !tokens.has(name) && !TRAILER_REFUSED.has(name);
+}
+
 function forwardable(headers: readonly Header[], tokens: ReadonlySet<string>): Header[] {
   return headers.filter((h) => !HOP_BY_HOP.has(h.name) && !tokens.has(h.name));
 }
