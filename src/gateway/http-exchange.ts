@@ -403,7 +403,6 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
   }
 }
 
-/** Headers that never cross the proxy: hop-by-hop ones and any named in Connection. */
 /**
  * Framing and routing fields a trailer section may not carry on (RFC 9110 §6.5.1), besides the
  * hop-by-hop ones: an origin that merged them would see a Host or a length nobody checked.
@@ -416,6 +415,7 @@ function trailerFilter(head: RequestHead | ResponseHead): (name: string) => bool
   return (name) => !HOP_BY_HOP.has(name) && !tokens.has(name) && !TRAILER_REFUSED.has(name);
 }
 
+/** Headers that never cross the proxy: hop-by-hop ones and any named in Connection. */
 function forwardable(headers: readonly Header[], tokens: ReadonlySet<string>): Header[] {
   return headers.filter((h) => !HOP_BY_HOP.has(h.name) && !tokens.has(h.name));
 }
