@@ -137,6 +137,44 @@ describe('tls: required', () => {
 });
 
 describe('tls: none and optional', () => {
+  it('checks the ClientHello of a client that stays silent past the timer on an optional rule (waiting it out does not skip the check)', async () => {
+    const quiet = await startEchoOrigin(); // speaks only when spoken to, like most TLS servers
+    g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${quiet.port}]\n        tls: optional\n`));
+    try {
+      // Fronting: silent past clienthello_timeout (300 ms here), then a hello for another name.
+      const t = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const port = t.socket.localPort;
+      await new Promise((r) => setTimeout(r, 700));
+      t.socket.write(buildClientHello({ sni: 'other.test' }));
+      const got = await readAll(t.socket);
+      assert.ok(got.includes(Buffer.from([21, 3])), 'refused with an alert');
+      const d = await g.waitDecision((e) => e.client_port === port);
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.reason, 'sni_mismatch');
+      assert.equal(d.sni, 'other.test');
+      // The right name after the same wait goes through, and the decision names it.
+      const ok = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const okPort = ok.socket.localPort;
+      await new Promise((r) => setTimeout(r, 700));
+      ok.socket.write(buildClientHello({ sni: 'echo.test' }));
+      const allowed = await g.waitDecision((e) => e.client_port === okPort);
+      assert.equal(allowed.verdict, 'allow');
+      assert.equal(allowed.sni, 'echo.test');
+      ok.socket.destroy();
+      // A client that never says anything and leaves: allowed, nothing to check.
+      const silent = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const silentPort = silent.socket.localPort;
+      await new Promise((r) => setTimeout(r, 500));
+      silent.socket.end();
+      const left = await g.waitDecision((e) => e.client_port === silentPort);
+      assert.equal(left.verdict, 'allow');
+      assert.equal(left.sni, null);
+    } finally {
+      g.setPolicy(basePolicy(P));
+      await quiet.close();
+    }
+  });
+
   it('lets a server speak first on an optional rule and still checks a ClientHello', async () => {
     const ssh = await startEchoOrigin({ greeting: 'SSH-2.0-test\r\n' });
     g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${ssh.port}]\n        tls: optional\n`));

@@ -157,6 +157,9 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
       return;
     }
     if (this.#phase !== 'peek') return;
+    // A silent client on an `optional` rule waits without a timer (#onHelloTimeout); its first
+    // bytes, whenever they come, get the usual time to make a whole ClientHello.
+    this.#helloTimer ??= setTimeout(this.#onHelloTimeout, this.conn.gw.config.tls.clienthello_timeout);
     this.#peek = this.#peek === null ? chunk : Buffer.concat([this.#peek, chunk]);
     this.#inspect();
   }
@@ -318,9 +321,13 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
       return;
     }
     if (this.#phase !== 'peek') return;
-    // A silent client on an `optional` rule may be waiting for the server to speak first.
-    if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) this.#pass(null);
-    else this.#refuse('clienthello_timeout', null);
+    // A silent client on an `optional` rule may be waiting for the server to speak first (the
+    // server's bytes already flow). It is not passed unchecked here: its first bytes are still
+    // inspected whenever they come. Passing at the timer let any client front another name by
+    // waiting it out, then sending a ClientHello for that name (most TLS servers never speak
+    // first). Its idle timeout still applies (onTimeout), and a close decides it (#finish).
+    if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) return;
+    this.#refuse('clienthello_timeout', null);
   };
 
   #refuse(reason: DenyReason, detail: string | null): void {
@@ -413,7 +420,9 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   }
 
   onTimeout(): void {
-    if (this.#phase === 'peek') return; // the ClientHello timer governs this phase
+    // The ClientHello timer governs this phase, while it runs (not for a silent client on an
+    // `optional` rule, which waits without one).
+    if (this.#phase === 'peek' && this.#helloTimer !== null) return;
     this.cut('idle_timeout');
   }
 
