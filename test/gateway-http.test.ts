@@ -171,6 +171,15 @@ describe('absolute-form forwarding', () => {
       assert.doesNotMatch(head, /connection: close/i, 'chunked is final: the connection may stay open');
       c.close();
     });
+    // An empty list element: the gateway skips it (RFC 9110 §5.6.1) and frames the body as
+    // chunked, so the client must get the list without it (Node's parser reads `chunked,` to the close).
+    await withRawOrigin((s) => { s.on('data', () => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, \r\n\r\n3\r\nabc\r\n0\r\n\r\n')); }, async (port) => {
+      const c = await RawClient.connect(g.port);
+      c.write(`GET http://http.test:${port}/ HTTP/1.1\r\nHost: http.test:${port}\r\n\r\n`);
+      await c.until((x) => x.text().endsWith('0\r\n\r\n'));
+      assert.match(c.text(), /\r\ntransfer-encoding: chunked\r\n/i);
+      c.close();
+    });
   });
 
   it('refuses a transfer coding other than chunked to an HTTP/1.0 client, which may not receive one (RFC 9112 §6.1)', async () => {

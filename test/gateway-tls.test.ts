@@ -175,6 +175,24 @@ describe('tls: none and optional', () => {
     }
   });
 
+  it('decides a server-first tunnel once the client has stayed silent past the timer, while it is still open', async () => {
+    const banner = await startEchoOrigin({ greeting: '220 smtp.test ESMTP\r\n' });
+    g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${banner.port}]\n        tls: optional\n`));
+    try {
+      const t = await openTunnel(g.port, `echo.test:${banner.port}`);
+      const port = t.socket.localPort;
+      t.socket.resume(); // reads the banner, says nothing
+      // Decided (and so counted, and cut when idle) without waiting for the client to speak or leave.
+      const d = await g.waitDecision((e) => e.client_port === port);
+      assert.equal(d.verdict, 'allow');
+      assert.equal(t.socket.destroyed, false, 'decided while the tunnel is open');
+      t.socket.destroy();
+    } finally {
+      g.setPolicy(basePolicy(P));
+      await banner.close();
+    }
+  });
+
   it('lets a server speak first on an optional rule and still checks a ClientHello', async () => {
     const ssh = await startEchoOrigin({ greeting: 'SSH-2.0-test\r\n' });
     g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${ssh.port}]\n        tls: optional\n`));

@@ -439,9 +439,11 @@ function serializeRequest(head: RequestHead, path: string, dest: Destination, ch
 /** `http10`: the client spoke HTTP/1.0, which never gets a Transfer-Encoding (a chunked body is decoded for it). */
 function serializeResponse(head: ResponseHead, close: boolean, http10 = false): Buffer {
   const extra: [string, string][] = [];
-  // All of its lines, combined: the framing was read from all of them (transferEncoding).
-  const te = transferEncoding(head);
-  if (te !== null && head.status >= 200 && !http10) extra.push(['transfer-encoding', te]);
+  // All of its lines, combined, as the list of codings the framing was read from
+  // (transferCodings): empty elements dropped, since a client that does not skip them, as
+  // RFC 9110 §5.6.1 allows, would not see `chunked,` as chunked and would read to the close.
+  const codings = transferCodings(transferEncoding(head) ?? '');
+  if (codings.length > 0 && head.status >= 200 && !http10) extra.push(['transfer-encoding', codings.join(', ')]);
   if (close && head.status >= 200) extra.push(['connection', 'close']);
   return serializeResponseHead(head.status, head.reason, forwardable(head.headers, connectionTokens(head)), extra);
 }

@@ -91,6 +91,8 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   #upClosed = false;
   #clientClosed = false;
   #downFlowing = false;
+  /** On a `tls: optional` rule: the server sent bytes while the client's first bytes were awaited. */
+  #serverSpoke = false;
   /** Each direction is switched to a bulk buffer at most once, after its first full read (bulk.ts). */
   #bulkUpTried = false;
   #bulkDownTried = false;
@@ -322,11 +324,15 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     }
     if (this.#phase !== 'peek') return;
     // A silent client on an `optional` rule may be waiting for the server to speak first (the
-    // server's bytes already flow). It is not passed unchecked here: its first bytes are still
-    // inspected whenever they come. Passing at the timer let any client front another name by
-    // waiting it out, then sending a ClientHello for that name (most TLS servers never speak
-    // first). Its idle timeout still applies (onTimeout), and a close decides it (#finish).
-    if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) return;
+    // server's bytes already flow). If the server has spoken, that is the protocol: pass. If it
+    // has not, the client is not passed unchecked: passing at the timer let any client front
+    // another name by waiting it out, then sending a ClientHello for that name, since TLS
+    // servers never speak first. Its first bytes are inspected whenever they come; the
+    // server's first bytes pass it (startDown); its idle timeout, or a close, ends the wait.
+    if (this.tls === 'optional' && (this.#peek === null || this.#peek.length === 0)) {
+      if (this.#serverSpoke) this.#pass(null);
+      return;
+    }
     this.#refuse('clienthello_timeout', null);
   };
 
@@ -375,6 +381,13 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const client = this.#client;
     const up = this.#up;
     up.on('data', (chunk: Buffer) => {
+      if (this.#phase === 'peek') {
+        this.#serverSpoke = true;
+        // A server that speaks first is no TLS server (those wait for a ClientHello), so once
+        // the client has also stayed silent past the timer, the tunnel is a server-first
+        // protocol and is passed: decided and counted like any other from here on.
+        if (this.#helloTimer === null && (this.#peek === null || this.#peek.length === 0)) this.#pass(null);
+      }
       if (this.#await === 'server_hello') {
         this.#watchServer(chunk);
         if (this.#phase === 'done') return; // refused: the client gets an alert, not these bytes
