@@ -338,6 +338,23 @@ describe('tls: a second ClientHello after HelloRetryRequest', () => {
       }, 'report');
     });
 
+    it('report mode checks the second ClientHello after a retry also when the first already failed', async () => {
+    await withScripted(async (srv, s, decided) => {
+      // The first hello fails (another name); in enforce mode the tunnel would end here. In
+      // report mode the decision still waits for the server, and the second hello's own
+      // failure (ECH) is recorded in the detail, the first failure staying the reason.
+      s.write(buildClientHello({ sni: 'fronted.test' }));
+      await srv.gotFirst;
+      srv.answer(buildServerHello({ retry: true }));
+      s.write(buildClientHello({ sni: 'tls.test', ech: true }));
+      const d = await decided();
+      assert.equal(d.verdict, 'allow');
+      assert.equal(d.reason, 'sni_mismatch');
+      assert.match(d.detail ?? '', /second ClientHello \(after HelloRetryRequest\)/);
+      s.destroy();
+      }, 'report');
+    });
+
     it('refuses a server whose first handshake records cannot be read (upstream_bad_response)', async () => {
     await withScripted(async (srv, s, decided) => {
       s.write(buildClientHello({ sni: 'tls.test' }));

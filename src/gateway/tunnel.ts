@@ -188,24 +188,39 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   }
 
   /**
-   * The checks on a ClientHello; refuses and returns false when one fails (in report mode the
-   * refusal itself records the would-be reason and lets the tunnel go on).
+   * The checks on a ClientHello; refuses and returns false when one fails. In report mode a
+   * failure is recorded as the would-be reason (keeping an earlier one) and the hello goes on
+   * like one that passed (true): the decision then waits for the server's first handshake
+   * message as in enforce mode, so a second ClientHello after a HelloRetryRequest is checked
+   * and recorded too, not passed unseen behind the first one's failure.
    */
   #check(info: ClientHelloInfo, which: string): boolean {
+    const bad = this.#firstFailure(info, which);
+    if (bad === null) return true;
+    if (this.report) {
+      if (this.a.reason === 'allowed') this.a.reason = bad.reason;
+      if (bad.detail) this.a.detail = bad.detail;
+      return true;
+    }
+    this.#refuse(bad.reason, bad.detail);
+    return false;
+  }
+
+  #firstFailure(info: ClientHelloInfo, which: string): { reason: DenyReason; detail: string | null } | null {
     const gw = this.conn.gw;
     // ECH first: with real ECH the outer SNI is the provider's public name, so the more
     // precise reason is that the true destination is hidden (draft-ietf-tls-esni §6).
-    if (info.ech && gw.config.tls.ech === 'deny') this.#refuse('ech_not_allowed', which || null);
+    if (info.ech && gw.config.tls.ech === 'deny') return { reason: 'ech_not_allowed', detail: which || null };
     // SNI must name exactly the CONNECT host: anything else is domain fronting (the tunnel
     // was authorized for one name and would carry a session for another). For an IP-literal
     // CONNECT a client sends no SNI (RFC 6066 §3 forbids literals there), so none may appear.
-    else if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) {
+    if (this.dest.kind === 'name' ? info.sni !== this.dest.host : info.sni !== null) {
       // The first hello's SNI is in the event already; a second one's is named in the detail.
       const what = info.sni === null ? 'no SNI' : which ? `SNI ${info.sni}` : '';
-      this.#refuse('sni_mismatch', which + what || null);
-    } else if (info.maxVersion < gw.minTlsVersion) this.#refuse('tls_version', which || null);
-    else return true;
-    return false;
+      return { reason: 'sni_mismatch', detail: which + what || null };
+    }
+    if (info.maxVersion < gw.minTlsVersion) return { reason: 'tls_version', detail: which || null };
+    return null;
   }
 
   /**
