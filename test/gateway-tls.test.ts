@@ -136,13 +136,24 @@ describe('tls: required', () => {
   });
 });
 
+/** Runs `fn` against an echo origin (greeting first when given) reached as echo.test on a `tls: optional` rule. */
+async function withOptionalOrigin(greeting: string | undefined, fn: (port: number) => Promise<void>): Promise<void> {
+  const origin = await startEchoOrigin(greeting === undefined ? {} : { greeting });
+  g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${origin.port}]\n        tls: optional\n`));
+  try {
+    await fn(origin.port);
+  } finally {
+    g.setPolicy(basePolicy(P));
+    await origin.close();
+  }
+}
+
 describe('tls: none and optional', () => {
   it('checks the ClientHello of a client that stays silent past the timer on an optional rule (waiting it out does not skip the check)', async () => {
-    const quiet = await startEchoOrigin(); // speaks only when spoken to, like most TLS servers
-    g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${quiet.port}]\n        tls: optional\n`));
-    try {
+    // The origin speaks only when spoken to, like TLS servers.
+    await withOptionalOrigin(undefined, async (quietPort) => {
       // Fronting: silent past clienthello_timeout (300 ms here), then a hello for another name.
-      const t = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const t = await openTunnel(g.port, `echo.test:${quietPort}`);
       const port = t.socket.localPort;
       await new Promise((r) => setTimeout(r, 700));
       t.socket.write(buildClientHello({ sni: 'other.test' }));
@@ -153,7 +164,7 @@ describe('tls: none and optional', () => {
       assert.equal(d.reason, 'sni_mismatch');
       assert.equal(d.sni, 'other.test');
       // The right name after the same wait goes through, and the decision names it.
-      const ok = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const ok = await openTunnel(g.port, `echo.test:${quietPort}`);
       const okPort = ok.socket.localPort;
       await new Promise((r) => setTimeout(r, 700));
       ok.socket.write(buildClientHello({ sni: 'echo.test' }));
@@ -162,24 +173,19 @@ describe('tls: none and optional', () => {
       assert.equal(allowed.sni, 'echo.test');
       ok.socket.destroy();
       // A client that never says anything and leaves: allowed, nothing to check.
-      const silent = await openTunnel(g.port, `echo.test:${quiet.port}`);
+      const silent = await openTunnel(g.port, `echo.test:${quietPort}`);
       const silentPort = silent.socket.localPort;
       await new Promise((r) => setTimeout(r, 500));
       silent.socket.end();
       const left = await g.waitDecision((e) => e.client_port === silentPort);
       assert.equal(left.verdict, 'allow');
       assert.equal(left.sni, null);
-    } finally {
-      g.setPolicy(basePolicy(P));
-      await quiet.close();
-    }
+    });
   });
 
   it('decides a server-first tunnel once the client has stayed silent past the timer, while it is still open', async () => {
-    const banner = await startEchoOrigin({ greeting: '220 smtp.test ESMTP\r\n' });
-    g.setPolicy(basePolicy(P, `      - host: echo.test\n        ports: [${banner.port}]\n        tls: optional\n`));
-    try {
-      const t = await openTunnel(g.port, `echo.test:${banner.port}`);
+    await withOptionalOrigin('220 smtp.test ESMTP\r\n', async (bannerPort) => {
+      const t = await openTunnel(g.port, `echo.test:${bannerPort}`);
       const port = t.socket.localPort;
       t.socket.resume(); // reads the banner, says nothing
       // Decided (and so counted, and cut when idle) without waiting for the client to speak or leave.
@@ -187,10 +193,7 @@ describe('tls: none and optional', () => {
       assert.equal(d.verdict, 'allow');
       assert.equal(t.socket.destroyed, false, 'decided while the tunnel is open');
       t.socket.destroy();
-    } finally {
-      g.setPolicy(basePolicy(P));
-      await banner.close();
-    }
+    });
   });
 
   it('lets a server speak first on an optional rule and still checks a ClientHello', async () => {
