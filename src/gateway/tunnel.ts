@@ -198,8 +198,7 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     const bad = this.#firstFailure(info, which);
     if (bad === null) return true;
     if (this.report) {
-      if (this.a.reason === 'allowed') this.a.reason = bad.reason;
-      if (bad.detail) this.a.detail = bad.detail;
+      this.#wouldDeny(bad.reason, bad.detail);
       return true;
     }
     this.#refuse(bad.reason, bad.detail);
@@ -351,12 +350,16 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     this.#refuse('clienthello_timeout', null);
   };
 
+  /** Report mode: records the would-be deny (keeping an earlier reason) without refusing. */
+  #wouldDeny(reason: DenyReason, detail: string | null): void {
+    if (this.a.reason === 'allowed') this.a.reason = reason;
+    if (detail) this.a.detail = detail;
+  }
+
   #refuse(reason: DenyReason, detail: string | null): void {
     const a = this.a;
     if (this.report) {
-      // Report mode: record the would-be deny (keeping an earlier one) and let it through.
-      if (a.reason === 'allowed') a.reason = reason;
-      if (detail) a.detail = detail;
+      this.#wouldDeny(reason, detail);
       if (this.#phase === 'peek') this.#pass(this.#peek);
       else this.#settle();
       return;
