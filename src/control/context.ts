@@ -190,9 +190,14 @@ export class ControlContext {
     try {
       this.requireScope(req, group);
     } catch (err) {
-      await this.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: `group:${group}`, result: 'denied', detail: 'FORBIDDEN_SCOPE' });
+      await this.auditReadRefusal(req, `group:${group}`, 'FORBIDDEN_SCOPE');
       throw err;
     }
+  }
+
+  /** Audits a read refused for scope (reads run outside act(), which audits changes' refusals). */
+  async auditReadRefusal(req: FastifyRequest, target: string, detail: string): Promise<void> {
+    await this.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target, result: 'denied', detail });
   }
 
   /** The groups a list should be restricted to, or undefined for all. */

@@ -44,7 +44,7 @@ export function deviceRoutes(ctx: ControlContext): FastifyPluginAsync {
     // change runs in act(), which audits the refusal with auditDetail; a read audits its own.
     const hidden = new ApiError(404, 'RESOURCE_NOT_FOUND', `no device ${id}`);
     hidden.auditDetail = `FORBIDDEN_SCOPE: device of group "${d.group_name}" (answered as not found)`;
-    if (trx === null) await ctx.audit(req, { action: `${req.method} ${req.routeOptions.url ?? req.url}`, target: `device:${id}`, result: 'denied', detail: hidden.auditDetail });
+    if (trx === null) await ctx.auditReadRefusal(req, `device:${id}`, hidden.auditDetail);
     throw hidden;
   }
 
