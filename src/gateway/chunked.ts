@@ -106,6 +106,20 @@ export class ChunkedScanner {
     return Buffer.from(`${out}\r\n`, 'latin1');
   }
 
+  /**
+   * Hands `write` what a forwarder sends of `buf`, which push() just counted `n` bytes of: the
+   * body as it came up to the trailer section, then, once done, the filtered section.
+   */
+  passOn(buf: Buffer, n: number, write: (b: Buffer) => void): void {
+    const end = this.#keepTrailer !== null && this.trailerStart >= 0 ? this.trailerStart : n;
+    if (end > 0) write(end === buf.length ? buf : buf.subarray(0, end));
+    if (this.done && this.#keepTrailer !== null && !this.#trailerSent) {
+      this.#trailerSent = true;
+      write(this.trailer as Buffer);
+    }
+  }
+
+  #trailerSent = false;
   #s = SIZE0;
   #size = 0;
   #digits = 0;

@@ -157,12 +157,8 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
           return;
         }
         // The trailer section is not forwarded as it came: the scanner gives it filtered.
-        const end = this.#reqChunks.trailerStart >= 0 ? this.#reqChunks.trailerStart : take;
-        if (end > 0) this.#writeUp(end === chunk.length ? chunk : chunk.subarray(0, end));
-        if (this.#reqChunks.done) {
-          this.#reqDone = true;
-          this.#writeUp(this.#reqChunks.trailer as Buffer);
-        }
+        this.#reqChunks.passOn(chunk, take, (b) => this.#writeUp(b));
+        if (this.#reqChunks.done) this.#reqDone = true;
       } else {
         take = Math.min(this.#reqLeft, chunk.length);
         this.#reqLeft -= take;
@@ -300,12 +296,8 @@ class HttpExchange implements ClientOwner, UpstreamOwner {
         this.#abort('upstream_error');
         return;
       }
-      if (!this.#dechunk) {
-        // As for requests: the trailer section goes on filtered, not as it came.
-        const end = sc.trailerStart >= 0 ? sc.trailerStart : take;
-        if (end > 0) this.#writeClient(end === chunk.length ? chunk : chunk.subarray(0, end));
-        if (sc.done) this.#writeClient(sc.trailer as Buffer);
-      }
+      // As for requests: the trailer section goes on filtered, not as it came.
+      if (!this.#dechunk) sc.passOn(chunk, take, (b) => this.#writeClient(b));
     } else {
       if (!this.#respUntilClose) {
         take = Math.min(this.#respLeft, chunk.length);
