@@ -20,6 +20,7 @@ import { Resolver } from './resolver.js';
 import type { Logger } from './logger.js';
 import { LiveSet, type LiveMember } from './live-set.js';
 import type { DenyReason } from '../core/reasons.js';
+import { SharedCounts } from './shared-counts.js';
 
 export interface GatewayOptions {
   readonly config: Config;
@@ -30,6 +31,11 @@ export interface GatewayOptions {
   readonly resolver?: Resolver;
   /** Told each resolver query's duration and outcome (metrics); the data plane never imports them. */
   readonly observeResolver?: (seconds: number, result: 'ok' | 'error') => void;
+  /**
+   * The limits' counts, shared with the other data-plane threads (threads.ts); by default the
+   * gateway's own.
+   */
+  readonly counts?: SharedCounts;
 }
 
 export interface MtlsListenOptions {
@@ -65,10 +71,10 @@ export class Gateway {
   #servers: Server[] = [];
   // LiveSets, not Sets: see live-set.ts (a churning Set keeps dead tunnels alive across scavenges).
   readonly connections = new LiveSet<ProxyConnection>();
-  /** Open client connections per client address (limits.max_connections_per_client). */
-  readonly #perClientConns = new Map<string, number>();
+  /** This thread's tunnels (lifetimes, progress, shutdown); the limits count every thread's in #counts. */
   readonly #tunnels = new LiveSet<LiveTunnel>();
-  readonly #perClient = new Map<string, number>();
+  /** Open connections and tunnels, in total and per client address, across all data-plane threads. */
+  readonly counts: SharedCounts;
   #sweeper: NodeJS.Timeout | null = null;
   /** The sweeper's period: lifetimes and progress reports are checked this often. */
   get #sweepEvery(): number {
@@ -87,6 +93,7 @@ export class Gateway {
     this.bus = opts.bus;
     this.logger = opts.logger;
     this.#policy = opts.policy ?? null;
+    this.counts = opts.counts ?? SharedCounts.create(opts.config.limits.max_connections);
     const dns = opts.config.dns;
     this.resolver = opts.resolver ?? new Resolver({
       servers: dns.resolvers,
@@ -119,8 +126,9 @@ export class Gateway {
     return this.#draining;
   }
 
+  /** Tunnels held across all data-plane threads (the limits' count). */
   get activeTunnels(): number {
-    return this.#tunnels.size;
+    return this.counts.tunnels;
   }
 
   /**
@@ -148,19 +156,14 @@ export class Gateway {
   acquire(clientIp: string, t: LiveTunnel): DenyReason | null {
     const lim = this.config.limits;
     if (this.#draining) return 'shutting_down';
-    if (this.#tunnels.size >= lim.max_tunnels) return 'tunnel_limit';
-    const n = this.#perClient.get(clientIp) ?? 0;
-    if (n >= lim.max_tunnels_per_client) return 'client_tunnel_limit';
-    this.#perClient.set(clientIp, n + 1);
+    const refused = this.counts.acquireTunnel(clientIp, lim.max_tunnels, lim.max_tunnels_per_client);
+    if (refused !== null) return refused;
     this.#tunnels.add(t);
     return null;
   }
 
   release(clientIp: string, t: LiveTunnel): void {
-    if (!this.#tunnels.delete(t)) return;
-    const n = (this.#perClient.get(clientIp) ?? 1) - 1;
-    if (n <= 0) this.#perClient.delete(clientIp);
-    else this.#perClient.set(clientIp, n);
+    if (this.#tunnels.delete(t)) this.counts.releaseTunnel(clientIp);
   }
 
   /** Opens the plain proxy listener. Resolves with the bound address. */
@@ -213,6 +216,7 @@ export class Gateway {
     this.#mtlsServers.push(srv);
     // Before the handshake: a source must not fill max_connections with handshakes either.
     srv.on('connection', (raw: Socket) => {
+      if (this.#overTotal(raw)) return;
       const ip = clientIpOf(raw);
       if (!this.#overClientCap(raw, ip, false)) return;
       const a = new Attempt(name, ip, raw.remotePort ?? 0);
@@ -296,13 +300,24 @@ export class Gateway {
   }
 
   #accept(socket: Socket, listener: string): void {
-    if (this.#draining) {
+    if (this.#draining || this.#overTotal(socket)) {
       socket.destroy();
       return;
     }
     const c = new ProxyConnection(this, socket, listener);
     this.connections.add(c);
     if (this.#overClientCap(socket, c.clientIp, true)) c.deny(new Attempt(listener, c.clientIp, c.clientPort), 'client_connection_limit');
+  }
+
+  /**
+   * `max_connections` across every listener and thread (each server's own `maxConnections`
+   * only sees its own): over it, the connection is closed unanswered, as Node's
+   * `maxConnections` does, before it costs anything.
+   */
+  #overTotal(socket: Socket): boolean {
+    if (this.counts.connections < this.config.limits.max_connections) return false;
+    socket.destroy();
+    return true;
   }
 
   /**
@@ -313,13 +328,8 @@ export class Gateway {
    * Counted on the TCP socket, before any TLS handshake, so handshakes in progress count too.
    */
   #overClientCap(socket: Socket, ip: string, plain: boolean): boolean {
-    const n = (this.#perClientConns.get(ip) ?? 0) + 1;
-    this.#perClientConns.set(ip, n);
-    socket.once('close', () => {
-      const left = (this.#perClientConns.get(ip) ?? 1) - 1;
-      if (left <= 0) this.#perClientConns.delete(ip);
-      else this.#perClientConns.set(ip, left);
-    });
+    const n = this.counts.openConnection(ip);
+    if (n !== Infinity) socket.once('close', () => this.counts.closeConnection(ip));
     const lim = this.config.limits;
     // The group lookup only once an address has more than the unauthenticated allowance.
     return n > lim.max_connections_per_client
