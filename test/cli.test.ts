@@ -56,10 +56,10 @@ interface Served {
 
 let serveCount = 0;
 
-async function serve(policyFile: string): Promise<Served> {
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n`);
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function serve(policyFile: string, extra: { args?: string[]; config?: string } = {}): Promise<Served> {
+  const config = join(dir, `config-${serveCount + 1}.yaml`);
+  writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n${extra.config ?? ''}`);
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: Record<string, unknown>[] = [];
   const waiters: (() => void)[] = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {
@@ -83,6 +83,19 @@ async function serve(policyFile: string): Promise<Served> {
   return { proc, port, events, next, exit };
 }
 
+/** Retries an assertion for a short while (a change reaches the other threads a moment later). */
+async function eventually(fn: () => Promise<void>, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number; reason?: string }> {
   const c = await RawClient.connect(port);
   c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
@@ -91,23 +104,30 @@ async function connectStatus(port: number, target: string): Promise<{ c: RawClie
 }
 
 describe('chokepoint serve', () => {
-  it('serves, reloads on file change and SIGHUP, keeps the running policy on a bad one, and drains on SIGTERM', async () => {
-    const file = join(dir, 'policy.yaml');
+  for (const threads of [0, 2]) it(`serves, reloads on file change and SIGHUP, keeps the running policy on a bad one, and drains on SIGTERM (proxy_threads ${threads})`, async () => {
+    const file = join(dir, `policy-${threads}.yaml`);
     writeFileSync(file, basePolicy(P));
-    const s = await serve(file);
+    const s = await serve(file, { args: ['--proxy-threads', String(threads)] });
     try {
       await s.next('gateway.policy.loaded');
       const a = await connectStatus(s.port, `echo.test:${P.echo}`);
       assert.equal(a.status, 200);
 
       // An atomic replace that removes echo.test: the live tunnel stays, new requests are denied.
-      const tmp = join(dir, 'policy.yaml.tmp');
+      const tmp = join(dir, `policy-${threads}.yaml.tmp`);
       writeFileSync(tmp, basePolicy(P).replace('      - host: echo.test\n', '      - host: echo2.test\n'));
       renameSync(tmp, file);
       await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) === 1);
-      const b = await connectStatus(s.port, `echo.test:${P.echo}`);
-      assert.equal(b.status, 403);
-      assert.equal(b.reason, 'no_rule_matched');
+      // Every thread follows the new policy: several connections, whichever thread takes each.
+      // (A thread applies it a moment after the main thread: allow for that, not for ever.)
+      await eventually(async () => {
+        for (let i = 0; i < 8; i++) {
+          const b = await connectStatus(s.port, `echo.test:${P.echo}`);
+          b.c.close();
+          assert.equal(b.status, 403);
+          assert.equal(b.reason, 'no_rule_matched');
+        }
+      });
       a.c.data = Buffer.alloc(0);
       a.c.write('live');
       await a.c.until((x) => x.text() === 'live');
@@ -125,9 +145,13 @@ describe('chokepoint serve', () => {
       writeFileSync(file, basePolicy(P));
       s.proc.kill('SIGHUP');
       await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) >= 2);
-      const d = await connectStatus(s.port, `echo.test:${P.echo}`);
-      assert.equal(d.status, 200);
-      d.c.close();
+      await eventually(async () => {
+        for (let i = 0; i < 8; i++) {
+          const d = await connectStatus(s.port, `echo.test:${P.echo}`);
+          d.c.close();
+          assert.equal(d.status, 200);
+        }
+      });
 
       // SIGTERM: the open tunnel keeps working until it closes; then the process exits 0.
       s.proc.kill('SIGTERM');
@@ -138,10 +162,57 @@ describe('chokepoint serve', () => {
       a.c.close();
       assert.equal(await s.exit, 0);
       assert.ok(s.events.some((e) => e.type === 'gateway.stopped'));
-      const closes = s.events.filter((e) => e.type === 'gateway.tunnel.closed');
-      assert.ok(closes.length >= 1);
+      // Every decision's tunnel reported its close, from whichever thread, before the exit.
+      const allowed = s.events.filter((e) => e.type === 'gateway.decision' && e.verdict === 'allow').map((e) => e.id);
+      const closed = new Set(s.events.filter((e) => e.type === 'gateway.tunnel.closed').map((e) => e.id));
+      assert.ok(allowed.length >= 10);
+      assert.deepEqual(allowed.filter((id) => !closed.has(id)), []);
+      const stopped = s.events.findIndex((e) => e.type === 'gateway.stopped');
+      assert.ok(s.events.findIndex((e) => e.type === 'gateway.tunnel.closed' && e.id === allowed[0]) < stopped);
     } finally {
       s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('proxy_threads: the limits hold across threads, and every thread\'s events reach the sinks', async () => {
+    const file = join(dir, 'policy-limits.yaml');
+    writeFileSync(file, basePolicy(P));
+    const s = await serve(file, { config: 'proxy_threads: 3\nlimits:\n  max_tunnels_per_client: 3\n' });
+    const open: RawClient[] = [];
+    try {
+      await s.next('gateway.policy.loaded');
+      for (let i = 0; i < 3; i++) {
+        const a = await connectStatus(s.port, `echo.test:${P.echo}`);
+        open.push(a.c);
+        assert.equal(a.status, 200);
+      }
+      // Three threads, three tunnels held: with a count per thread, some of these would pass.
+      for (let i = 0; i < 9; i++) {
+        const r = await connectStatus(s.port, `echo.test:${P.echo}`);
+        r.c.close();
+        assert.equal(r.status, 429);
+        assert.equal(r.reason, 'client_tunnel_limit');
+      }
+      open.pop()?.close();
+      await s.next('gateway.tunnel.closed');
+      await eventually(async () => {
+        const r = await connectStatus(s.port, `echo.test:${P.echo}`);
+        open.push(r.c);
+        assert.equal(r.status, 200);
+      });
+      const denied = s.events.filter((e) => e.type === 'gateway.decision' && e.reason === 'client_tunnel_limit');
+      assert.equal(denied.length, 9);
+    } finally {
+      for (const c of open) c.close();
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('refuses a bad proxy_threads with its path', async () => {
+    for (const bad of ['65', 'two', '-1']) {
+      const r = await cli(['serve', '--policy', 'examples/policy.yaml', '--proxy-threads', bad]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /proxy_threads: /);
     }
   });
 

@@ -197,7 +197,7 @@ groups:
     s.resume();
     const e = await new Promise<{ error: string; listener: string }>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('no handshake_failed event')), 5000);
-      const unsub = tg.gw.bus.subscribe((ev) => {
+      const unsub = tg.bus.subscribe((ev) => {
         if (ev.type === 'gateway.tls.handshake_failed' && ev.client_port === s.localPort) {
           clearTimeout(t);
           unsub();

@@ -5,12 +5,14 @@ import { EventBus } from '../events/bus.js';
 import { Gateway } from '../gateway/server.js';
 import { startControlPlane } from './control-plane.js';
 import { createEvidence } from './evidence.js';
+import { ProxyThreads } from './proxy-threads.js';
 import { VERSION } from './version.js';
 
 interface ServeFlags {
   config?: string;
   policy?: string;
   proxyListen?: string;
+  proxyThreads?: string;
   events?: string;
   logLevel?: string;
   controlListen?: string;
@@ -22,7 +24,7 @@ interface ServeFlags {
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   let config;
   try {
-    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
+    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, proxy_threads: flags.proxyThreads, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
     config = loadConfig(flags.config, overrides);
   } catch (err) {
     if (err instanceof ChokepointError) {
@@ -46,15 +48,31 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.exit(2);
   }
 
-  const gw = new Gateway({ config, bus, logger, observeResolver: (sec, result) => evidence.metrics.observeResolverLatency(sec, result) });
+  const observeResolver = (sec: number, result: 'ok' | 'error'): void => evidence.metrics.observeResolverLatency(sec, result);
+  const gw = new Gateway({ config, bus, logger, observeResolver });
   evidence.metrics.setActiveTunnelsSource(() => gw.activeTunnels);
   // Store, first admin, policy from the store (or --policy FILE through it), control API.
   const control = await startControlPlane({ config, gw, bus, logger, plugins: [evidence.metricsPlugin], metrics: evidence.metrics });
 
   const { host, port } = config.proxy_listen;
   let bound;
+  let threads: ProxyThreads | null = null;
   try {
-    bound = await gw.listen(host, port, 'proxy');
+    if (config.proxy_threads === 0) bound = await gw.listen(host, port, 'proxy');
+    else {
+      threads = await ProxyThreads.start({
+        gw, threads: config.proxy_threads, host, port, bus, logger, observeResolver,
+        // A data-plane thread that died took its tunnels with it; its share of the limits'
+        // counts can no longer be released. Stop (draining the others) rather than run on
+        // with limits that only ever shrink; the supervisor restarts the gateway.
+        onFatal: (err) => {
+          logger.fatal({ err }, 'a proxy thread died: stopping the gateway');
+          process.exitCode = 70;
+          void stop('proxy-thread-died');
+        },
+      });
+      bound = threads.address;
+    }
   } catch (err) {
     process.stderr.write(`chokepoint: cannot listen on ${host}:${port}: ${(err as Error).message} [LISTEN_FAILED]\n`);
     process.exit(2);
@@ -73,12 +91,13 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
       gw.destroy(); // a second signal: stop waiting for tunnels
+      threads?.destroy();
       return;
     }
     stopping = true;
     logger.info({ signal, tunnels: gw.activeTunnels, deadline_ms: config.timeouts.shutdown }, 'draining');
     bus.publish({ v: 1, type: 'gateway.stopping', time: new Date().toISOString(), listeners, version: VERSION });
-    await gw.close();
+    await Promise.all([gw.close(), threads?.close(config.timeouts.shutdown)]);
     await control.close();
     bus.publish({ v: 1, type: 'gateway.stopped', time: new Date().toISOString(), listeners, version: VERSION });
     // Sinks flush within the same deadline: a write that never returns (a hung network mount,
@@ -88,7 +107,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
       new Promise<false>((r) => setTimeout(() => r(false), Math.max(1000, config.timeouts.shutdown))),
     ]);
     logger.flush();
-    if (closed) process.exit(0);
+    if (closed) process.exit(process.exitCode ?? 0);
     // Straight to stderr (synchronous for files and pipes): the logger may not get to write before the kill.
     process.stderr.write('chokepoint: sinks did not finish writing before the shutdown deadline; events still queued in them are lost\n');
     // Not process.exit(): at exit Node waits for libuv's thread pool, and the thread stuck in

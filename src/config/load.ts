@@ -12,6 +12,7 @@ import { configSchema, type Config } from './schema.js';
 export interface Overrides {
   policy?: string;
   proxy_listen?: string;
+  proxy_threads?: string;
   events?: string;
   log_level?: string;
   control_listen?: string;

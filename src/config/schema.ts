@@ -34,6 +34,12 @@ export const configSchema = z.strictObject({
   policy: z.string().min(1).optional(),
   proxy_listen: listen('127.0.0.1:3128'),
   /**
+   * Threads serving the plain proxy listener. 0: the main thread serves it, next to the
+   * evidence pipeline, the control plane and the mTLS listener. N: N data-plane threads accept
+   * from it (src/cli/proxy-threads.ts), with limits shared between them.
+   */
+  proxy_threads: z.preprocess((v) => (typeof v === 'string' && /^[0-9]{1,3}$/.test(v) ? Number(v) : v), z.number().int().min(0).max(64)).default(0),
+  /**
    * The mTLS proxy listener (devices present certificates from the built-in CA), or `off`.
    * Its server certificate is issued by the same CA for `mtls_names`, so agents pin one CA.
    */

@@ -9,7 +9,6 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { DeviceDirectory } from '../core/principal.js';
 import { networkInterfaces } from 'node:os';
 import type { Config } from '../config/schema.js';
-import type { EventBus } from '../events/bus.js';
 import type { GatewayEvent } from '../events/catalogue.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import { TLS_VERSION } from './clienthello.js';
@@ -24,7 +23,8 @@ import { SharedCounts } from './shared-counts.js';
 
 export interface GatewayOptions {
   readonly config: Config;
-  readonly bus: EventBus;
+  /** Where the gateway's events go (the event bus, or another thread's through a port). */
+  readonly bus: EventSink;
   readonly logger: Logger;
   readonly policy?: CompiledPolicy | null;
   /** Overrides the resolver (tests); by default built from config.dns. */
@@ -36,6 +36,10 @@ export interface GatewayOptions {
    * gateway's own.
    */
   readonly counts?: SharedCounts;
+}
+
+export interface EventSink {
+  publish(e: GatewayEvent): void;
 }
 
 export interface MtlsListenOptions {
@@ -62,7 +66,7 @@ export interface LiveTunnel extends LiveMember {
 
 export class Gateway {
   readonly config: Config;
-  readonly bus: EventBus;
+  readonly bus: EventSink;
   readonly logger: Logger;
   readonly resolver: Resolver;
   readonly minTlsVersion: number;
@@ -116,6 +120,14 @@ export class Gateway {
   /** Swaps the policy snapshot. Live tunnels keep running; the next request sees the new one. */
   setPolicy(p: CompiledPolicy | null): void {
     this.#policy = p;
+    for (const f of this.#policyFollowers) f(p);
+  }
+
+  readonly #policyFollowers: ((p: CompiledPolicy | null) => void)[] = [];
+
+  /** Calls `fn` with each policy set from now on (the other data-plane threads follow this one). */
+  followPolicy(fn: (p: CompiledPolicy | null) => void): void {
+    this.#policyFollowers.push(fn);
   }
 
   get self(): ReadonlySet<string> {
@@ -166,22 +178,43 @@ export class Gateway {
     if (this.#tunnels.delete(t)) this.counts.releaseTunnel(clientIp);
   }
 
-  /** Opens the plain proxy listener. Resolves with the bound address. */
-  async listen(host: string, port: number, name = 'proxy'): Promise<AddressInfo> {
+  /**
+   * Opens the plain proxy listener. Resolves with the bound address.
+   *
+   * `shared`: the listening socket is shared with other data-plane threads (threads accept
+   * from one socket: Node 20 has no SO_REUSEPORT), bound here or, with `fd`, inherited from
+   * the thread that bound it. Such a listener is never closed by close() or destroy(): each
+   * thread's handle is the same descriptor number, so one thread closing it would leave the
+   * others polling a closed number that the next socket opened in the process reuses. While
+   * draining, connections it accepts are closed at once; the descriptor goes at process exit.
+   */
+  async listen(host: string, port: number, name = 'proxy', shared?: { readonly fd?: number }): Promise<AddressInfo> {
     const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
     srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen({ host, port, backlog: 4096 }, () => {
+      const where = shared?.fd !== undefined ? { fd: shared.fd } : { host, port, backlog: 4096 };
+      srv.listen(where, () => {
         srv.off('error', reject);
         resolve();
       });
     });
     srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
     this.#servers.push(srv);
+    if (shared !== undefined) this.#shared.add(srv);
     this.refreshSelfAddresses();
     this.#startSweeper();
     return srv.address() as AddressInfo;
+  }
+
+  /** Listeners shared with other threads: left open (see listen()). */
+  readonly #shared = new Set<Server>();
+
+  /** The descriptor of a listener opened by listen(), to share it with other threads. */
+  listenerFd(index = 0): number {
+    const fd = (this.#servers[index] as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) throw new Error('listener has no file descriptor');
+    return fd;
   }
 
   #startSweeper(): void {
@@ -363,7 +396,7 @@ export class Gateway {
     this.#closed = (async () => {
       // server.close() only calls back once every connection has ended, so do not wait for
       // it before asking the connections to drain.
-      for (const s of this.#servers) s.close();
+      for (const s of this.#servers) if (!this.#shared.has(s)) s.close();
       for (const c of this.connections.values()) c.drain();
       const until = Date.now() + deadlineMs;
       while (this.connections.size > 0 && Date.now() < until) await sleep(50);
@@ -379,7 +412,7 @@ export class Gateway {
     this.#sweeper = null;
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
-    for (const s of this.#servers) s.close();
+    for (const s of this.#servers) if (!this.#shared.has(s)) s.close();
     for (const t of this.#tunnels.values()) {
       try { t.cut('shutdown'); } catch (err) { this.logger.error({ err }, 'cutting a tunnel at shutdown failed'); }
     }

@@ -88,6 +88,16 @@ function build(allow: readonly RuleModel[], deny: readonly RuleModel[]): Built {
   return { hosts, addresses, allow: allow.map((r) => [add(r, false), r] as const), denies: deny.length };
 }
 
+/**
+ * The model each compiled policy was built from: plain data, so another data-plane thread can
+ * be sent it and compile the same matcher (a compiled policy holds closures and cannot cross).
+ */
+const models = new WeakMap<CompiledPolicy, { readonly model: Model; readonly digest: string }>();
+
+export function sourceOf(p: CompiledPolicy): { readonly model: Model; readonly digest: string } | null {
+  return models.get(p) ?? null;
+}
+
 export function compileModel(model: Model, digest: string): { policy: CompiledPolicy; warnings: RawProblem[] } {
   const global = build([], model.globalDeny);
   const groups = new Map<string, CGroup>();
@@ -118,7 +128,9 @@ export function compileModel(model: Model, digest: string): { policy: CompiledPo
     checkAddress: addressChecker(exceptions),
   };
   for (const f of [policy.groupForSource, policy.decide, policy.checkAddress]) Object.freeze(f);
-  return { policy: Object.freeze(policy), warnings };
+  Object.freeze(policy);
+  models.set(policy, { model, digest });
+  return { policy, warnings };
 }
 
 /** An allow rule that a deny rule (global or of its group) fully covers can never allow. */

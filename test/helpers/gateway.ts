@@ -13,6 +13,7 @@ import { loadPolicy } from '../../src/policy/index.js';
 
 export interface TestGateway {
   readonly gw: Gateway;
+  readonly bus: EventBus;
   readonly port: number;
   readonly proxy: string; // http://127.0.0.1:PORT
   readonly events: ChokepointEvent[];
@@ -65,6 +66,7 @@ export async function startGateway(policyText: string | null, config: Record<str
   };
   return {
     gw,
+    bus,
     port: addr.port,
     proxy: `http://127.0.0.1:${addr.port}`,
     events,

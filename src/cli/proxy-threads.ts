@@ -1,0 +1,162 @@
+/**
+ * The plain proxy listener on more than one thread (`proxy_threads`). One JavaScript thread
+ * cannot use more than one core, and on short tunnels the proxy's thread is the bottleneck
+ * (README, Performance). Each data-plane thread runs its own Gateway (proxy-thread.ts):
+ *
+ * - one listening socket, accepted from by every thread (the first thread binds it, the others
+ *   listen on its descriptor; the kernel hands each connection to one of them);
+ * - the policy compiled in each thread from the same model, sent on every change (the main
+ *   thread's Gateway is the source: `followPolicy`);
+ * - resolver cache and live tunnels per thread;
+ * - limits counted in one SharedCounts for all threads and listeners;
+ * - events batched to the main thread's bus, so sinks, metrics, detectors and the store see one
+ *   stream, as from a single thread.
+ *
+ * The mTLS listener, revocation and certificate updates stay on the main thread.
+ */
+import type { AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import type { Config } from '../config/schema.js';
+import type { GatewayEvent } from '../events/catalogue.js';
+import type { Logger } from '../gateway/logger.js';
+import type { Gateway, EventSink } from '../gateway/server.js';
+import type { Model } from '../policy/analyze.js';
+import { sourceOf } from '../policy/compile.js';
+import type { CompiledPolicy } from '../policy/types.js';
+
+export interface PolicySource {
+  readonly model: Model;
+  readonly digest: string;
+}
+
+export interface ProxyThreadData {
+  readonly config: Config;
+  readonly counts: SharedArrayBuffer;
+  readonly policy: PolicySource | null;
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  /** The listening descriptor bound by the first thread; null for the first thread itself. */
+  readonly fd: number | null;
+}
+
+export type ToProxyThread =
+  | { readonly t: 'policy'; readonly policy: PolicySource | null }
+  | { readonly t: 'close'; readonly deadlineMs: number }
+  | { readonly t: 'destroy' };
+
+export type FromProxyThread =
+  | { readonly t: 'listening'; readonly address: AddressInfo; readonly fd: number }
+  | { readonly t: 'listen-error'; readonly message: string }
+  | { readonly t: 'events'; readonly events: GatewayEvent[]; readonly dns: number[] }
+  | { readonly t: 'policy'; readonly digest: string | null }
+  | { readonly t: 'closed' };
+
+export interface ProxyThreadsOptions {
+  /** The main thread's gateway: its policy, counts and configuration are the threads'. */
+  readonly gw: Gateway;
+  readonly threads: number;
+  readonly host: string;
+  readonly port: number;
+  readonly name?: string;
+  readonly bus: EventSink;
+  readonly logger: Logger;
+  readonly observeResolver?: (seconds: number, result: 'ok' | 'error') => void;
+  /** A thread died: its tunnels are gone and its counts cannot be trusted; the caller stops the gateway. */
+  readonly onFatal: (err: Error) => void;
+}
+
+interface Thread {
+  readonly worker: Worker;
+  closed: boolean;
+  readonly done: Promise<void>;
+}
+
+export class ProxyThreads {
+  readonly address: AddressInfo;
+  readonly #threads: Thread[];
+  #stopping = false;
+
+  private constructor(address: AddressInfo, threads: Thread[]) {
+    this.address = address;
+    this.#threads = threads;
+  }
+
+  static async start(o: ProxyThreadsOptions): Promise<ProxyThreads> {
+    const name = o.name ?? 'proxy';
+    const policy = (): PolicySource | null => toSource(o.gw.policy, o.logger);
+    const threads: Thread[] = [];
+    let owner: ProxyThreads | null = null;
+    const spawn = (fd: number | null): Promise<{ address: AddressInfo; fd: number }> => {
+      const data: ProxyThreadData = { config: o.gw.config, counts: o.gw.counts.buffer, policy: policy(), host: o.host, port: o.port, name, fd };
+      const worker = new Worker(new URL('./proxy-thread.js', import.meta.url), { workerData: data });
+      let closed!: () => void;
+      const t: Thread = { worker, closed: false, done: new Promise<void>((r) => { closed = r; }) };
+      threads.push(t);
+      return new Promise((resolve, reject) => {
+        worker.on('message', (m: FromProxyThread) => {
+          switch (m.t) {
+            case 'events':
+              for (const e of m.events) o.bus.publish(e);
+              for (let i = 0; i + 1 < m.dns.length; i += 2) o.observeResolver?.(m.dns[i] as number, m.dns[i + 1] === 1 ? 'ok' : 'error');
+              break;
+            case 'listening': resolve(m); break;
+            case 'listen-error': reject(new Error(m.message)); break;
+            case 'policy': o.logger.debug({ thread: worker.threadId, digest: m.digest }, 'proxy thread applied the policy'); break;
+            case 'closed': t.closed = true; closed(); break;
+          }
+        });
+        const died = (err: Error): void => {
+          t.closed = true;
+          closed();
+          reject(err);
+          if (owner !== null && !owner.#stopping) o.onFatal(err);
+        };
+        worker.on('error', (err) => died(err));
+        worker.on('exit', (code) => died(new Error(`proxy thread ${worker.threadId} exited (code ${code})`)));
+      });
+    };
+    try {
+      const first = await spawn(null);
+      await Promise.all(Array.from({ length: o.threads - 1 }, () => spawn(first.fd)));
+      owner = new ProxyThreads(first.address, threads);
+    } catch (err) {
+      for (const t of threads) void t.worker.terminate();
+      throw err;
+    }
+    o.gw.followPolicy(() => {
+      const m: ToProxyThread = { t: 'policy', policy: policy() };
+      for (const t of threads) t.worker.postMessage(m);
+    });
+    return owner;
+  }
+
+  get threads(): number {
+    return this.#threads.length;
+  }
+
+  /** Drains every thread (stop accepting, let tunnels finish until the deadline, cut the rest). */
+  async close(deadlineMs: number): Promise<void> {
+    this.#stopping = true;
+    const m: ToProxyThread = { t: 'close', deadlineMs };
+    for (const t of this.#threads) if (!t.closed) t.worker.postMessage(m);
+    await Promise.all(this.#threads.map((t) => t.done));
+    // Not terminated: see Gateway.listen() on shared listeners. Unreferenced, they end with the process.
+    for (const t of this.#threads) t.worker.unref();
+  }
+
+  /** Cuts everything now (a second stop signal). */
+  destroy(): void {
+    this.#stopping = true;
+    const m: ToProxyThread = { t: 'destroy' };
+    for (const t of this.#threads) if (!t.closed) t.worker.postMessage(m);
+  }
+}
+
+/** The plain model behind a compiled policy; a policy without one is sent as none (deny all: fails closed). */
+function toSource(p: CompiledPolicy | null, logger: Logger): PolicySource | null {
+  if (p === null) return null;
+  const s = sourceOf(p);
+  if (s === null) logger.error({ digest: p.digest }, 'policy has no model to send to the proxy threads: they deny everything');
+  return s;
+}
