@@ -79,7 +79,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   }
   const listeners = [`proxy ${bound.address}:${bound.port}`, ...(control.mtlsListener ? [control.mtlsListener] : []), control.listener];
   bus.publish({ v: 1, type: 'gateway.started', time: new Date().toISOString(), listeners, version: VERSION });
-  logger.info({ listeners, policy: config.policy, version: VERSION }, 'chokepoint gateway started');
+  logger.info({ listeners, proxy_threads: config.proxy_threads, policy: config.policy, version: VERSION }, 'chokepoint gateway started');
   if (process.platform === 'linux' && process.env.MALLOC_TRIM_THRESHOLD_ === undefined) {
     // Started as `node dist/src/cli.js` rather than bin/chokepoint: glibc will hand relay
     // buffers back to the kernel and fault them in again (see bin/chokepoint).
