@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.js';
 import type { GatewayEvent } from '../events/catalogue.js';
+import { eventFromJson } from '../events/json.js';
 import type { Logger } from '../gateway/logger.js';
 import type { Gateway, EventSink } from '../gateway/server.js';
 import type { Model } from '../policy/analyze.js';
@@ -48,7 +49,8 @@ export type ToProxyThread =
 export type FromProxyThread =
   | { readonly t: 'listening'; readonly address: AddressInfo; readonly fd: number }
   | { readonly t: 'listen-error'; readonly message: string }
-  | { readonly t: 'events'; readonly events: GatewayEvent[]; readonly dns: number[] }
+  /** Events as their JSON text (see proxy-thread.ts). */
+  | { readonly t: 'events'; readonly events: string[]; readonly dns: number[] }
   | { readonly t: 'policy'; readonly digest: string | null }
   | { readonly t: 'closed' };
 
@@ -97,7 +99,7 @@ export class ProxyThreads {
         worker.on('message', (m: FromProxyThread) => {
           switch (m.t) {
             case 'events':
-              for (const e of m.events) o.bus.publish(e);
+              for (const text of m.events) o.bus.publish(eventFromJson(text) as GatewayEvent);
               for (let i = 0; i + 1 < m.dns.length; i += 2) o.observeResolver?.(m.dns[i] as number, m.dns[i + 1] === 1 ? 'ok' : 'error');
               break;
             case 'listening': resolve(m); break;
