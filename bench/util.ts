@@ -16,7 +16,10 @@ export const CLI = join(root, 'bin/chokepoint');
  * knobs bin/chokepoint sets (a V8 flag given twice takes the later value): to profile the
  * gateway under the bench's own load, or to try other heap sizes.
  */
-export function spawnGateway(args: readonly string[], opts: SpawnOptions): ChildProcess {
+export function spawnGateway(argv: readonly string[], opts: SpawnOptions): ChildProcess {
+  // BENCH_PROXY_THREADS=N: every gateway the benches start serves its plain listener on N threads.
+  const threads = process.env.BENCH_PROXY_THREADS;
+  const args = threads !== undefined && threads !== '' && argv[0] === 'serve' ? [...argv, '--proxy-threads', threads] : argv;
   const flags = process.env.BENCH_NODE_FLAGS;
   if (flags === undefined || flags.trim() === '') return spawn(CLI, args, opts);
   return spawn(process.execPath, ['--interrupt-budget=16384', ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
