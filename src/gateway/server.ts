@@ -32,8 +32,8 @@ export interface GatewayOptions {
   /** Told each resolver query's duration and outcome (metrics); the data plane never imports them. */
   readonly observeResolver?: (seconds: number, result: 'ok' | 'error') => void;
   /**
-   * The limits' counts, shared with the other data-plane threads (threads.ts); by default the
-   * gateway's own.
+   * The limits' counts, shared with the other data-plane threads (src/cli/proxy-threads.ts);
+   * by default the gateway's own.
    */
   readonly counts?: SharedCounts;
 }
