@@ -16,7 +16,7 @@ import { normalizeSerial } from '../src/core/principal.js';
 import { deviceIdFromSan } from '../src/gateway/peer.js';
 import { makeTestCa, type Issued, type TestCa } from './helpers/device-pki.js';
 import { MemoryDirectory, type DeviceState as State } from './helpers/directory.js';
-import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { RawClient, startGateway, type TestGateway } from './helpers/gateway.js';
 import { fetch, ProxyAgent } from 'undici';
 import { startEchoOrigin, startHttpOrigin, type Origin } from './helpers/origins.js';
 import { testDns } from './helpers/fixtures.js';
@@ -355,6 +355,38 @@ describe('mTLS listener with the device CA imported under an enterprise root', (
 });
 
 describe('mTLS listener connection cap', () => {
+  it('closes a socket whose handshake failed (a client that said nothing and half-closed) and gives its slot back', async () => {
+    // Node reports the handshake timeout but leaves the socket open, and with allowHalfOpen the
+    // client's FIN does not close it: it stayed in CLOSE-WAIT, counted against max_connections
+    // (one count for every listener and thread), and enough of them locked every client out.
+    const ca = await makeTestCa('timeout CA');
+    const server = await ca.issueServer(['localhost', '127.0.0.1']);
+    const tg = await startGateway('version: 1\ngroups: []\n', { timeouts: { header: '300ms' }, limits: { max_connections: 2 } });
+    try {
+      const m = await tg.gw.listenMtls({ host: '127.0.0.1', port: 0, key: server.keyPem, cert: server.certPem, ca: [ca.certPem], directory: new MemoryDirectory() });
+      for (let i = 0; i < 3; i++) {
+        const s = netConnect(m.port, '127.0.0.1', () => s.end());
+        s.on('error', () => {});
+        s.resume();
+        await tg.waitFor('gateway.tls.handshake_failed', (e) => e.client_port === s.localPort);
+        // The gateway closed its side: the client sees the end of the connection.
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('the gateway left the failed handshake\'s socket open')), 3000);
+          if (s.destroyed) resolve(); else s.once('close', () => { clearTimeout(t); resolve(); });
+        });
+      }
+      for (let i = 0; i < 100 && tg.gw.counts.connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(tg.gw.counts.connections, 0);
+      // And the plain listener still serves (max_connections is 2, three have come and gone).
+      const c = await RawClient.connect(tg.port);
+      c.write('CONNECT example.test:443 HTTP/1.1\r\n\r\n');
+      assert.equal((await c.head()).status, 403);
+      c.close();
+    } finally {
+      await tg.close();
+    }
+  });
+
   it('refuses connections past the per-address cap before the handshake, with a client_connection_limit decision', async () => {
     const ca = await makeTestCa('cap CA');
     const server = await ca.issueServer(['localhost', '127.0.0.1']);

@@ -24,6 +24,11 @@ test('per-address tunnel and connection counts: limits refuse with their reason,
   c.closeConnection('::1');
   assert.deepEqual(c.of('::1'), { connections: 1, tunnels: 0 });
   assert.equal(c.connections, 1);
+  // The total cap: refused with -1 and not counted.
+  assert.equal(c.openConnection('10.0.0.9', 2), 1);
+  assert.equal(c.openConnection('10.0.0.8', 2), -1);
+  assert.equal(c.connections, 2);
+  assert.deepEqual(c.of('10.0.0.8'), { connections: 0, tunnels: 0 });
 });
 
 test('churn through many more addresses than slots: markers are reclaimed and no count is lost', () => {
@@ -64,8 +69,11 @@ test('four threads acquiring and releasing at once keep exact counts and never e
         const r = c.acquireTunnel('203.0.113.7', 1000000, 50);
         if (r === null) { got++; if (c.of('203.0.113.7').tunnels > 50) throw new Error('over the limit'); c.releaseTunnel('203.0.113.7'); }
         else refusedClient++;
-        c.openConnection('198.51.100.' + (i % 200));
-        c.closeConnection('198.51.100.' + (i % 200));
+        // The total cap, checked and taken at once: never more than 3 open across the threads.
+        if (c.openConnection('198.51.100.' + (i % 200), 3) > 0) {
+          if (c.connections > 3) throw new Error('over max_connections');
+          c.closeConnection('198.51.100.' + (i % 200));
+        }
       }
       parentPort.postMessage({ got, refusedClient });
     });`;

@@ -249,9 +249,13 @@ export class Gateway {
     this.#mtlsServers.push(srv);
     // Before the handshake: a source must not fill max_connections with handshakes either.
     srv.on('connection', (raw: Socket) => {
-      if (this.#overTotal(raw)) return;
       const ip = clientIpOf(raw);
-      if (!this.#overClientCap(raw, ip, false)) return;
+      const over = this.#countConnection(raw, ip, false);
+      if (over === null) return;
+      if (over === 'total') {
+        raw.destroy();
+        return;
+      }
       const a = new Attempt(name, ip, raw.remotePort ?? 0);
       a.verdict = 'deny';
       a.reason = 'client_connection_limit';
@@ -283,6 +287,10 @@ export class Gateway {
         v: 1, type: 'gateway.tls.handshake_failed', time: new Date().toISOString(), listener: name,
         client_ip: clientIpOf(socket), client_port: socket.remotePort ?? 0, error: code,
       });
+      // Node leaves the socket open after a failed handshake (and with allowHalfOpen a client's
+      // FIN does not close it either): without this it stays in CLOSE-WAIT, holding a
+      // descriptor and its count, and enough of them lock every listener out of max_connections.
+      socket.destroy();
     });
     srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
@@ -333,40 +341,42 @@ export class Gateway {
   }
 
   #accept(socket: Socket, listener: string): void {
-    if (this.#draining || this.#overTotal(socket)) {
+    if (this.#draining) {
+      socket.destroy();
+      return;
+    }
+    const ip = clientIpOf(socket);
+    const over = this.#countConnection(socket, ip, true);
+    if (over === 'total') {
       socket.destroy();
       return;
     }
     const c = new ProxyConnection(this, socket, listener);
     this.connections.add(c);
-    if (this.#overClientCap(socket, c.clientIp, true)) c.deny(new Attempt(listener, c.clientIp, c.clientPort), 'client_connection_limit');
+    if (over === 'client') c.deny(new Attempt(listener, c.clientIp, c.clientPort), 'client_connection_limit');
   }
 
   /**
-   * `max_connections` across every listener and thread (each server's own `maxConnections`
-   * only sees its own): over it, the connection is closed unanswered, as Node's
-   * `maxConnections` does, before it costs anything.
-   */
-  #overTotal(socket: Socket): boolean {
-    if (this.counts.connections < this.config.limits.max_connections) return false;
-    socket.destroy();
-    return true;
-  }
-
-  /**
-   * Counts an accepted TCP connection against its address's cap (until it closes) and answers
-   * whether it is over. `max_connections` is global: without a cap per address, one source
-   * (even one in no group, which can never be allowed anything) could hold every slot by
-   * opening connections and sending a byte now and then, and lock out every other client.
+   * Counts an accepted TCP connection (until it closes) and says which cap it is over, if any.
+   *
+   * `total`: `max_connections`, across every listener and thread (each server's own
+   * `maxConnections` only sees its own); the caller closes it unanswered, as Node's
+   * `maxConnections` does, before it costs anything. Not counted.
+   *
+   * `client`: its address's cap. `max_connections` is global: without a cap per address, one
+   * source (even one in no group, which can never be allowed anything) could hold every slot
+   * by opening connections and sending a byte now and then, and lock out every other client.
    * Counted on the TCP socket, before any TLS handshake, so handshakes in progress count too.
    */
-  #overClientCap(socket: Socket, ip: string, plain: boolean): boolean {
-    const n = this.counts.openConnection(ip);
-    if (n !== Infinity) socket.once('close', () => this.counts.closeConnection(ip));
+  #countConnection(socket: Socket, ip: string, plain: boolean): 'total' | 'client' | null {
     const lim = this.config.limits;
+    const n = this.counts.openConnection(ip, lim.max_connections);
+    if (n < 0) return 'total';
+    if (n !== Infinity) socket.once('close', () => this.counts.closeConnection(ip));
     // The group lookup only once an address has more than the unauthenticated allowance.
     return n > lim.max_connections_per_client
-      || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(ip) === null));
+      || (plain && n > lim.max_connections_unauthenticated && (this.#policy === null || this.#policy.groupForSource(ip) === null))
+      ? 'client' : null;
   }
 
   #sweep(): void {

@@ -65,12 +65,15 @@ export class SharedCounts {
   }
 
   /**
-   * Counts a new connection from `ip` and returns how many that address now has open, or
-   * Infinity if the table has no room (the caller refuses it, as over its cap).
+   * Counts a new connection from `ip` and returns how many that address now has open; -1 (not
+   * counted) if `maxTotal` connections are already open; Infinity (not counted) if the table
+   * has no room, which the caller refuses as over the address's cap. The total is checked and
+   * taken under the lock: checked outside it, two threads could both take the last slot.
    */
-  openConnection(ip: string): number {
+  openConnection(ip: string, maxTotal = Infinity): number {
     this.#lock();
     try {
+      if ((this.#a[CONNECTIONS] as number) >= maxTotal) return -1;
       const s = this.#slot(ip, true);
       if (s < 0) return Infinity;
       Atomics.add(this.#a, CONNECTIONS, 1);
@@ -82,7 +85,7 @@ export class SharedCounts {
     }
   }
 
-  /** The end of a connection counted by openConnection() (call once, and only if that returned a number). */
+  /** The end of a connection counted by openConnection() (call once, and only if it counted it). */
   closeConnection(ip: string): void {
     this.#lock();
     try {

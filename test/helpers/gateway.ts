@@ -21,6 +21,8 @@ export interface TestGateway {
   closes(): TunnelClosedEvent[];
   /** Resolves with the decision event for `id`, or the next one. */
   waitDecision(pred?: (e: DecisionEvent) => boolean, ms?: number): Promise<DecisionEvent>;
+  /** Any event of this type matching pred (already seen or to come). */
+  waitFor(type: ChokepointEvent['type'], pred?: (e: Record<string, unknown>) => boolean, ms?: number): Promise<ChokepointEvent>;
   waitClosed(pred?: (e: TunnelClosedEvent) => boolean, ms?: number): Promise<TunnelClosedEvent>;
   setPolicy(text: string): void;
   close(): Promise<void>;
@@ -73,6 +75,7 @@ export async function startGateway(policyText: string | null, config: Record<str
     decisions: () => events.filter((e): e is DecisionEvent => e.type === 'gateway.decision'),
     closes: () => events.filter((e): e is TunnelClosedEvent => e.type === 'gateway.tunnel.closed'),
     waitDecision: (pred = () => true, ms = 5000) => wait<DecisionEvent>('gateway.decision', pred, ms),
+    waitFor: (type, pred = () => true, ms = 5000) => wait(type, (e) => pred(e as unknown as Record<string, unknown>), ms),
     waitClosed: (pred = () => true, ms = 5000) => wait<TunnelClosedEvent>('gateway.tunnel.closed', pred, ms),
     setPolicy: (text) => gw.setPolicy(compile(text)),
     close: async () => {
