@@ -56,7 +56,7 @@ interface Served {
 
 let serveCount = 0;
 
-async function serve(policyFile: string, extra: { args?: string[]; config?: string } = {}): Promise<Served> {
+async function serve(policyFile: string, extra: { args?: string[]; config?: string; onStderr?: (line: string) => void } = {}): Promise<Served> {
   const config = join(dir, `config-${serveCount + 1}.yaml`);
   writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n${extra.config ?? ''}`);
   const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,6 +68,7 @@ async function serve(policyFile: string, extra: { args?: string[]; config?: stri
   });
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  if (extra.onStderr) createInterface({ input: proc.stderr! }).on('line', extra.onStderr);
   const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   const next = async (type: string, pred: (e: Record<string, unknown>) => boolean = () => true, ms = 5000) => {
     const deadline = Date.now() + ms;
@@ -204,6 +205,37 @@ describe('chokepoint serve', () => {
       assert.equal(denied.length, 9);
     } finally {
       for (const c of open) c.close();
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('proxy_threads: a policy change made while the threads start reaches every thread', async () => {
+    // The control plane (file watcher, API) runs before the proxy threads are up; a change in
+    // that window was applied on the main thread only, and the threads went on allowing.
+    const file = join(dir, 'policy-startup.yaml');
+    writeFileSync(file, basePolicy(P));
+    let changed = false;
+    const s = await serve(file, {
+      args: ['--proxy-threads', '6', '--log-level', 'info'],
+      onStderr: (line) => {
+        if (changed || !line.includes('control API listening')) return;
+        changed = true;
+        const tmp = `${file}.tmp`;
+        writeFileSync(tmp, basePolicy(P).replace('      - host: echo.test\n', '      - host: echo2.test\n'));
+        renameSync(tmp, file);
+      },
+    });
+    try {
+      assert.equal(changed, true);
+      await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) === 1);
+      await eventually(async () => {
+        for (let i = 0; i < 18; i++) {
+          const b = await connectStatus(s.port, `echo.test:${P.echo}`);
+          b.c.close();
+          assert.equal(b.status, 403);
+        }
+      });
+    } finally {
       s.proc.kill('SIGKILL');
     }
   });

@@ -89,6 +89,14 @@ export class ProxyThreads {
     const policy = (): PolicySource | null => toSource(o.gw.policy, o.logger);
     const threads: Thread[] = [];
     let owner: ProxyThreads | null = null;
+    // Following before the first thread starts: the control plane (file watcher, API) is already
+    // running, and a policy applied while threads start must reach them too. A thread gets the
+    // policy of the moment it is spawned, then every later one in order (a worker's port queues
+    // messages until its thread reads them).
+    o.gw.followPolicy(() => {
+      const m: ToProxyThread = { t: 'policy', policy: policy() };
+      for (const t of threads) if (!t.closed) t.worker.postMessage(m);
+    });
     const spawn = (fd: number | null): Promise<{ address: AddressInfo; fd: number }> => {
       const data: ProxyThreadData = { config: o.gw.config, counts: o.gw.counts.buffer, policy: policy(), host: o.host, port: o.port, name, fd };
       const worker = new Worker(new URL('./proxy-thread.js', import.meta.url), { workerData: data });
@@ -126,10 +134,6 @@ export class ProxyThreads {
       for (const t of threads) void t.worker.terminate();
       throw err;
     }
-    o.gw.followPolicy(() => {
-      const m: ToProxyThread = { t: 'policy', policy: policy() };
-      for (const t of threads) t.worker.postMessage(m);
-    });
     return owner;
   }
 
