@@ -11,6 +11,7 @@ import { jsonOf } from '../events/json.js';
 import { Gateway } from '../gateway/server.js';
 import { SharedCounts } from '../gateway/shared-counts.js';
 import { compileModel } from '../policy/compile.js';
+import { duplicateListener } from './listener-dup.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { ProxyThreadData, ToProxyThread, FromProxyThread, PolicySource } from './proxy-threads.js';
 
@@ -84,7 +85,9 @@ async function settle(): Promise<void> {
 }
 
 try {
-  const address = await gw.listen(data.host, data.port, data.name, data.fd === null ? {} : { fd: data.fd });
+  // The first thread binds; the others accept from their own duplicate of its descriptor.
+  const from = data.fd === null ? undefined : { handle: await duplicateListener(data.fd) };
+  const address = await gw.listen(data.host, data.port, data.name, from);
   const m: FromProxyThread = { t: 'listening', address, fd: gw.listenerFd() };
   port.postMessage(m);
 } catch (err) {

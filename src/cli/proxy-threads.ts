@@ -4,7 +4,8 @@
  * (README, Performance). Each data-plane thread runs its own Gateway (proxy-thread.ts):
  *
  * - one listening socket, accepted from by every thread (the first thread binds it, the others
- *   listen on its descriptor; the kernel hands each connection to one of them);
+ *   listen on their own duplicate of its descriptor, listener-dup.ts; the kernel hands each
+ *   connection to one of them);
  * - the policy compiled in each thread from the same model, sent on every change (the main
  *   thread's Gateway is the source: `followPolicy`);
  * - resolver cache and live tunnels per thread;
@@ -100,6 +101,7 @@ export class ProxyThreads {
     const spawn = (fd: number | null): Promise<{ address: AddressInfo; fd: number }> => {
       const data: ProxyThreadData = { config: o.gw.config, counts: o.gw.counts.buffer, policy: policy(), host: o.host, port: o.port, name, fd };
       const worker = new Worker(new URL('./proxy-thread.js', import.meta.url), { workerData: data });
+      const id = worker.threadId; // -1 once it has exited
       let closed!: () => void;
       const t: Thread = { worker, closed: false, done: new Promise<void>((r) => { closed = r; }) };
       threads.push(t);
@@ -123,7 +125,7 @@ export class ProxyThreads {
           if (owner !== null && !owner.#stopping) o.onFatal(err);
         };
         worker.on('error', (err) => died(err));
-        worker.on('exit', (code) => died(new Error(`proxy thread ${worker.threadId} exited (code ${code})`)));
+        worker.on('exit', (code) => died(new Error(`proxy thread ${id} exited (code ${code})`)));
       });
     };
     try {
@@ -141,13 +143,18 @@ export class ProxyThreads {
     return this.#threads.length;
   }
 
+  /** The threads' workers (diagnostics, tests). */
+  get workers(): readonly Worker[] {
+    return this.#threads.map((t) => t.worker);
+  }
+
   /** Drains every thread (stop accepting, let tunnels finish until the deadline, cut the rest). */
   async close(deadlineMs: number): Promise<void> {
     this.#stopping = true;
     const m: ToProxyThread = { t: 'close', deadlineMs };
     for (const t of this.#threads) if (!t.closed) t.worker.postMessage(m);
     await Promise.all(this.#threads.map((t) => t.done));
-    // Not terminated: see Gateway.listen() on shared listeners. Unreferenced, they end with the process.
+    // Drained and idle; unreferenced, they end with the process (after the sinks' last writes).
     for (const t of this.#threads) t.worker.unref();
   }
 

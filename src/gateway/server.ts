@@ -179,36 +179,28 @@ export class Gateway {
   }
 
   /**
-   * Opens the plain proxy listener. Resolves with the bound address.
-   *
-   * `shared`: the listening socket is shared with other data-plane threads (threads accept
-   * from one socket: Node 20 has no SO_REUSEPORT), bound here or, with `fd`, inherited from
-   * the thread that bound it. Such a listener is never closed by close() or destroy(): each
-   * thread's handle is the same descriptor number, so one thread closing it would leave the
-   * others polling a closed number that the next socket opened in the process reuses. While
-   * draining, connections it accepts are closed at once; the descriptor goes at process exit.
+   * Opens the plain proxy listener. Resolves with the bound address. With `handle` (a raw
+   * listening handle on its own descriptor: src/cli/listener-dup.ts), accepts from a socket
+   * another data-plane thread bound instead of binding one.
    */
-  async listen(host: string, port: number, name = 'proxy', shared?: { readonly fd?: number }): Promise<AddressInfo> {
+  async listen(host: string, port: number, name = 'proxy', from?: { readonly handle: object }): Promise<AddressInfo> {
     const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
     srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
-      const where = shared?.fd !== undefined ? { fd: shared.fd } : { host, port, backlog: 4096 };
-      srv.listen(where, () => {
+      const done = (): void => {
         srv.off('error', reject);
         resolve();
-      });
+      };
+      if (from !== undefined) srv.listen(from.handle, done);
+      else srv.listen({ host, port, backlog: 4096 }, done);
     });
     srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
     this.#servers.push(srv);
-    if (shared !== undefined) this.#shared.add(srv);
     this.refreshSelfAddresses();
     this.#startSweeper();
     return srv.address() as AddressInfo;
   }
-
-  /** Listeners shared with other threads: left open (see listen()). */
-  readonly #shared = new Set<Server>();
 
   /** The descriptor of a listener opened by listen(), to share it with other threads. */
   listenerFd(index = 0): number {
@@ -406,7 +398,7 @@ export class Gateway {
     this.#closed = (async () => {
       // server.close() only calls back once every connection has ended, so do not wait for
       // it before asking the connections to drain.
-      for (const s of this.#servers) if (!this.#shared.has(s)) s.close();
+      for (const s of this.#servers) s.close();
       for (const c of this.connections.values()) c.drain();
       const until = Date.now() + deadlineMs;
       while (this.connections.size > 0 && Date.now() < until) await sleep(50);
@@ -422,7 +414,7 @@ export class Gateway {
     this.#sweeper = null;
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
-    for (const s of this.#servers) if (!this.#shared.has(s)) s.close();
+    for (const s of this.#servers) s.close();
     for (const t of this.#tunnels.values()) {
       try { t.cut('shutdown'); } catch (err) { this.logger.error({ err }, 'cutting a tunnel at shutdown failed'); }
     }

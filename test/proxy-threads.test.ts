@@ -1,0 +1,64 @@
+/**
+ * The proxy threads in-process, where a thread can be made to die: the others keep their own
+ * listening descriptor and go on serving, and the gateway is told to stop.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseConfig } from '../src/config/load.js';
+import { EventBus } from '../src/events/bus.js';
+import type { ChokepointEvent } from '../src/events/catalogue.js';
+import { silentLogger } from '../src/gateway/logger.js';
+import { Gateway } from '../src/gateway/server.js';
+import { ProxyThreads } from '../src/cli/proxy-threads.js';
+import { compile, RawClient } from './helpers/gateway.js';
+import { startEchoOrigin, type Origin } from './helpers/origins.js';
+
+let echo: Origin;
+before(async () => { echo = await startEchoOrigin(); });
+after(async () => { await echo.close(); });
+
+async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number }> {
+  const c = await RawClient.connect(port);
+  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
+  return { c, status: (await c.head()).status };
+}
+
+describe('proxy threads', () => {
+  it('a thread that dies (even the one that bound the socket) leaves the others serving, and the gateway is told', async () => {
+    const r = parseConfig('log_level: silent\n');
+    assert.ok(r.ok);
+    const bus = new EventBus();
+    const events: ChokepointEvent[] = [];
+    bus.subscribe((e) => events.push(e));
+    const policy = compile(`version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`);
+    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy });
+    const fatal: Error[] = [];
+    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger: silentLogger, onFatal: (e) => fatal.push(e) });
+    const port = threads.address.port;
+    try {
+      const first = await connectStatus(port, `localhost:${echo.port}`);
+      assert.equal(first.status, 200);
+      first.c.close();
+      // The first thread bound the listening socket; the second accepts from its own duplicate.
+      await threads.workers[0]?.terminate();
+      for (let i = 0; i < 100 && fatal.length === 0; i++) await new Promise((res) => setTimeout(res, 20));
+      assert.equal(fatal.length, 1);
+      assert.match(fatal[0]?.message ?? '', /proxy thread \d+ exited/);
+      // With one descriptor number shared by both threads, the dead thread's teardown closed it
+      // and this connection was refused (or, once the number was reused, hung).
+      for (let i = 0; i < 10; i++) {
+        const b = await connectStatus(port, `localhost:${echo.port}`);
+        assert.equal(b.status, 200);
+        b.c.data = Buffer.alloc(0);
+        b.c.write('still here');
+        await b.c.until((x) => x.text() === 'still here');
+        b.c.close();
+      }
+    } finally {
+      await threads.close(1000);
+      gw.destroy();
+    }
+    // The surviving thread's events reached the main thread's bus.
+    assert.ok(events.filter((e) => e.type === 'gateway.decision').length >= 11);
+  });
+});
