@@ -56,7 +56,7 @@ interface Served {
 
 let serveCount = 0;
 
-async function serve(policyFile: string, extra: { args?: string[]; config?: string; onStderr?: (line: string) => void } = {}): Promise<Served> {
+async function serve(policyFile: string, extra: { args?: string[]; config?: string; onStderr?: (line: string, proc: ChildProcess) => void } = {}): Promise<Served> {
   const config = join(dir, `config-${serveCount + 1}.yaml`);
   writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n${extra.config ?? ''}`);
   const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,7 +68,8 @@ async function serve(policyFile: string, extra: { args?: string[]; config?: stri
   });
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
-  if (extra.onStderr) createInterface({ input: proc.stderr! }).on('line', extra.onStderr);
+  const onStderr = extra.onStderr;
+  if (onStderr) createInterface({ input: proc.stderr! }).on('line', (l) => onStderr(l, proc));
   const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   const next = async (type: string, pred: (e: Record<string, unknown>) => boolean = () => true, ms = 5000) => {
     const deadline = Date.now() + ms;
@@ -209,24 +210,29 @@ describe('chokepoint serve', () => {
     }
   });
 
-  it('proxy_threads: a policy change made while the threads start reaches every thread', async () => {
+  it('proxy_threads: a policy change (and a SIGHUP) made while the threads start reaches every thread', async () => {
     // The control plane (file watcher, API) runs before the proxy threads are up; a change in
     // that window was applied on the main thread only, and the threads went on allowing.
     const file = join(dir, 'policy-startup.yaml');
     writeFileSync(file, basePolicy(P));
     let changed = false;
-    const s = await serve(file, {
+    const serving = serve(file, {
       args: ['--proxy-threads', '6', '--log-level', 'info'],
-      onStderr: (line) => {
+      onStderr: (line, proc) => {
         if (changed || !line.includes('control API listening')) return;
         changed = true;
         const tmp = `${file}.tmp`;
         writeFileSync(tmp, basePolicy(P).replace('      - host: echo.test\n', '      - host: echo2.test\n'));
         renameSync(tmp, file);
+        // A log-rotation HUP while it starts: its default action would end the process.
+        proc.kill('SIGHUP');
       },
     });
+    // serve() resolves at gateway.started; the process exists before that.
+    const s = await serving;
     try {
       assert.equal(changed, true);
+      assert.equal(s.proc.exitCode, null);
       await s.next('gateway.policy.loaded', (e) => s.events.filter((x) => x.type === 'gateway.policy.loaded').indexOf(e) === 1);
       await eventually(async () => {
         for (let i = 0; i < 18; i++) {

@@ -22,6 +22,11 @@ interface ServeFlags {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
+  // SIGHUP's default action ends the process: a log-rotation HUP that arrives while the gateway
+  // starts (store, control plane, proxy threads: seconds) must not kill it. Until it is up,
+  // nothing needs reloading: the policy it is loading is already the file's current one.
+  let reloadOnHup = (): void => {};
+  process.on('SIGHUP', () => reloadOnHup());
   let config;
   try {
     const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, proxy_threads: flags.proxyThreads, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
@@ -86,7 +91,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     logger.warn('MALLOC_TRIM_THRESHOLD_ is unset: start the gateway with bin/chokepoint (the package\'s `chokepoint` command) for full relay throughput');
   }
 
-  process.on('SIGHUP', () => void control.reload('SIGHUP'));
+  reloadOnHup = () => void control.reload('SIGHUP');
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
