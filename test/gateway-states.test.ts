@@ -123,6 +123,7 @@ describe('gateway states', () => {
       const d = await g.waitDecision((e) => e.reason === 'client_connection_limit');
       assert.equal(d.client_ip, '127.0.0.1');
       assert.equal(d.verdict, 'deny');
+      assert.equal(d.group, 'servers');
       (held[0] as Socket).destroy();
       let again = await connect(g.port, `echo.test:${P.echo}`);
       for (let i = 0; i < 50 && again.status === 429; i++) {
@@ -136,6 +137,8 @@ describe('gateway states', () => {
       await from('127.0.0.9');
       const third = await answer(await from('127.0.0.9'));
       assert.match(third, /^HTTP\/1\.1 429 [^]*client_connection_limit/i);
+      const stranger = await g.waitDecision((e) => e.reason === 'client_connection_limit' && e.client_ip === '127.0.0.9');
+      assert.equal(stranger.group, null);
       // A refused client that keeps sending a byte now and then is still closed: the linger
       // after a refusal is a hard deadline, not an idle timeout it could keep resetting.
       const stubborn = await from('127.0.0.9');

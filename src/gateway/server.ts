@@ -345,7 +345,17 @@ export class Gateway {
     }
     const c = new ProxyConnection(this, socket, listener);
     this.connections.add(c);
-    if (over === 'client') c.deny(new Attempt(listener, c.clientIp, c.clientPort), 'client_connection_limit');
+    if (over === 'client') {
+      // The group its address belongs to, so the refusal is counted against the right group
+      // (and a group's clients hitting the cap are told apart from strangers in no group).
+      const a = new Attempt(listener, c.clientIp, c.clientPort);
+      const g = this.#policy?.groupForSource(ip) ?? null;
+      if (g !== null) {
+        a.group = g.name;
+        a.mode = g.mode;
+      }
+      c.deny(a, 'client_connection_limit');
+    }
   }
 
   /**
