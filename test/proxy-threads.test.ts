@@ -61,4 +61,25 @@ describe('proxy threads', () => {
     // The surviving thread's events reached the main thread's bus.
     assert.ok(events.filter((e) => e.type === 'gateway.decision').length >= 11);
   });
+
+  it('a stop ends even when a thread is stuck (the counts\' lock never freed): it is terminated after the deadline', async () => {
+    const r = parseConfig('log_level: silent\n');
+    assert.ok(r.ok);
+    const bus = new EventBus();
+    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy: null });
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (_o: object, msg?: string) => { errors.push(msg ?? ''); } };
+    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger, onFatal: () => {} });
+    // As if a thread had died inside the lock: the next connection blocks its thread for ever.
+    Atomics.store(new Int32Array(gw.counts.buffer), 0, 1);
+    const { connect } = await import('node:net');
+    const socks = [0, 1, 2, 3].map(() => connect(threads.address.port, '127.0.0.1').on('error', () => {}));
+    await new Promise((res) => setTimeout(res, 300));
+    const started = Date.now();
+    await threads.close(200, 300);
+    assert.ok(Date.now() - started < 5000);
+    assert.ok(errors.some((m) => /did not finish draining/.test(m)), JSON.stringify(errors));
+    for (const s of socks) s.destroy();
+    gw.destroy();
+  });
 });

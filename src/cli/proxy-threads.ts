@@ -78,11 +78,13 @@ interface Thread {
 export class ProxyThreads {
   readonly address: AddressInfo;
   readonly #threads: Thread[];
+  readonly #logger: Logger;
   #stopping = false;
 
-  private constructor(address: AddressInfo, threads: Thread[]) {
+  private constructor(address: AddressInfo, threads: Thread[], logger: Logger) {
     this.address = address;
     this.#threads = threads;
+    this.#logger = logger;
   }
 
   static async start(o: ProxyThreadsOptions): Promise<ProxyThreads> {
@@ -131,7 +133,7 @@ export class ProxyThreads {
     try {
       const first = await spawn(null);
       await Promise.all(Array.from({ length: o.threads - 1 }, () => spawn(first.fd)));
-      owner = new ProxyThreads(first.address, threads);
+      owner = new ProxyThreads(first.address, threads, o.logger);
     } catch (err) {
       for (const t of threads) void t.worker.terminate();
       throw err;
@@ -148,12 +150,28 @@ export class ProxyThreads {
     return this.#threads.map((t) => t.worker);
   }
 
-  /** Drains every thread (stop accepting, let tunnels finish until the deadline, cut the rest). */
-  async close(deadlineMs: number): Promise<void> {
+  /**
+   * Drains every thread (stop accepting, let tunnels finish until the deadline, cut the rest).
+   * A thread that has not reported its end a few seconds past the deadline (stuck: say, waiting
+   * for ever on the counts' lock that a dead thread held) is terminated, so that a stop always
+   * ends; the events of its last tunnels are then lost, and the log says so.
+   */
+  async close(deadlineMs: number, graceMs = 5000): Promise<void> {
     this.#stopping = true;
     const m: ToProxyThread = { t: 'close', deadlineMs };
     for (const t of this.#threads) if (!t.closed) t.worker.postMessage(m);
-    await Promise.all(this.#threads.map((t) => t.done));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), deadlineMs + graceMs); });
+    const ended = await Promise.race([Promise.all(this.#threads.map((t) => t.done)), late]);
+    clearTimeout(timer);
+    if (ended === 'late') {
+      for (const t of this.#threads) {
+        if (t.closed) continue;
+        this.#logger.error({ thread: t.worker.threadId }, 'a proxy thread did not finish draining: terminated; events of its last tunnels are lost');
+        await t.worker.terminate();
+      }
+      return;
+    }
     // Drained and idle; unreferenced, they end with the process (after the sinks' last writes).
     for (const t of this.#threads) t.worker.unref();
   }
