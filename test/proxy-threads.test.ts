@@ -62,6 +62,38 @@ describe('proxy threads', () => {
     assert.ok(events.filter((e) => e.type === 'gateway.decision').length >= 11);
   });
 
+  it('applyPolicy resolves once every thread enforces the new policy (a large one takes them a while to compile)', async () => {
+    const r = parseConfig('log_level: silent\n');
+    assert.ok(r.ok);
+    const bus = new EventBus();
+    const allow = `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`;
+    // 40,000 other hosts and no localhost: what each thread compiles takes long enough that a
+    // change reported before the threads had it would let the next requests through.
+    const rules = Array.from({ length: 40_000 }, (_, i) => `      - host: h${i}.example.com\n`).join('');
+    const deny = `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n${rules}`;
+    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy: compile(allow) });
+    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger: silentLogger, onFatal: () => {} });
+    try {
+      const a = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+      assert.equal(a.status, 200);
+      a.c.close();
+      let acks = 0;
+      for (const w of threads.workers) w.on('message', (m: { t: string }) => { if (m.t === 'policy') acks++; });
+      await gw.applyPolicy(compile(deny));
+      assert.equal(acks, 2, 'applyPolicy resolved before every thread had the policy');
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const b = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+        statuses.push(b.status);
+        b.c.close();
+      }
+      assert.deepEqual(statuses, Array(12).fill(403));
+    } finally {
+      await threads.close(1000);
+      gw.destroy();
+    }
+  });
+
   it('a stop ends even when a thread is stuck (the counts\' lock never freed): it is terminated after the deadline', async () => {
     const r = parseConfig('log_level: silent\n');
     assert.ok(r.ok);

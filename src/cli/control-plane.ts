@@ -126,8 +126,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   expiryTimer.unref();
 
   let policyFileSource: string | null = null;
-  const onPolicyApplied = (compiled: CompiledPolicy, meta: PolicyMeta) => {
-    gw.setPolicy(compiled);
+  const onPolicyApplied = async (compiled: CompiledPolicy, meta: PolicyMeta): Promise<void> => {
+    // Reported as loaded once every proxy thread enforces it too (this thread's swap is at once).
+    await gw.applyPolicy(compiled);
     o.metrics?.setPolicyVersion(meta.version);
     const source = policyFileSource !== null && meta.pilotVersion === null ? `${policyFileSource} (${meta.source})` : meta.source;
     logger.info({ source, digest: compiled.digest, groups: compiled.groups.length }, 'policy applied');

@@ -61,7 +61,7 @@ port.on('message', (m: ToProxyThread) => {
   switch (m.t) {
     case 'policy': {
       gw.setPolicy(compiled(m.policy));
-      const ack: FromProxyThread = { t: 'policy', digest: m.policy?.digest ?? null };
+      const ack: FromProxyThread = { t: 'policy', seq: m.seq, digest: m.policy?.digest ?? null };
       port.postMessage(ack);
       break;
     }

@@ -43,7 +43,8 @@ export interface ProxyThreadData {
 }
 
 export type ToProxyThread =
-  | { readonly t: 'policy'; readonly policy: PolicySource | null }
+  /** `seq` numbers the changes; the thread acknowledges each once it enforces it. */
+  | { readonly t: 'policy'; readonly seq: number; readonly policy: PolicySource | null }
   | { readonly t: 'close'; readonly deadlineMs: number }
   | { readonly t: 'destroy' };
 
@@ -52,7 +53,7 @@ export type FromProxyThread =
   | { readonly t: 'listen-error'; readonly message: string }
   /** Events as their JSON text (see proxy-thread.ts). */
   | { readonly t: 'events'; readonly events: string[]; readonly dns: number[] }
-  | { readonly t: 'policy'; readonly digest: string | null }
+  | { readonly t: 'policy'; readonly seq: number; readonly digest: string | null }
   | { readonly t: 'closed' };
 
 export interface ProxyThreadsOptions {
@@ -73,6 +74,8 @@ interface Thread {
   readonly worker: Worker;
   closed: boolean;
   readonly done: Promise<void>;
+  /** The last policy change (seq) this thread acknowledged. */
+  applied: number;
 }
 
 export class ProxyThreads {
@@ -96,16 +99,39 @@ export class ProxyThreads {
     // running, and a policy applied while threads start must reach them too. A thread gets the
     // policy of the moment it is spawned, then every later one in order (a worker's port queues
     // messages until its thread reads them).
+    let seq = 0;
+    const waiters: { seq: number; resolve: () => void }[] = [];
+    const settle = (): void => {
+      for (const w of [...waiters]) {
+        if (threads.every((t) => t.closed || t.applied >= w.seq)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    };
     o.gw.followPolicy(() => {
-      const m: ToProxyThread = { t: 'policy', policy: policy() };
+      const m: ToProxyThread = { t: 'policy', seq: ++seq, policy: policy() };
       for (const t of threads) if (!t.closed) t.worker.postMessage(m);
+      // Resolves once every live thread enforces it: the control plane reports a change as
+      // applied only then (a thread still on the old policy would allow what it no longer does).
+      // A thread that does not answer (stuck) must not hold the control plane for ever.
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          o.logger.error({ seq: m.seq }, 'a proxy thread has not acknowledged a policy change after 30 s');
+          resolve();
+        }, 30_000);
+        timer.unref();
+        waiters.push({ seq: m.seq, resolve: () => { clearTimeout(timer); resolve(); } });
+        settle();
+      });
     });
     const spawn = (fd: number | null): Promise<{ address: AddressInfo; fd: number }> => {
       const data: ProxyThreadData = { config: o.gw.config, counts: o.gw.counts.buffer, policy: policy(), host: o.host, port: o.port, name, fd };
       const worker = new Worker(new URL('./proxy-thread.js', import.meta.url), { workerData: data });
       const id = worker.threadId; // -1 once it has exited
       let closed!: () => void;
-      const t: Thread = { worker, closed: false, done: new Promise<void>((r) => { closed = r; }) };
+      // A thread starts with the policy of this moment, which every change so far produced.
+      const t: Thread = { worker, closed: false, done: new Promise<void>((r) => { closed = r; }), applied: seq };
       threads.push(t);
       return new Promise((resolve, reject) => {
         worker.on('message', (m: FromProxyThread) => {
@@ -116,13 +142,18 @@ export class ProxyThreads {
               break;
             case 'listening': resolve(m); break;
             case 'listen-error': reject(new Error(m.message)); break;
-            case 'policy': o.logger.debug({ thread: worker.threadId, digest: m.digest }, 'proxy thread applied the policy'); break;
-            case 'closed': t.closed = true; closed(); break;
+            case 'policy':
+              t.applied = m.seq;
+              o.logger.debug({ thread: id, digest: m.digest }, 'proxy thread applied the policy');
+              settle();
+              break;
+            case 'closed': t.closed = true; closed(); settle(); break;
           }
         });
         const died = (err: Error): void => {
           t.closed = true;
           closed();
+          settle();
           reject(err);
           if (owner !== null && !owner.#stopping) o.onFatal(err);
         };

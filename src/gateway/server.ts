@@ -119,14 +119,22 @@ export class Gateway {
 
   /** Swaps the policy snapshot. Live tunnels keep running; the next request sees the new one. */
   setPolicy(p: CompiledPolicy | null): void {
-    this.#policy = p;
-    for (const f of this.#policyFollowers) f(p);
+    void this.applyPolicy(p);
   }
 
-  readonly #policyFollowers: ((p: CompiledPolicy | null) => void)[] = [];
+  /**
+   * setPolicy(), resolving once every follower (the other data-plane threads) enforces it too.
+   * The swap on this thread is immediate, before the first await.
+   */
+  async applyPolicy(p: CompiledPolicy | null): Promise<void> {
+    this.#policy = p;
+    await Promise.all(this.#policyFollowers.map((f) => f(p)));
+  }
+
+  readonly #policyFollowers: ((p: CompiledPolicy | null) => void | Promise<void>)[] = [];
 
   /** Calls `fn` with each policy set from now on (the other data-plane threads follow this one). */
-  followPolicy(fn: (p: CompiledPolicy | null) => void): void {
+  followPolicy(fn: (p: CompiledPolicy | null) => void | Promise<void>): void {
     this.#policyFollowers.push(fn);
   }
 
