@@ -58,8 +58,9 @@ describe('proxy threads', () => {
       await threads.close(1000);
       gw.destroy();
     }
-    // The surviving thread's events reached the main thread's bus.
-    assert.ok(events.filter((e) => e.type === 'gateway.decision').length >= 11);
+    // The surviving thread's events reached the main thread's bus (the killed thread's last
+    // batch, with the first request's decision if it took it, went with it).
+    assert.ok(events.filter((e) => e.type === 'gateway.decision').length >= 10);
   });
 
   it('applyPolicy resolves once every thread enforces the new policy (a large one takes them a while to compile)', async () => {

@@ -1,48 +1,92 @@
 /**
- * A duplicate of a listening socket's descriptor, for a proxy thread that accepts from the
- * socket another thread bound (Node 20 has no SO_REUSEPORT).
+ * The proxy threads' listening socket: bound once, and one duplicate descriptor per thread
+ * (Node 20 has no SO_REUSEPORT, so threads share one socket to spread connections).
  *
- * Why a duplicate and not the same number: every thread's handle closes its descriptor when the
+ * Why duplicates and not the same number: every thread's handle closes its descriptor when the
  * thread ends or drains. With one shared number, the first thread to close it (one that died,
  * or drained first) would leave the others polling a closed number, which the next socket
  * opened anywhere in the process then reuses: measured, a surviving thread spun at 100% CPU and
- * a relayed request hung. Node can only duplicate a descriptor by passing it over an IPC
- * channel (SCM_RIGHTS), so a short-lived child process is handed the descriptor and sends it
- * back as a raw handle, which arrives as a new descriptor owned by the receiving thread alone.
- * The child never listens or accepts, so no connection can be lost to it.
+ * a relayed request hung.
+ *
+ * Node can only duplicate a descriptor by passing it over an IPC channel (SCM_RIGHTS), so a
+ * short-lived child process does the socket work and sends a raw handle back, which arrives as
+ * a new descriptor owned by the receiving thread alone:
+ * - bindListener(): the child binds the address (no listen) and sends the socket to the main
+ *   thread, which holds it while the threads start; a thread that dies during start-up cannot
+ *   take the socket the others still need to copy;
+ * - duplicateListener(fd): the child is given that descriptor and sends it back; each thread
+ *   calls it, then listens on its copy (the first listen() puts the socket in LISTEN state).
+ * The child never listens or accepts, so no connection can be lost to it, and it is killed as
+ * soon as the handle arrives. It runs without NODE_OPTIONS: a preload (an APM agent) could keep
+ * it alive, and a live child would hold the socket after the gateway ends.
  */
 import { spawn } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 
-// `process.binding('tcp_wrap')`: the raw handle type Node's IPC sends as `net.Native`. Opening
-// it on the inherited descriptor does not listen; it only wraps the descriptor for sending.
+// `process.binding('tcp_wrap')`: the raw handle type Node's IPC sends as `net.Native` (DEP0111,
+// a documentation-only deprecation). Wrapping or binding a socket with it does not listen.
 const CHILD = `
 const { TCP, constants } = process.binding('tcp_wrap');
 const h = new TCP(constants.SERVER);
-const err = h.open(3);
-if (err !== 0) { process.stderr.write('cannot wrap the listening descriptor: ' + err); process.exit(3); }
+const [mode, host, port] = process.argv.slice(1);
+const err = mode === 'dup' ? h.open(3) : (host.includes(':') ? h.bind6(host, Number(port), 0) : h.bind(host, Number(port)));
+if (err !== 0) {
+  const { getSystemErrorName } = require('node:util');
+  process.stderr.write(getSystemErrorName(err));
+  process.exit(3);
+}
 process.send('listener', h);
 `;
 
-/** Resolves with a raw listening handle on a new descriptor (pass it to `net.Server.listen`). */
-export function duplicateListener(fd: number, timeoutMs = 10_000): Promise<object> {
+function viaHelper(args: string[], fd: number | null, timeoutMs: number): Promise<object> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-warnings', '-e', CHILD], { stdio: ['ignore', 'ignore', 'pipe', fd, 'ipc'] });
-    let handle: object | null = null;
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    const stdio: ('ignore' | 'pipe' | 'ipc' | number)[] = ['ignore', 'ignore', 'pipe', fd ?? 'ignore', 'ipc'];
+    const child = spawn(process.execPath, ['--no-warnings', '-e', CHILD, ...args], { stdio, env });
+    let settled = false;
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('message', (_m, h) => {
-      if (h !== undefined && h !== null && typeof h === 'object') handle = h;
-      child.disconnect();
-    });
-    child.once('error', (err) => {
+    const timer = setTimeout(() => finish(new Error(`the listening-socket helper did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const finish = (err: Error | null, handle?: object): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      reject(err);
+      // The handle has arrived (or never will): the child has nothing left to do.
+      child.kill('SIGKILL');
+      if (err !== null) reject(err);
+      else resolve(handle as object);
+    };
+    // Settled on the message itself: the child's exit can be reported before its last message is read.
+    child.on('message', (_m, h) => {
+      if (h !== undefined && h !== null && typeof h === 'object') finish(null, h);
     });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (handle !== null) resolve(handle);
-      else reject(new Error(`could not duplicate the listening socket (helper exited ${signal ?? code}${stderr === '' ? '' : `: ${stderr.trim()}`})`));
-    });
+    child.once('error', (err) => finish(err));
+    // 'close' comes after every message and stdio stream: anything sent has been received by then.
+    child.once('close', (code, signal) => finish(new Error(`the listening-socket helper ended (${signal ?? `exit ${code}`})${stderr === '' ? '' : `: ${stderr.trim()}`}`)));
   });
+}
+
+/** A socket bound to host:port (not yet listening), as a raw handle held by this thread. */
+export async function bindListener(host: string, port: number, timeoutMs = 10_000): Promise<object> {
+  const ip = isIP(host) !== 0 ? host : (await lookup(host)).address;
+  return viaHelper(['bind', ip, String(port)], null, timeoutMs);
+}
+
+/** A raw handle on a new descriptor for the same socket as `fd` (pass it to `net.Server.listen`). */
+export function duplicateListener(fd: number, timeoutMs = 10_000): Promise<object> {
+  return viaHelper(['dup', '', ''], fd, timeoutMs);
+}
+
+/** The descriptor of a raw handle received from bindListener(). */
+export function handleFd(handle: object): number {
+  const fd = (handle as { fd?: unknown }).fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the listening handle has no descriptor');
+  return fd;
+}
+
+/** Closes this thread's copy of the socket (the threads' copies keep it open). */
+export function closeHandle(handle: object): void {
+  (handle as { close?: () => void }).close?.();
 }

@@ -85,10 +85,9 @@ async function settle(): Promise<void> {
 }
 
 try {
-  // The first thread binds; the others accept from their own duplicate of its descriptor.
-  const from = data.fd === null ? undefined : { handle: await duplicateListener(data.fd) };
-  const address = await gw.listen(data.host, data.port, data.name, from);
-  const m: FromProxyThread = { t: 'listening', address, fd: gw.listenerFd() };
+  // Every thread listens on its own duplicate of the socket the main thread bound.
+  const address = await gw.listen(data.host, data.port, data.name, { handle: await duplicateListener(data.fd) });
+  const m: FromProxyThread = { t: 'listening', address };
   port.postMessage(m);
 } catch (err) {
   const m: FromProxyThread = { t: 'listen-error', message: (err as Error).message };

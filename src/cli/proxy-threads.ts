@@ -3,9 +3,9 @@
  * cannot use more than one core, and on short tunnels the proxy's thread is the bottleneck
  * (README, Performance). Each data-plane thread runs its own Gateway (proxy-thread.ts):
  *
- * - one listening socket, accepted from by every thread (the first thread binds it, the others
- *   listen on their own duplicate of its descriptor, listener-dup.ts; the kernel hands each
- *   connection to one of them);
+ * - one listening socket, accepted from by every thread (bound for them, then each listens on
+ *   its own duplicate of the descriptor, listener-dup.ts; the kernel hands each connection to
+ *   one of them);
  * - the policy compiled in each thread from the same model, sent on every change (the main
  *   thread's Gateway is the source: `followPolicy`);
  * - resolver cache and live tunnels per thread;
@@ -24,6 +24,7 @@ import type { Logger } from '../gateway/logger.js';
 import type { Gateway, EventSink } from '../gateway/server.js';
 import type { Model } from '../policy/analyze.js';
 import { sourceOf } from '../policy/compile.js';
+import { bindListener, closeHandle, handleFd } from './listener-dup.js';
 import type { CompiledPolicy } from '../policy/types.js';
 
 export interface PolicySource {
@@ -38,8 +39,8 @@ export interface ProxyThreadData {
   readonly host: string;
   readonly port: number;
   readonly name: string;
-  /** The listening descriptor bound by the first thread; null for the first thread itself. */
-  readonly fd: number | null;
+  /** The bound socket's descriptor, held by the main thread while the threads start: each copies it. */
+  readonly fd: number;
 }
 
 export type ToProxyThread =
@@ -49,7 +50,7 @@ export type ToProxyThread =
   | { readonly t: 'destroy' };
 
 export type FromProxyThread =
-  | { readonly t: 'listening'; readonly address: AddressInfo; readonly fd: number }
+  | { readonly t: 'listening'; readonly address: AddressInfo }
   | { readonly t: 'listen-error'; readonly message: string }
   /** Events as their JSON text (see proxy-thread.ts). */
   | { readonly t: 'events'; readonly events: string[]; readonly dns: number[] }
@@ -125,7 +126,7 @@ export class ProxyThreads {
         settle();
       });
     });
-    const spawn = (fd: number | null): Promise<{ address: AddressInfo; fd: number }> => {
+    const spawn = (fd: number): Promise<{ address: AddressInfo }> => {
       const data: ProxyThreadData = { config: o.gw.config, counts: o.gw.counts.buffer, policy: policy(), host: o.host, port: o.port, name, fd };
       const worker = new Worker(new URL('./proxy-thread.js', import.meta.url), { workerData: data });
       const id = worker.threadId; // -1 once it has exited
@@ -161,13 +162,19 @@ export class ProxyThreads {
         worker.on('exit', (code) => died(new Error(`proxy thread ${id} exited (code ${code})`)));
       });
     };
+    // Bound here and held until every thread has its own copy (listener-dup.ts).
+    const bound = await bindListener(o.host, o.port);
     try {
-      const first = await spawn(null);
-      await Promise.all(Array.from({ length: o.threads - 1 }, () => spawn(first.fd)));
-      owner = new ProxyThreads(first.address, threads, o.logger);
+      const fd = handleFd(bound);
+      const up = await Promise.all(Array.from({ length: o.threads }, () => spawn(fd)));
+      // A thread that died after it reported listening: a start-up failure, not a silent loss.
+      if (threads.some((t) => t.closed)) throw new Error('a proxy thread ended while the threads were starting');
+      owner = new ProxyThreads((up[0] as { address: AddressInfo }).address, threads, o.logger);
     } catch (err) {
       for (const t of threads) void t.worker.terminate();
       throw err;
+    } finally {
+      closeHandle(bound);
     }
     return owner;
   }

@@ -200,7 +200,7 @@ export class Gateway {
         srv.off('error', reject);
         resolve();
       };
-      if (from !== undefined) srv.listen(from.handle, done);
+      if (from !== undefined) srv.listen(from.handle, 4096, done);
       else srv.listen({ host, port, backlog: 4096 }, done);
     });
     srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
@@ -208,13 +208,6 @@ export class Gateway {
     this.refreshSelfAddresses();
     this.#startSweeper();
     return srv.address() as AddressInfo;
-  }
-
-  /** The descriptor of a listener opened by listen(), to share it with other threads. */
-  listenerFd(index = 0): number {
-    const fd = (this.#servers[index] as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) throw new Error('listener has no file descriptor');
-    return fd;
   }
 
   #startSweeper(): void {
