@@ -9,6 +9,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
+import { startDnsServer } from './helpers/dns-server.js';
 import { RawClient, compile, startGateway } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 import { validateEvent } from '../src/events/schemas.js';
@@ -225,6 +226,35 @@ describe('gateway states', () => {
       a.c.close();
     } finally {
       await g2.close();
+    }
+  });
+
+  it('a request waiting for DNS when the policy changes is decided again under the new policy', async () => {
+    // Without this, a change reported as loaded still let through every request that was
+    // waiting for a slow resolver (up to dns.timeout), decided under the policy it removed.
+    const slow = await startDnsServer({ 'slow.test': ['127.0.0.1'] });
+    slow.delay('slow.test', 600);
+    const allow = (host: string, exceptions: string) => `version: 1\naddress_exceptions: [${exceptions}]\ngroups:\n  - name: servers\n    sources: [127.0.0.0/8]\n    allow:\n      - host: ${host}\n        ports: [${P.echo}]\n        tls: none\n`;
+    const g = await startGateway(allow('slow.test', '127.0.0.1/32'), { dns: { resolvers: [slow.address] } });
+    try {
+      const cases = [
+        { next: allow('other.test', '127.0.0.1/32'), reason: 'no_rule_matched' },
+        { next: allow('slow.test', ''), reason: 'address_denied' }, // the exception was taken away
+      ];
+      for (const c of cases) {
+        g.setPolicy(allow('slow.test', '127.0.0.1/32'));
+        g.gw.resolver.clear(); // each case waits for the slow answer
+        const pending = connect(g.port, `slow.test:${P.echo}`);
+        await new Promise((r) => setTimeout(r, 150)); // decided (allowed), now waiting for DNS
+        g.setPolicy(c.next);
+        const r = await pending;
+        r.c.close();
+        assert.equal(r.status, 403);
+        assert.equal(r.reason, c.reason);
+      }
+    } finally {
+      await g.close();
+      await slow.close();
     }
   });
 

@@ -14,6 +14,7 @@ export type Admission =
   | { readonly ok: true; readonly addresses: readonly string[]; readonly tls: TlsMode; readonly report: boolean }
   | { readonly ok: false; readonly reason: DenyReason };
 
+/** Read live (the Gateway itself): `policy` is read again after the resolver's await. */
 export interface AdmissionContext {
   readonly policy: CompiledPolicy | null;
   readonly resolver: Resolver;
@@ -60,9 +61,9 @@ export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination
     if (d.deny === 'ip_literal_denied' && dest.kind !== 'name' && ctx.policy !== null) a.addressClass = ctx.policy.checkAddress(dest.host, ctx.self).class;
     return { ok: false, reason: d.deny };
   }
-  const policy = ctx.policy as CompiledPolicy;
-  const report = a.mode === 'report';
-  const tls = d.tls;
+  let policy = ctx.policy as CompiledPolicy;
+  let report = a.mode === 'report';
+  let tls = d.tls;
 
   let candidates: readonly string[];
   if (dest.kind === 'name') {
@@ -75,9 +76,19 @@ export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination
   } else {
     candidates = [dest.host];
   }
-  // Check every address with the policy in force now (it may have been swapped while we
-  // awaited the resolver). Addresses are never authorized by their reverse DNS.
-  const now = ctx.policy ?? policy;
+  if (ctx.policy !== policy) {
+    // The policy changed while the resolver answered (a slow or timing-out resolver makes that
+    // seconds): decide again, as for a request arriving now. Otherwise a change reported as
+    // loaded, say one removing a host being exfiltrated to, would still let through every
+    // request that was waiting for DNS, up to dns.timeout after the change.
+    const again = decide(ctx, a, dest, protocol);
+    if ('deny' in again) return { ok: false, reason: again.deny };
+    policy = ctx.policy as CompiledPolicy;
+    report = a.mode === 'report';
+    tls = again.tls;
+  }
+  // Check every address with that policy. Addresses are never authorized by their reverse DNS.
+  const now = policy;
   const allowed: string[] = [];
   let firstClass: string | null = null;
   let firstDenied: string | null = null;

@@ -29,7 +29,7 @@ const MAX_HELD = 256 * 1024;
 export async function handleHttp(conn: ProxyConnection, a: Attempt, head: RequestHead, path: string): Promise<void> {
   const gw = conn.gw;
   const dest = a.dest as Destination;
-  const adm = await admit({ policy: gw.policy, resolver: gw.resolver, self: gw.self }, a, dest, 'http');
+  const adm = await admit(gw, a, dest, 'http');
   if (!adm.ok) {
     conn.deny(a, adm.reason);
     return;

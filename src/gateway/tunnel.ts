@@ -35,7 +35,7 @@ const MAX_BEFORE_SECOND_HELLO = 256 * 1024;
 
 export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Destination): Promise<void> {
   const gw = conn.gw;
-  const adm = await admit({ policy: gw.policy, resolver: gw.resolver, self: gw.self }, a, dest, 'connect');
+  const adm = await admit(gw, a, dest, 'connect');
   if (!adm.ok) {
     conn.deny(a, adm.reason);
     return;

@@ -10,6 +10,8 @@ export interface DnsServer {
   readonly address: string; // host:port for config.dns.resolvers
   readonly queries: string[];
   set(name: string, addrs: string[], ttl?: number): void;
+  /** Answers for this name are sent this many milliseconds late (a slow resolver). */
+  delay(name: string, ms: number): void;
   close(): Promise<void>;
 }
 
@@ -17,15 +19,20 @@ export async function startDnsServer(records: Record<string, string[]> = {}): Pr
   const map = new Map<string, { addrs: string[]; ttl: number }>();
   for (const [k, v] of Object.entries(records)) map.set(k.toLowerCase(), { addrs: v, ttl: 60 });
   const queries: string[] = [];
+  const delays = new Map<string, number>();
   const sock: Socket = createSocket('udp4');
   sock.on('message', (msg, rinfo) => {
     try {
       const r = answer(msg, map, queries);
-      if (r) sock.send(r, rinfo.port, rinfo.address);
+      const name = (queries[queries.length - 1] ?? '').split('/')[0] ?? '';
+      const ms = delays.get(name) ?? 0;
+      if (r && ms > 0) setTimeout(() => { if (open) sock.send(r, rinfo.port, rinfo.address); }, ms);
+      else if (r) sock.send(r, rinfo.port, rinfo.address);
     } catch {
       /* ignore garbage */
     }
   });
+  let open = true;
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   const port = sock.address().port;
   return {
@@ -34,7 +41,10 @@ export async function startDnsServer(records: Record<string, string[]> = {}): Pr
     set(name, addrs, ttl = 60) {
       map.set(name.toLowerCase(), { addrs, ttl });
     },
-    close: () => new Promise((r) => sock.close(() => r())),
+    delay(name, ms) {
+      delays.set(name.toLowerCase(), ms);
+    },
+    close: () => new Promise((r) => { open = false; sock.close(() => r()); }),
   };
 }
 
