@@ -1,7 +1,8 @@
 /**
  * The plain proxy listener on more than one thread (`proxy_threads`). One JavaScript thread
- * cannot use more than one core, and on short tunnels the proxy's thread is the bottleneck
- * (README, Performance). Each data-plane thread runs its own Gateway (proxy-thread.ts):
+ * cannot use more than one core: on a host with cores to spare, it is what limits the rate.
+ * (Where the cores are already busy, threads add CPU per tunnel and lower it: README,
+ * Performance.) Each data-plane thread runs its own Gateway (proxy-thread.ts):
  *
  * - one listening socket, accepted from by every thread (bound for them, then each listens on
  *   its own duplicate of the descriptor, listener-dup.ts; the kernel hands each connection to
