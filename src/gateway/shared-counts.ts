@@ -87,16 +87,7 @@ export class SharedCounts {
 
   /** The end of a connection counted by openConnection() (call once, and only if it counted it). */
   closeConnection(ip: string): void {
-    this.#lock();
-    try {
-      const s = this.#slot(ip, false);
-      if (s >= 0 && (this.#a[s + 2] as number) > 0) {
-        this.#a[s + 2] = (this.#a[s + 2] as number) - 1;
-        Atomics.sub(this.#a, CONNECTIONS, 1);
-      }
-    } finally {
-      this.#unlock();
-    }
+    this.#decrement(ip, 2, CONNECTIONS);
   }
 
   /** Takes a tunnel slot for `ip`, or names the limit that refuses it. Checked and taken atomically. */
@@ -116,12 +107,17 @@ export class SharedCounts {
   }
 
   releaseTunnel(ip: string): void {
+    this.#decrement(ip, 3, TUNNELS);
+  }
+
+  /** One less in ip's slot word `field` and in the total at `total`; never below zero. */
+  #decrement(ip: string, field: 2 | 3, total: typeof CONNECTIONS | typeof TUNNELS): void {
     this.#lock();
     try {
       const s = this.#slot(ip, false);
-      if (s >= 0 && (this.#a[s + 3] as number) > 0) {
-        this.#a[s + 3] = (this.#a[s + 3] as number) - 1;
-        Atomics.sub(this.#a, TUNNELS, 1);
+      if (s >= 0 && (this.#a[s + field] as number) > 0) {
+        this.#a[s + field] = (this.#a[s + field] as number) - 1;
+        Atomics.sub(this.#a, total, 1);
       }
     } finally {
       this.#unlock();
