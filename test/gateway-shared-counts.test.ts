@@ -47,6 +47,22 @@ test('churn through many more addresses than slots: markers are reclaimed and no
   assert.equal(c.tunnels, 0);
 });
 
+test('releaseIfHeldBy frees the lock only for the thread recorded as holding it', () => {
+  const c = new SharedCounts(SharedCounts.create(10).buffer, 7);
+  const words = new Int32Array(c.buffer);
+  assert.equal(c.acquireTunnel('10.0.0.1', 10, 10), null);
+  assert.equal(Atomics.load(words, 5), 0, 'no owner recorded once released');
+  // Held by thread 3 (as if it died inside): another thread's id does not free it.
+  Atomics.store(words, 5, 4);
+  Atomics.store(words, 0, 1);
+  assert.equal(c.releaseIfHeldBy(2), false);
+  assert.equal(Atomics.load(words, 0), 1);
+  assert.equal(c.releaseIfHeldBy(3), true);
+  assert.equal(Atomics.load(words, 0), 0);
+  assert.equal(c.acquireTunnel('10.0.0.1', 10, 10), null);
+  assert.equal(c.tunnels, 2);
+});
+
 test('a full table refuses (fails closed) instead of not counting', () => {
   const c = SharedCounts.create(1); // 1024 slots, three quarters usable
   let refused = 0;

@@ -95,6 +95,36 @@ describe('proxy threads', () => {
     }
   });
 
+  it('a thread that ends holding the limits\' lock does not leave the others (or the main thread) waiting for ever', async () => {
+    const r = parseConfig('log_level: silent\n');
+    assert.ok(r.ok);
+    const bus = new EventBus();
+    const policy = compile(`version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`);
+    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy });
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (_o: object, msg?: string) => { errors.push(msg ?? ''); } };
+    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger, onFatal: () => {} });
+    try {
+      const [w0] = threads.workers;
+      assert.ok(w0);
+      // As if thread 0 had died inside the critical section: the lock held, in its name.
+      const words = new Int32Array(gw.counts.buffer);
+      Atomics.store(words, 5, w0.threadId + 1);
+      Atomics.store(words, 0, 1);
+      await w0.terminate();
+      for (let i = 0; i < 100 && !errors.some((m) => /holding the limits' lock/.test(m)); i++) await new Promise((res) => setTimeout(res, 20));
+      assert.ok(errors.some((m) => /holding the limits' lock: freed/.test(m)), JSON.stringify(errors));
+      // The other thread, and this one, take the lock again.
+      assert.deepEqual(gw.counts.of('127.0.0.1'), { connections: 0, tunnels: 0 });
+      const b = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+      assert.equal(b.status, 200);
+      b.c.close();
+    } finally {
+      await threads.close(1000);
+      gw.destroy();
+    }
+  });
+
   it('a stop ends even when a thread is stuck (the counts\' lock never freed): it is terminated after the deadline', async () => {
     const r = parseConfig('log_level: silent\n');
     assert.ok(r.ok);

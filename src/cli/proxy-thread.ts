@@ -50,7 +50,7 @@ function compiled(p: PolicySource | null): CompiledPolicy | null {
 const gw = new Gateway({
   config,
   logger,
-  counts: new SharedCounts(data.counts),
+  counts: new SharedCounts(data.counts, threadId),
   policy: compiled(data.policy),
   bus: { publish: (e) => { batch.push(jsonOf(e)); later(); } },
   // Seconds and 1/0 for ok/error, in pairs: the metrics live on the main thread.

@@ -153,6 +153,7 @@ export class ProxyThreads {
           }
         });
         const died = (err: Error): void => {
+          if (o.gw.counts.releaseIfHeldBy(id)) o.logger.error({ thread: id }, 'a proxy thread ended holding the limits\' lock: freed');
           t.closed = true;
           closed();
           settle();

@@ -26,6 +26,8 @@ const CONNECTIONS = 2;
 /** Slots that are not empty (live or marker). */
 const USED = 3;
 const CAPACITY = 4;
+/** 1 + the worker threadId of the lock's holder (0: none, or not yet recorded). */
+const OWNER = 5;
 const HEADER = 8;
 const SLOT = 4;
 
@@ -35,6 +37,7 @@ export class SharedCounts {
   readonly buffer: SharedArrayBuffer;
   readonly #a: Int32Array;
   readonly #mask: number;
+  readonly #owner: number;
 
   /** A table sized for `maxConnections` live connections (at least 1024 slots). */
   static create(maxConnections: number): SharedCounts {
@@ -45,9 +48,13 @@ export class SharedCounts {
     return new SharedCounts(buf);
   }
 
-  /** The same counts, seen from another thread (the buffer came through postMessage or workerData). */
-  constructor(buffer: SharedArrayBuffer) {
+  /**
+   * The same counts, seen from another thread (the buffer came through postMessage or
+   * workerData). `threadId`: this thread's (worker_threads), recorded while it holds the lock.
+   */
+  constructor(buffer: SharedArrayBuffer, threadId = 0) {
     this.buffer = buffer;
+    this.#owner = threadId + 1;
     this.#a = new Int32Array(buffer);
     const cap = this.#a[CAPACITY] as number;
     if (cap < 1 || (cap & (cap - 1)) !== 0 || buffer.byteLength !== (HEADER + cap * SLOT) * 4) throw new Error('not a SharedCounts buffer');
@@ -197,21 +204,39 @@ export class SharedCounts {
     return true;
   }
 
+  /**
+   * Frees the lock if the thread `threadId` holds it: called when that thread has ended (a
+   * crash, or terminate() at a stop). A thread that ends inside the critical section would
+   * otherwise leave every other thread, the main one included, waiting for ever. What it was
+   * updating may be half done: a count off by one, which errs either way; the gateway is
+   * stopping by then (a dead proxy thread stops it). True if it did.
+   */
+  releaseIfHeldBy(threadId: number): boolean {
+    const a = this.#a;
+    if (Atomics.compareExchange(a, OWNER, threadId + 1, 0) !== threadId + 1) return false;
+    Atomics.store(a, LOCK, 0);
+    Atomics.notify(a, LOCK);
+    return true;
+  }
+
   // A futex-style mutex (0 free, 1 held, 2 held with waiters): uncontended, one
   // compare-and-swap each way; Atomics.wait only when another thread holds it.
   #lock(): void {
     const a = this.#a;
     let c = Atomics.compareExchange(a, LOCK, 0, 1);
-    if (c === 0) return;
-    if (c !== 2) c = Atomics.exchange(a, LOCK, 2);
-    while (c !== 0) {
-      Atomics.wait(a, LOCK, 2, 5);
-      c = Atomics.exchange(a, LOCK, 2);
+    if (c !== 0) {
+      if (c !== 2) c = Atomics.exchange(a, LOCK, 2);
+      while (c !== 0) {
+        Atomics.wait(a, LOCK, 2, 5);
+        c = Atomics.exchange(a, LOCK, 2);
+      }
     }
+    Atomics.store(a, OWNER, this.#owner);
   }
 
   #unlock(): void {
     const a = this.#a;
+    Atomics.store(a, OWNER, 0);
     if (Atomics.sub(a, LOCK, 1) !== 1) {
       Atomics.store(a, LOCK, 0);
       Atomics.notify(a, LOCK, 1);
