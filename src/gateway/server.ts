@@ -75,7 +75,7 @@ export class Gateway {
   #servers: Server[] = [];
   // LiveSets, not Sets: see live-set.ts (a churning Set keeps dead tunnels alive across scavenges).
   readonly connections = new LiveSet<ProxyConnection>();
-  /** This thread's tunnels (lifetimes, progress, shutdown); the limits count every thread's in #counts. */
+  /** This thread's tunnels (lifetimes, progress, shutdown); the limits count every thread's in `counts`. */
   readonly #tunnels = new LiveSet<LiveTunnel>();
   /** Open connections and tunnels, in total and per client address, across all data-plane threads. */
   readonly counts: SharedCounts;
@@ -188,8 +188,8 @@ export class Gateway {
 
   /**
    * Opens the plain proxy listener. Resolves with the bound address. With `handle` (a raw
-   * listening handle on its own descriptor: src/cli/listener-dup.ts), accepts from a socket
-   * another data-plane thread bound instead of binding one.
+   * listening handle on its own descriptor: src/cli/listener-dup.ts), accepts from the socket
+   * bound for all the proxy threads instead of binding one.
    */
   async listen(host: string, port: number, name = 'proxy', from?: { readonly handle: object }): Promise<AddressInfo> {
     const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
