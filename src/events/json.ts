@@ -6,9 +6,9 @@ import type { ChokepointEvent } from './catalogue.js';
  * so the sinks that write it ask for its text one after another: remembering the last one is
  * enough for them to share one serialization. (A WeakMap over every event did the same and
  * more, but its write barrier and the garbage collector's ephemeron work cost about 2 µs per
- * short tunnel, most of what serializing its two events costs: perf on the sinks bench.) A later caller for
- * an older event (the store, batching decisions) serializes it again: the same text, as
- * JSON.stringify is deterministic for an unchanged object.
+ * short tunnel, most of what serializing its two events costs: perf on the sinks bench.) A
+ * later caller for an older event (the store, batching decisions) serializes it again: the
+ * same text, as JSON.stringify is deterministic for an unchanged object.
  */
 let lastEvent: object | null = null;
 let lastText = '';

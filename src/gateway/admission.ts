@@ -88,12 +88,11 @@ export async function admit(ctx: AdmissionContext, a: Attempt, dest: Destination
     tls = again.tls;
   }
   // Check every address with that policy. Addresses are never authorized by their reverse DNS.
-  const now = policy;
   const allowed: string[] = [];
   let firstClass: string | null = null;
   let firstDenied: string | null = null;
   for (const ip of candidates) {
-    const v = now.checkAddress(ip, ctx.self);
+    const v = policy.checkAddress(ip, ctx.self);
     if (v.allowed) allowed.push(ip);
     else if (firstClass === null) {
       firstClass = v.class;
