@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
-import { RawClient } from './helpers/gateway.js';
+import { connectStatus, RawClient } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -96,13 +96,6 @@ async function eventually(fn: () => Promise<void>, ms = 3000): Promise<void> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-}
-
-async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number; reason?: string }> {
-  const c = await RawClient.connect(port);
-  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
-  const h = await c.head();
-  return { c, status: h.status, reason: h.headers['x-chokepoint-reason'] };
 }
 
 describe('chokepoint serve', () => {

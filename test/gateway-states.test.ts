@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { startDnsServer } from './helpers/dns-server.js';
-import { RawClient, compile, startGateway } from './helpers/gateway.js';
+import { RawClient, compile, connectStatus as connect, startGateway } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 import { validateEvent } from '../src/events/schemas.js';
 import type { CompiledPolicy } from '../src/policy/types.js';
@@ -28,13 +28,6 @@ after(async () => {
   await echo.close();
   await dns.close();
 });
-
-async function connect(port: number, target: string): Promise<{ c: RawClient; status: number; reason: string | undefined }> {
-  const c = await RawClient.connect(port);
-  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
-  const h = await c.head();
-  return { c, status: h.status, reason: h.headers['x-chokepoint-reason'] };
-}
 
 describe('gateway states', () => {
   it('denies everything with no_policy when no valid policy is loaded', async () => {

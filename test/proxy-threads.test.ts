@@ -10,31 +10,42 @@ import type { ChokepointEvent } from '../src/events/catalogue.js';
 import { silentLogger } from '../src/gateway/logger.js';
 import { Gateway } from '../src/gateway/server.js';
 import { ProxyThreads } from '../src/cli/proxy-threads.js';
-import { compile, RawClient } from './helpers/gateway.js';
+import { compile, connectStatus } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 
 let echo: Origin;
 before(async () => { echo = await startEchoOrigin(); });
 after(async () => { await echo.close(); });
 
-async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number }> {
-  const c = await RawClient.connect(port);
-  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
-  return { c, status: (await c.head()).status };
+/** A policy allowing localhost on the echo origin's port, with its other hosts after it. */
+const allowLocal = (extraHosts = ''): string => `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n${extraHosts}`;
+
+/** A main-thread gateway and two proxy threads, with what they report. */
+async function startThreads(policyText: string | null): Promise<{
+  gw: Gateway; threads: ProxyThreads; port: number; events: ChokepointEvent[]; errors: string[]; fatal: Error[]; stop(): Promise<void>;
+}> {
+  const r = parseConfig('log_level: silent\n');
+  assert.ok(r.ok);
+  const bus = new EventBus();
+  const events: ChokepointEvent[] = [];
+  bus.subscribe((e) => events.push(e));
+  const errors: string[] = [];
+  const fatal: Error[] = [];
+  const logger = { ...silentLogger, error: (_o: object, msg?: string) => { errors.push(msg ?? ''); } };
+  const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy: policyText === null ? null : compile(policyText) });
+  const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger, onFatal: (e) => fatal.push(e) });
+  return {
+    gw, threads, port: threads.address.port, events, errors, fatal,
+    stop: async () => {
+      await threads.close(1000);
+      gw.destroy();
+    },
+  };
 }
 
 describe('proxy threads', () => {
   it('a thread that dies (even the one that bound the socket) leaves the others serving, and the gateway is told', async () => {
-    const r = parseConfig('log_level: silent\n');
-    assert.ok(r.ok);
-    const bus = new EventBus();
-    const events: ChokepointEvent[] = [];
-    bus.subscribe((e) => events.push(e));
-    const policy = compile(`version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`);
-    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy });
-    const fatal: Error[] = [];
-    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger: silentLogger, onFatal: (e) => fatal.push(e) });
-    const port = threads.address.port;
+    const { threads, port, events, fatal, stop } = await startThreads(allowLocal());
     try {
       const first = await connectStatus(port, `localhost:${echo.port}`);
       assert.equal(first.status, 200);
@@ -55,8 +66,7 @@ describe('proxy threads', () => {
         b.c.close();
       }
     } finally {
-      await threads.close(1000);
-      gw.destroy();
+      await stop();
     }
     // The surviving thread's events reached the main thread's bus (the killed thread's last
     // batch, with the first request's decision if it took it, went with it).
@@ -64,18 +74,13 @@ describe('proxy threads', () => {
   });
 
   it('applyPolicy resolves once every thread enforces the new policy (a large one takes them a while to compile)', async () => {
-    const r = parseConfig('log_level: silent\n');
-    assert.ok(r.ok);
-    const bus = new EventBus();
-    const allow = `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`;
     // 40,000 other hosts and no localhost: what each thread compiles takes long enough that a
     // change reported before the threads had it would let the next requests through.
     const rules = Array.from({ length: 40_000 }, (_, i) => `      - host: h${i}.example.com\n`).join('');
     const deny = `version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n${rules}`;
-    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy: compile(allow) });
-    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger: silentLogger, onFatal: () => {} });
+    const { gw, threads, port, stop } = await startThreads(allowLocal());
     try {
-      const a = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+      const a = await connectStatus(port, `localhost:${echo.port}`);
       assert.equal(a.status, 200);
       a.c.close();
       let acks = 0;
@@ -84,26 +89,18 @@ describe('proxy threads', () => {
       assert.equal(acks, 2, 'applyPolicy resolved before every thread had the policy');
       const statuses: number[] = [];
       for (let i = 0; i < 12; i++) {
-        const b = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+        const b = await connectStatus(port, `localhost:${echo.port}`);
         statuses.push(b.status);
         b.c.close();
       }
       assert.deepEqual(statuses, Array(12).fill(403));
     } finally {
-      await threads.close(1000);
-      gw.destroy();
+      await stop();
     }
   });
 
   it('a thread that ends holding the limits\' lock does not leave the others (or the main thread) waiting for ever', async () => {
-    const r = parseConfig('log_level: silent\n');
-    assert.ok(r.ok);
-    const bus = new EventBus();
-    const policy = compile(`version: 1\naddress_exceptions: [127.0.0.1/32]\ngroups:\n  - name: g\n    sources: [127.0.0.0/8]\n    allow:\n      - host: localhost\n        ports: [${echo.port}]\n        tls: none\n`);
-    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy });
-    const errors: string[] = [];
-    const logger = { ...silentLogger, error: (_o: object, msg?: string) => { errors.push(msg ?? ''); } };
-    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger, onFatal: () => {} });
+    const { gw, threads, port, errors, stop } = await startThreads(allowLocal());
     try {
       const [w0] = threads.workers;
       assert.ok(w0);
@@ -116,27 +113,20 @@ describe('proxy threads', () => {
       assert.ok(errors.some((m) => /holding the limits' lock: freed/.test(m)), JSON.stringify(errors));
       // The other thread, and this one, take the lock again.
       assert.deepEqual(gw.counts.of('127.0.0.1'), { connections: 0, tunnels: 0 });
-      const b = await connectStatus(threads.address.port, `localhost:${echo.port}`);
+      const b = await connectStatus(port, `localhost:${echo.port}`);
       assert.equal(b.status, 200);
       b.c.close();
     } finally {
-      await threads.close(1000);
-      gw.destroy();
+      await stop();
     }
   });
 
   it('a stop ends even when a thread is stuck (the counts\' lock never freed): it is terminated after the deadline', async () => {
-    const r = parseConfig('log_level: silent\n');
-    assert.ok(r.ok);
-    const bus = new EventBus();
-    const gw = new Gateway({ config: r.config, bus, logger: silentLogger, policy: null });
-    const errors: string[] = [];
-    const logger = { ...silentLogger, error: (_o: object, msg?: string) => { errors.push(msg ?? ''); } };
-    const threads = await ProxyThreads.start({ gw, threads: 2, host: '127.0.0.1', port: 0, bus, logger, onFatal: () => {} });
+    const { gw, threads, port, errors } = await startThreads(null);
     // As if a thread had died inside the lock: the next connection blocks its thread for ever.
     Atomics.store(new Int32Array(gw.counts.buffer), 0, 1);
     const { connect } = await import('node:net');
-    const socks = [0, 1, 2, 3].map(() => connect(threads.address.port, '127.0.0.1').on('error', () => {}));
+    const socks = [0, 1, 2, 3].map(() => connect(port, '127.0.0.1').on('error', () => {}));
     await new Promise((res) => setTimeout(res, 300));
     const started = Date.now();
     await threads.close(200, 300);

@@ -93,6 +93,14 @@ function parseConfigObject(obj: Record<string, unknown>) {
 
 export type { ConfigInput };
 
+/** Opens a raw CONNECT to `target` through the proxy at `port`: the client, the answer's status and reason. */
+export async function connectStatus(port: number, target: string): Promise<{ c: RawClient; status: number; reason: string | undefined }> {
+  const c = await RawClient.connect(port);
+  c.write(`CONNECT ${target} HTTP/1.1\r\n\r\n`);
+  const h = await c.head();
+  return { c, status: h.status, reason: h.headers['x-chokepoint-reason'] };
+}
+
 /** A raw client: sends bytes, collects everything received, knows when the peer closed. */
 export class RawClient {
   readonly socket: Socket;
