@@ -14,6 +14,10 @@ import { RawClient, compile, connectStatus as connect, startGateway } from './he
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 import { validateEvent } from '../src/events/schemas.js';
 import type { CompiledPolicy } from '../src/policy/types.js';
+import { parseConfig } from '../src/config/load.js';
+import { EventBus } from '../src/events/bus.js';
+import { silentLogger } from '../src/gateway/logger.js';
+import { Gateway } from '../src/gateway/server.js';
 
 let dns: DnsServer;
 let echo: Origin;
@@ -219,6 +223,38 @@ describe('gateway states', () => {
       a.c.close();
     } finally {
       await g2.close();
+    }
+  });
+
+  it('past max_connections (one count for every listener) a connection is closed unanswered, and the log says so once', async () => {
+    const r = parseConfig('limits:\n  max_connections: 2\n');
+    assert.ok(r.ok);
+    const logged: string[] = [];
+    const gw = new Gateway({ config: r.config, bus: new EventBus(), logger: { ...silentLogger, error: (_o, msg) => { logged.push(msg ?? ''); } }, policy: compile(basePolicy(P)) });
+    const { port } = await gw.listen('127.0.0.1', 0);
+    const held: Socket[] = [];
+    const open = () => new Promise<Socket>((resolve, reject) => { const s = netConnect(port, '127.0.0.1', () => resolve(s)); s.once('error', reject); held.push(s); });
+    const closedUnanswered = (s: Socket) => new Promise<string>((resolve) => { let t = ''; s.on('data', (d: Buffer) => { t += d.toString(); }); s.on('error', () => {}); s.on('close', () => resolve(t)); });
+    try {
+      await open();
+      await open();
+      for (let i = 0; i < 50 && gw.counts.connections < 2; i++) await new Promise((res) => setTimeout(res, 10));
+      for (let i = 0; i < 2; i++) {
+        const over = await open();
+        over.write(`CONNECT echo.test:${P.echo} HTTP/1.1\r\n\r\n`);
+        assert.equal(await closedUnanswered(over), '');
+      }
+      assert.equal(logged.filter((m) => /max_connections reached/.test(m)).length, 1);
+      assert.equal(gw.counts.connections, 2);
+      // A slot frees when a held connection closes.
+      (held[0] as Socket).destroy();
+      for (let i = 0; i < 50 && gw.counts.connections > 1; i++) await new Promise((res) => setTimeout(res, 10));
+      const again = await connect(port, `echo.test:${P.echo}`);
+      assert.notEqual(again.status, 0);
+      again.c.close();
+    } finally {
+      for (const s of held) s.destroy();
+      gw.destroy();
     }
   });
 

@@ -193,7 +193,6 @@ export class Gateway {
    */
   async listen(host: string, port: number, name = 'proxy', from?: { readonly handle: object }): Promise<AddressInfo> {
     const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
-    srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       const done = (): void => {
@@ -246,7 +245,7 @@ export class Gateway {
       const over = this.#countConnection(raw, ip, false);
       if (over === null) return;
       if (over === 'total') {
-        raw.destroy();
+        this.#refuseOverTotal(raw);
         return;
       }
       const a = new Attempt(name, ip, raw.remotePort ?? 0);
@@ -285,7 +284,6 @@ export class Gateway {
       // descriptor and its count, and enough of them lock every listener out of max_connections.
       socket.destroy();
     });
-    srv.maxConnections = this.config.limits.max_connections;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       srv.listen({ host: opts.host, port: opts.port, backlog: 4096 }, () => {
@@ -341,7 +339,7 @@ export class Gateway {
     const ip = clientIpOf(socket);
     const over = this.#countConnection(socket, ip, true);
     if (over === 'total') {
-      socket.destroy();
+      this.#refuseOverTotal(socket);
       return;
     }
     const c = new ProxyConnection(this, socket, listener);
@@ -359,12 +357,27 @@ export class Gateway {
     }
   }
 
+  #overTotalLoggedAt = -Infinity;
+
+  /**
+   * Closes a connection over `max_connections` unanswered (answering would cost what the cap
+   * protects, and there is no request yet to decide). No event per connection, which a flood
+   * would multiply; an error log at most every 10 s says that the cap is refusing clients.
+   */
+  #refuseOverTotal(socket: Socket): void {
+    socket.destroy();
+    const now = performance.now();
+    if (now - this.#overTotalLoggedAt < 10_000) return;
+    this.#overTotalLoggedAt = now;
+    this.logger.error({ max_connections: this.config.limits.max_connections, open: this.counts.connections }, 'max_connections reached: new connections are closed unanswered');
+  }
+
   /**
    * Counts an accepted TCP connection (until it closes) and says which cap it is over, if any.
    *
-   * `total`: `max_connections`, across every listener and thread (each server's own
-   * `maxConnections` only sees its own); the caller closes it unanswered, as Node's
-   * `maxConnections` does, before it costs anything. Not counted.
+   * `total`: `max_connections`, one count across every listener and thread (which is why it is
+   * not Node's per-server `maxConnections`); the caller closes it unanswered
+   * (#refuseOverTotal). Not counted.
    *
    * `client`: its address's cap. `max_connections` is global: without a cap per address, one
    * source (even one in no group, which can never be allowed anything) could hold every slot
