@@ -8,11 +8,10 @@
  * machine (one stream, 2 GB up): 1.5 GB/s and 0.6 s of CPU per GB that way; reading into a reused
  * 256 KiB buffer, 2.3 GB/s and 0.33 s per GB — faster than Squid on the same machine.
  *
- * How: Node's `onread` mechanism (a user buffer the handle reads into, and a callback instead of
- * `data` events), switched on for a socket that is already open. That uses two of `net.Socket`'s
- * own symbol-keyed fields (`kBuffer`, `kBufferCb`) and the handle's `useUserBuffer`: internals,
- * so they are looked up defensively, and when any is missing (another Node version) the relay
- * stays on `data` events as before. Only plain TCP sockets are switched (not TLS ones).
+ * How: the handle reads into a buffer we give it (libuv's read callback gets our buffer instead
+ * of one Node allocates: `useUserBuffer`, what Node's `onread` socket option is built on),
+ * switched on for a socket that is already open (RawSocket.readInto). Only plain TCP sockets are
+ * switched (not TLS ones).
  *
  * Safety, the one rule: the buffer is overwritten by the next read, so it must never be read
  * again while a write of it is pending. After handing a slice to the other socket, if that
@@ -25,13 +24,11 @@
  * and the pooled buffer goes back as soon as no write of it is pending. A full read of the
  * shared buffer takes a pooled one again. So a long-lived tunnel that once moved a burst and
  * then idles for hours holds nothing, and the pool stays available to the tunnels that are busy
- * now. Node's own mechanism switches the buffers: `onread.buffer` as a function (`kBufferGen`),
- * asked for the next buffer after each read. With the pool empty a direction simply stays on
+ * now. The socket asks for the next buffer after each read. With the pool empty a direction simply stays on
  * `data` events, or on the shared buffer. Idle and short tunnels never take one (promotion
  * needs a full 64 KiB read first). Buffers also go back when both sockets have closed.
  */
-import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import { RawSocket, type ProxySocket } from './raw-socket.js';
 
 export const BUFFER_BYTES = 256 * 1024;
 const POOL_MAX = 64;
@@ -59,20 +56,6 @@ export function bulkBuffersInUse(): number {
   return lent;
 }
 
-type ReadCb = (n: number, buf: Buffer) => boolean;
-interface Internals { kBuffer: symbol; kBufferCb: symbol; kBufferGen: symbol }
-let internals: Internals | null | undefined;
-
-function findInternals(s: Socket): Internals | null {
-  if (internals !== undefined) return internals;
-  const syms = Object.getOwnPropertySymbols(s);
-  const kBuffer = syms.find((x) => x.description === 'kBuffer');
-  const kBufferCb = syms.find((x) => x.description === 'kBufferCb');
-  const kBufferGen = syms.find((x) => x.description === 'kBufferGen');
-  internals = kBuffer && kBufferCb && kBufferGen ? { kBuffer, kBufferCb, kBufferGen } : null;
-  return internals;
-}
-
 /**
  * Where a direction reads when its reads stopped filling a pooled buffer. Shared: every read
  * into it is copied out before the callback returns, and libuv reads one socket at a time, so
@@ -85,16 +68,11 @@ const SHARED = Buffer.allocUnsafeSlow(DEFAULT_READ_BYTES);
  * `data` events. Returns false (and changes nothing) when the pool is empty or either socket
  * cannot take part. Byte counts are unaffected (the sockets count on their handles).
  */
-export function promoteToBulk(src: Socket, dst: Socket): boolean {
+export function promoteToBulk(src: ProxySocket, dst: ProxySocket): boolean {
   // Both plain TCP: a TLS socket's handle reads through OpenSSL, and whether a TLS write is done
   // with our bytes when its queue empties is not something this module should have to know.
-  if (src instanceof TLSSocket || dst instanceof TLSSocket || src.destroyed || dst.destroyed) return false;
-  const handle = (src as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } | null })._handle;
-  if (!handle || typeof handle.useUserBuffer !== 'function') return false;
-  const k = findInternals(src);
-  if (k === null) return false;
-  const s = src as unknown as Record<symbol, unknown>;
-  if (s[k.kBuffer] !== null && s[k.kBuffer] !== undefined) return false; // already switched
+  if (!(src instanceof RawSocket) || !(dst instanceof RawSocket) || src.destroyed || dst.destroyed) return false;
+  if (src.readingIntoUserBuffer) return false; // already switched
   const first = take();
   if (first === null) return false;
   /** The pooled buffer this direction holds, if any (being read into, or still being written from). */
@@ -118,7 +96,7 @@ export function promoteToBulk(src: Socket, dst: Socket): boolean {
       src.resume();
     }
   };
-  const onRead: ReadCb = (n, buf) => {
+  const onRead = (n: number, buf: Buffer): boolean => {
     const full = n === buf.length;
     if (buf === SHARED) {
       dst.write(Buffer.from(SHARED.subarray(0, n)), afterWrite); // a copy: SHARED is the next reader's
@@ -135,15 +113,10 @@ export function promoteToBulk(src: Socket, dst: Socket): boolean {
       return true;
     }
     paused = true;
-    src.pause(); // stops the handle reading (socket.pause knows the user-buffer mode)
+    src.pause();
     return false;
   };
-  s[k.kBuffer] = first;
-  s[k.kBufferCb] = onRead;
-  // Asked by Node after each read for the buffer of the next one (its `onread.buffer` function).
-  s[k.kBufferGen] = (): Buffer => next;
-  handle.useUserBuffer(first);
-  // Back to the pool once neither socket can touch it: src reads into it, dst's queue points at it.
+  src.readInto({ buf: first, onRead, next: (): Buffer => next });
   let open = 2;
   const onClose = (): void => {
     if (--open > 0) return;

@@ -4,7 +4,7 @@
  * the socket to a CONNECT tunnel or an HTTP exchange. Any exception on this path denies
  * with `internal_error` and closes: the gateway fails closed.
  */
-import type { Socket } from 'node:net';
+import type { ProxySocket } from './raw-socket.js';
 import type { DeviceDirectory, DeviceDenyReason, PeerCertificateInfo } from '../core/principal.js';
 import { parseAbsoluteTarget, parseAuthority, formatDestination, type Destination } from '../core/destination.js';
 import { REASONS, type DenyReason } from '../core/reasons.js';
@@ -39,7 +39,7 @@ export interface MtlsPeer {
 type State = 'head' | 'busy' | 'owned' | 'closed';
 
 /** The client's address as policies and events spell it. */
-export function clientIpOf(socket: Socket): string {
+export function clientIpOf(socket: ProxySocket): string {
   const ra = socket.remoteAddress ?? '';
   // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; sources are IPv4 CIDRs.
   return ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra;
@@ -62,7 +62,7 @@ export class ProxyConnection {
 
   constructor(
     readonly gw: Gateway,
-    readonly socket: Socket,
+    readonly socket: ProxySocket,
     readonly listener: string,
     /** Set on the mTLS listener: every request is identified against the device table. */
     readonly mtls: MtlsPeer | null = null,

@@ -1,11 +1,12 @@
 /**
  * Connects to the addresses that passed the checks, in order, within one overall deadline.
- * Only IP literals reach net.connect, so no lookup can happen here (DNS rebinding).
+ * Only IP literals are dialled (dialTcp takes no names), so no lookup can happen here (DNS
+ * rebinding).
  */
-import { connect, type Socket } from 'node:net';
+import { dialTcp, type RawSocket } from './raw-socket.js';
 
 export type DialResult =
-  | { readonly ok: true; readonly socket: Socket; readonly address: string }
+  | { readonly ok: true; readonly socket: RawSocket; readonly address: string }
   | { readonly ok: false; readonly reason: 'connect_failed' | 'connect_timeout'; readonly address: string | null; readonly detail: string };
 
 export function dial(addresses: readonly string[], port: number, timeoutMs: number): Promise<DialResult> {
@@ -22,24 +23,21 @@ export function dial(addresses: readonly string[], port: number, timeoutMs: numb
           : { ok: false, reason: 'connect_failed', address: addresses[i - 2] ?? null, detail: lastErr });
         return;
       }
-      const s = connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+      const attempt = dialTcp(address, port, (err, socket) => {
+        clearTimeout(timer);
+        if (socket !== null) {
+          resolve({ ok: true, socket, address });
+          return;
+        }
+        lastErr = err?.code ?? 'error';
+        next();
+      });
       const timer = setTimeout(() => {
-        s.destroy();
+        attempt.abort();
         lastErr = 'timeout';
         if (Date.now() >= deadline) resolve({ ok: false, reason: 'connect_timeout', address, detail: 'timeout' });
         else next();
       }, left);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.removeAllListeners('error');
-        resolve({ ok: true, socket: s, address });
-      });
-      s.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        s.destroy();
-        lastErr = err.code ?? 'error';
-        next();
-      });
     };
     next();
   });

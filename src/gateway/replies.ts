@@ -4,7 +4,7 @@
  * what an operator would change. Internal error text never reaches the wire: only the
  * reason's fixed hint and the parser's fixed detail strings do.
  */
-import type { Socket } from 'node:net';
+import type { ProxySocket } from './raw-socket.js';
 import { STATUS_CODES } from 'node:http';
 import { REASONS, type Reason } from '../core/reasons.js';
 
@@ -43,7 +43,7 @@ export function denyResponse(opts: {
  * socket with unread data makes the kernel send RST, which can discard our response at the
  * client (the "lingering close" of RFC 9112 §9.6).
  */
-export function lingerClose(socket: Socket, data: Buffer | null, lingerMs = 2000): void {
+export function lingerClose(socket: ProxySocket, data: Buffer | null, lingerMs = 2000): void {
   if (socket.destroyed) return;
   socket.removeAllListeners('data');
   socket.removeAllListeners('timeout');

@@ -3,7 +3,8 @@
  * of live connections. It publishes events and never knows who listens (DESIGN §6.11); the
  * control side swaps policy snapshots in with setPolicy() (DESIGN §1).
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import { X509Certificate } from 'node:crypto';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { DeviceDirectory } from '../core/principal.js';
@@ -20,6 +21,7 @@ import type { Logger } from './logger.js';
 import { LiveSet, type LiveMember } from './live-set.js';
 import type { DenyReason } from '../core/reasons.js';
 import { SharedCounts } from './shared-counts.js';
+import { RawListener, type ProxySocket, type RawSocket } from './raw-socket.js';
 
 export interface GatewayOptions {
   readonly config: Config;
@@ -72,7 +74,8 @@ export class Gateway {
   readonly minTlsVersion: number;
   #policy: CompiledPolicy | null;
   #self: ReadonlySet<string> = new Set();
-  #servers: Server[] = [];
+  /** Plain and mTLS listeners. */
+  #servers: (RawListener | TlsServer)[] = [];
   // LiveSets, not Sets: see live-set.ts (a churning Set keeps dead tunnels alive across scavenges).
   readonly connections = new LiveSet<ProxyConnection>();
   /** This thread's tunnels (lifetimes, progress, shutdown); the limits count every thread's in `counts`. */
@@ -163,7 +166,7 @@ export class Gateway {
     }
     for (const srv of this.#servers) {
       const a = srv.address();
-      if (a && typeof a === 'object' && a.address !== '0.0.0.0' && a.address !== '::') s.add(a.address);
+      if (a !== null && typeof a === 'object' && a.address !== '' && a.address !== '0.0.0.0' && a.address !== '::') s.add(a.address);
     }
     this.#self = s;
   }
@@ -192,21 +195,17 @@ export class Gateway {
    * bound for all the proxy threads instead of binding one.
    */
   async listen(host: string, port: number, name = 'proxy', from?: { readonly handle: object }): Promise<AddressInfo> {
-    const srv = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => this.#accept(socket, name));
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      const done = (): void => {
-        srv.off('error', reject);
-        resolve();
-      };
-      if (from !== undefined) srv.listen(from.handle, 4096, done);
-      else srv.listen({ host, port, backlog: 4096 }, done);
+    // Raw listener (raw-socket.ts): it binds addresses only, as `localhost` in the configuration is resolved here.
+    const ip = from !== undefined || isIP(host) !== 0 ? host : (await lookup(host)).address;
+    const srv = RawListener.listen({
+      host: ip, port, handle: from?.handle, backlog: 4096,
+      onConnection: (socket) => this.#accept(socket, name),
+      onError: (err) => this.logger.error({ err }, 'listener error'),
     });
-    srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
     this.#servers.push(srv);
     this.refreshSelfAddresses();
     this.#startSweeper();
-    return srv.address() as AddressInfo;
+    return srv.address();
   }
 
   #startSweeper(): void {
@@ -331,7 +330,7 @@ export class Gateway {
     return this.#servers.map((s) => s.address() as AddressInfo);
   }
 
-  #accept(socket: Socket, listener: string): void {
+  #accept(socket: RawSocket, listener: string): void {
     if (this.#draining) {
       socket.destroy();
       return;
@@ -364,7 +363,7 @@ export class Gateway {
    * protects, and there is no request yet to decide). No event per connection, which a flood
    * would multiply; an error log at most every 10 s says that the cap is refusing clients.
    */
-  #refuseOverTotal(socket: Socket): void {
+  #refuseOverTotal(socket: ProxySocket | Socket): void {
     socket.destroy();
     const now = performance.now();
     if (now - this.#overTotalLoggedAt < 10_000) return;
@@ -384,7 +383,7 @@ export class Gateway {
    * by opening connections and sending a byte now and then, and lock out every other client.
    * Counted on the TCP socket, before any TLS handshake, so handshakes in progress count too.
    */
-  #countConnection(socket: Socket, ip: string, plain: boolean): 'total' | 'client' | null {
+  #countConnection(socket: ProxySocket | Socket, ip: string, plain: boolean): 'total' | 'client' | null {
     const lim = this.config.limits;
     const n = this.counts.openConnection(ip, lim.max_connections);
     if (n < 0) return 'total';

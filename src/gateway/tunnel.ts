@@ -8,7 +8,7 @@
  * second ClientHello in the clear, which is checked the same way (serverhello.ts). The relay
  * honours backpressure both ways, propagates half-close, counts bytes, and can be cut at once.
  */
-import type { Socket } from 'node:net';
+import type { ProxySocket } from './raw-socket.js';
 import { REASONS, type DenyReason } from '../core/reasons.js';
 import type { Destination } from '../core/destination.js';
 import type { CloseReason } from '../events/catalogue.js';
@@ -83,7 +83,7 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
   /** This object's slot in the gateway's LiveSet (live-set.ts). */
   liveSlot = -1;
   readonly startedAt = performance.now();
-  #up!: Socket;
+  #up!: ProxySocket;
   #phase: Phase = 'peek';
   #peek: Buffer | null = null;
   #helloTimer: NodeJS.Timeout | null = null;
@@ -120,11 +120,11 @@ class ConnectTunnel implements ClientOwner, LiveTunnel {
     readonly report: boolean,
   ) {}
 
-  get #client(): Socket {
+  get #client(): ProxySocket {
     return this.conn.socket;
   }
 
-  start(up: Socket): void {
+  start(up: ProxySocket): void {
     this.#up = up;
     const gw = this.conn.gw;
     up.on('error', () => this.#setReason('upstream_error'));

@@ -5,7 +5,7 @@
  * While idle, any byte from the server or its close ends it: an idle upstream has nothing
  * legitimate to say.
  */
-import type { Socket } from 'node:net';
+import type { ProxySocket } from './raw-socket.js';
 import type { Destination } from '../core/destination.js';
 import type { Gateway, LiveTunnel } from './server.js';
 
@@ -26,7 +26,7 @@ export class Upstream implements LiveTunnel {
   constructor(
     readonly gw: Gateway,
     readonly clientIp: string,
-    readonly socket: Socket,
+    readonly socket: ProxySocket,
     readonly dest: Destination,
     readonly address: string,
   ) {
