@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { RawClient, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -247,6 +247,40 @@ describe('absolute-form forwarding', () => {
     assert.equal(h2.status, 200);
     assert.equal(http.requests.at(-1)?.body, 'hello world');
     c.close();
+  });
+
+  it('moves a body larger than a write queue\'s mark that arrives in the same read as its head, both ways', async () => {
+    // The exchange writes a head and the body bytes that came with it corked, and waits for
+    // `drain` when that write says stop: a socket that said stop and never drained stalled
+    // every response and request over 16 KiB that came in one read (until the idle timeout).
+    const big = Buffer.alloc(200 * 1024, 0x61);
+    let received = 0;
+    await withRawOrigin((s) => {
+      let head: Buffer | null = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        if (head !== null) {
+          head = Buffer.concat([head, d]);
+          const at = head.indexOf('\r\n\r\n');
+          if (at < 0) return;
+          received = head.length - at - 4;
+          head = null;
+        } else received += d.length;
+        if (received === big.length) s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${big.length}\r\n\r\n`), big]));
+      });
+    }, async (port) => {
+      const c = createConnection(g.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      c.on('data', (d: Buffer) => got.push(d));
+      c.write(Buffer.concat([Buffer.from(`POST http://http.test:${port}/up HTTP/1.1\r\nHost: http.test:${port}\r\nContent-Length: ${big.length}\r\n\r\n`), big]));
+      const deadline = Date.now() + 10_000;
+      const whole = () => { const b = Buffer.concat(got); const at = b.indexOf('\r\n\r\n'); return at >= 0 && b.length - at - 4 >= big.length; };
+      while (!whole() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      c.destroy();
+      assert.equal(received, big.length, 'the origin got the whole request body');
+      const b = Buffer.concat(got);
+      assert.match(b.subarray(0, 20).toString(), /^HTTP\/1\.1 200/);
+      assert.equal(b.length - b.indexOf('\r\n\r\n') - 4, big.length, 'the client got the whole response body');
+    });
   });
 
   it('decodes a chunked response for an HTTP/1.0 client and delimits it by closing (RFC 9112 §6.3)', async () => {

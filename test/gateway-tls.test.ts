@@ -4,6 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
@@ -133,6 +134,27 @@ describe('tls: required', () => {
     const t = await openTunnel(g.port, `tls.test:${P.tls}`);
     assert.equal(t.status, 200, 'the gateway still serves');
     t.socket.destroy();
+  });
+
+  it('notices an upstream that closes while the ClientHello is awaited: not_tls (upstream_closed), at once', async () => {
+    // The upstream is read from the moment it connects: one that accepts and closes must not
+    // hold the client (and a dead socket) until the ClientHello timer, here a minute.
+    const closer = createServer((s) => { s.on('error', () => {}); s.end(); });
+    await new Promise<void>((r) => closer.listen(0, '127.0.0.1', () => r()));
+    const port = (closer.address() as AddressInfo).port;
+    const g2 = await startGateway(basePolicy({ ...P, tls: port }), { dns: { resolvers: [dns.address] }, tls: { clienthello_timeout: '60s' } });
+    try {
+      const t = await openTunnel(g2.port, `tls.test:${port}`);
+      assert.equal(t.status, 200);
+      const d = await g2.waitDecision((e) => e.host === 'tls.test', 10_000);
+      assert.equal(d.verdict, 'deny');
+      assert.equal(d.reason, 'not_tls');
+      assert.match(String(d.detail), /upstream_closed/);
+      await new Promise<void>((r) => { if (t.socket.destroyed) r(); else t.socket.once('close', () => r()); });
+    } finally {
+      await g2.close();
+      closer.close();
+    }
   });
 });
 

@@ -21,8 +21,10 @@
  *   period, and the socket stays open (the owner decides).
  * Differences: pause() stops reading at once (net buffers up to 16 KiB more, which nothing
  * here needs); an `error` event with no listener is dropped instead of thrown (a gateway must
- * not die of one peer's reset); a socket from `dialTcp` starts reading only when a `data`
- * listener is added or `resume()` is called, as a paused net.Socket does.
+ * not die of one peer's reset).
+ * Like net.Socket, a socket reads from the start and holds what arrives (up to 16 KiB, then it
+ * stops reading) until a `data` listener is added or `resume()` is called; `end` waits for what
+ * is held to be emitted.
  */
 import { EventEmitter } from 'node:events';
 import { isIPv6, type AddressInfo } from 'node:net';
@@ -83,6 +85,12 @@ export class RawSocket extends EventEmitter {
   /** readStart() in effect. */
   #reading = false;
   #paused = false;
+  /** `data` events are being emitted (a listener was added or resume() called). */
+  #flowing = false;
+  /** Read before the flow started, in order. */
+  #early: Buffer[] | null = null;
+  #earlyBytes = 0;
+  #endEmitted = false;
   /** EOF read: no more data will come. */
   #eof = false;
   /** end() called. */
@@ -100,18 +108,21 @@ export class RawSocket extends EventEmitter {
   #peer: PeerName | null = null;
   #user: UserBufferRead | null = null;
 
-  constructor(handle: TcpHandle, readNow: boolean) {
+  constructor(handle: TcpHandle) {
     super();
     this.#h = handle;
     handle.onread = (ab) => this.#onRead(ab);
-    if (readNow) this.#startReading();
+    // Reading starts at once, as net.Socket's does: a peer that closes or resets before anyone
+    // listens for data (an upstream during the ClientHello wait) is noticed ('end', 'close').
+    this.#startReading();
   }
 
   // --- reading -------------------------------------------------------------------------------
 
+  /** Adding a `data` listener starts the flow, as on a net.Socket that is not paused. */
   override on(event: string | symbol, fn: (...args: any[]) => void): this {
     super.on(event, fn);
-    if (event === 'data' && !this.#paused) this.#startReading();
+    if (event === 'data' && !this.#flowing && !this.#paused) this.#flow();
     return this;
   }
 
@@ -126,7 +137,8 @@ export class RawSocket extends EventEmitter {
 
   resume(): this {
     this.#paused = false;
-    this.#startReading();
+    if (!this.#flowing) this.#flow();
+    else this.#startReading();
     return this;
   }
 
@@ -151,6 +163,33 @@ export class RawSocket extends EventEmitter {
     if (err !== 0) this.destroy(uvError(err, 'read'));
   }
 
+  /**
+   * From now on reads are `data` events. What arrived before is emitted first, on the next
+   * tick (never from inside the `on()` or `resume()` call that started the flow).
+   */
+  #flow(): void {
+    this.#flowing = true;
+    if (this.#early === null) {
+      this.#startReading();
+      return;
+    }
+    process.nextTick(this.#flushEarly);
+  }
+
+  readonly #flushEarly = (): void => {
+    const early = this.#early;
+    while (early !== null && early.length > 0 && !this.destroyed && !this.#paused) {
+      const c = early.shift() as Buffer;
+      this.#earlyBytes -= c.length;
+      this.emit('data', c);
+    }
+    if (early !== null && early.length > 0) return; // paused again (resume flushes the rest) or destroyed
+    this.#early = null;
+    if (this.destroyed) return;
+    if (this.#eof) this.#emitEnd();
+    else if (!this.#paused) this.#startReading();
+  };
+
   #onRead(ab: ArrayBuffer | undefined): Buffer | undefined {
     const n = streamState[kReadBytesOrError] as number;
     if (n > 0) {
@@ -164,7 +203,18 @@ export class RawSocket extends EventEmitter {
         if (!go) this.pause();
         return u.buf;
       }
-      this.emit('data', Buffer.from(ab as ArrayBuffer, streamState[kArrayBufferOffset] as number, n));
+      const chunk = Buffer.from(ab as ArrayBuffer, streamState[kArrayBufferOffset] as number, n);
+      if (this.#flowing && this.#early === null) {
+        this.emit('data', chunk);
+        return undefined;
+      }
+      // Nobody reads yet: keep it, and stop reading once as much as net.Socket buffers is held.
+      (this.#early ??= []).push(chunk);
+      this.#earlyBytes += n;
+      if (this.#earlyBytes >= HIGH_WATER && this.#reading) {
+        this.#reading = false;
+        this.#h.readStop();
+      }
       return undefined;
     }
     if (n === 0 || this.destroyed) return undefined;
@@ -172,12 +222,18 @@ export class RawSocket extends EventEmitter {
       // libuv has stopped reading (uv__stream_eof).
       this.#reading = false;
       this.#eof = true;
-      this.emit('end');
-      this.#closeIfDone();
+      if (this.#early === null) this.#emitEnd(); // else after what is held has been emitted
       return undefined;
     }
     this.destroy(uvError(n, 'read'));
     return undefined;
+  }
+
+  #emitEnd(): void {
+    if (this.#endEmitted) return;
+    this.#endEmitted = true;
+    this.emit('end');
+    this.#closeIfDone();
   }
 
   // --- writing -------------------------------------------------------------------------------
@@ -194,7 +250,9 @@ export class RawSocket extends EventEmitter {
     if (this.#corked !== null) {
       this.#corked.push({ buf, cb: done });
       this.#corkedBytes += buf.length;
-      return this.#corkedBytes + this.#pending < HIGH_WATER;
+      // As for any write: past the mark, say stop, and owe a drain once all of it is written.
+      if (this.#corkedBytes + this.#pending >= HIGH_WATER) this.#needDrain = true;
+      return !this.#needDrain;
     }
     return this.#writeNow(buf, done);
   }
@@ -217,6 +275,8 @@ export class RawSocket extends EventEmitter {
     if (streamState[kLastWriteWasAsync] === 0) {
       // Written in full already (uv_try_write): nothing to wait for.
       if (cb) process.nextTick(cb);
+      // A drain owed (corked writes went past the mark) and nothing left queued: it is due now.
+      if (this.#needDrain && this.#pending === 0) process.nextTick(this.#drainIfOwed);
       return !this.#needDrain;
     }
     // Queued in libuv: the buffer must stay alive until it is written.
@@ -245,6 +305,13 @@ export class RawSocket extends EventEmitter {
       this.emit('drain');
     }
   }
+
+  readonly #drainIfOwed = (): void => {
+    if (this.#needDrain && this.#pending === 0 && this.#corked === null && !this.destroyed) {
+      this.#needDrain = false;
+      this.emit('drain');
+    }
+  };
 
   get writableLength(): number {
     return this.#pending + this.#corkedBytes;
@@ -438,7 +505,7 @@ export class RawListener {
         return;
       }
       client.setNoDelay(true);
-      o.onConnection(new RawSocket(client, true));
+      o.onConnection(new RawSocket(client));
     };
     const err = h.listen(o.backlog);
     if (err !== 0) {
@@ -484,7 +551,7 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
       return;
     }
     h.setNoDelay(true);
-    settle(null, new RawSocket(h, false));
+    settle(null, new RawSocket(h));
   };
   const err = isIPv6(address) ? h.connect6(req, address, port) : h.connect(req, address, port);
   if (err !== 0) {
