@@ -47,7 +47,6 @@ interface StreamBinding {
   ShutdownWrap: new () => UvReq;
   streamBaseState: Int32Array;
   kReadBytesOrError: number;
-  kArrayBufferOffset: number;
   kLastWriteWasAsync: number;
 }
 
@@ -77,7 +76,6 @@ export const WriteWrap = b.stream.WriteWrap;
 export const ShutdownWrap = b.stream.ShutdownWrap;
 export const streamState = b.stream.streamBaseState;
 export const kReadBytesOrError = b.stream.kReadBytesOrError;
-export const kArrayBufferOffset = b.stream.kArrayBufferOffset;
 export const kLastWriteWasAsync = b.stream.kLastWriteWasAsync;
 export const UV_EOF = b.eof;
 
