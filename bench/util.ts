@@ -10,6 +10,12 @@ export const root = fileURLToPath(new URL('../../', import.meta.url));
 /** The `chokepoint` command as users run it (bin/chokepoint sets the allocator knob, then runs Node). */
 export const CLI = join(root, 'bin/chokepoint');
 
+/** The V8 flags bin/chokepoint gives Node (read from its `exec node` line, so they are stated once). */
+function cliNodeFlags(): string[] {
+  const line = readFileSync(CLI, 'utf8').split('\n').find((l) => l.startsWith('exec node ')) ?? '';
+  return line.split(/\s+/).filter((w) => /^--[a-z-]+(=\S+)?$/.test(w));
+}
+
 /**
  * Starts `chokepoint ARGS` as users run it. BENCH_NODE_FLAGS (e.g. "--cpu-prof
  * --cpu-prof-dir=/tmp/prof", which NODE_OPTIONS refuses) runs Node with those flags after the
@@ -22,7 +28,7 @@ export function spawnGateway(argv: readonly string[], opts: SpawnOptions): Child
   const args = threads !== undefined && threads !== '' && argv[0] === 'serve' ? [...argv, '--proxy-threads', threads] : argv;
   const flags = process.env.BENCH_NODE_FLAGS;
   if (flags === undefined || flags.trim() === '') return spawn(CLI, args, opts);
-  return spawn(process.execPath, ['--interrupt-budget=16384', ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
+  return spawn(process.execPath, [...cliNodeFlags(), ...flags.trim().split(/\s+/), join(root, 'dist/src/cli.js'), ...args],
     { ...opts, env: { MALLOC_TRIM_THRESHOLD_: '33554432', ...(opts.env ?? process.env) } });
 }
 
