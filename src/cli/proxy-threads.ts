@@ -111,7 +111,7 @@ export class ProxyThreads {
         }
       }
     };
-    o.gw.followPolicy(() => {
+    const unfollow = o.gw.followPolicy(() => {
       const m: ToProxyThread = { t: 'policy', seq: ++seq, policy: policy() };
       for (const t of threads) if (!t.closed) t.worker.postMessage(m);
       // Resolves once every live thread enforces it: the control plane reports a change as
@@ -165,7 +165,13 @@ export class ProxyThreads {
       });
     };
     // Bound here and held until every thread has its own copy (listener-dup.ts).
-    const bound = await bindListener(o.host, o.port);
+    let bound: object;
+    try {
+      bound = await bindListener(o.host, o.port);
+    } catch (err) {
+      unfollow();
+      throw err;
+    }
     try {
       const fd = handleFd(bound);
       const up = await Promise.all(Array.from({ length: o.threads }, () => spawn(fd)));
@@ -173,6 +179,8 @@ export class ProxyThreads {
       if (threads.some((t) => t.closed)) throw new Error('a proxy thread ended while the threads were starting');
       owner = new ProxyThreads((up[0] as { address: AddressInfo }).address, threads, o.logger);
     } catch (err) {
+      // A failed start leaves nothing behind: no threads, and no follower posting to them.
+      unfollow();
       for (const t of threads) void t.worker.terminate();
       throw err;
     } finally {

@@ -137,8 +137,12 @@ export class Gateway {
   readonly #policyFollowers: ((p: CompiledPolicy | null) => void | Promise<void>)[] = [];
 
   /** Calls `fn` with each policy set from now on (the other data-plane threads follow this one). */
-  followPolicy(fn: (p: CompiledPolicy | null) => void | Promise<void>): void {
+  followPolicy(fn: (p: CompiledPolicy | null) => void | Promise<void>): () => void {
     this.#policyFollowers.push(fn);
+    return () => {
+      const i = this.#policyFollowers.indexOf(fn);
+      if (i >= 0) this.#policyFollowers.splice(i, 1);
+    };
   }
 
   get self(): ReadonlySet<string> {
