@@ -306,6 +306,50 @@ describe('dialTcp', () => {
     s.destroy();
   });
 
+  it('held bytes and the end survive every pause, resume and end interleaving, in order (as net.Socket)', async () => {
+    // The origin sends three chunks and its FIN before anyone reads; each scenario then reads
+    // them in its own way. All must see the three chunks in order, then one end, and a socket
+    // whose own side ended must not close before delivering them.
+    const sender = createServer({ allowHalfOpen: true }, async (sock) => {
+      sock.on('error', () => {});
+      sock.resume();
+      for (let k = 0; k < 3; k++) { sock.write(Buffer.alloc(2000, 0x61 + k)); await tick(15); }
+      sock.end();
+    });
+    await new Promise<void>((r) => sender.listen(0, '127.0.0.1', r));
+    const sp = (sender.address() as AddressInfo).port;
+    const scenarios: Record<string, (s: RawSocket, onData: (c: Buffer) => void) => Promise<void>> = {
+      'listener, then pause before the flush, resume later': async (s, onData) => { s.on('data', onData); s.pause(); await tick(30); s.resume(); },
+      'pause in every data handler, resume on a timer': async (s, onData) => { s.on('data', (c: Buffer) => { onData(c); s.pause(); setTimeout(() => s.resume(), 10); }); },
+      'pause, listener, resume': async (s, onData) => { s.pause(); s.on('data', onData); await tick(30); s.resume(); },
+      'our end() while everything is held, listener later': async (s, onData) => { s.end(); await tick(80); s.on('data', onData); },
+    };
+    try {
+      for (const [name, run] of Object.entries(scenarios)) {
+        const { s } = await dialP('127.0.0.1', sp);
+        assert.ok(s);
+        const seen: string[] = [];
+        s.on('end', () => seen.push('end'));
+        s.on('close', () => seen.push('close'));
+        await tick(120); // all three chunks and the FIN are held by now
+        await run(s, (c) => seen.push(`data:${c.length}:${String.fromCharCode(c[0] as number)}`));
+        await tick(200);
+        assert.deepEqual(seen.filter((e) => e !== 'close'), ['data:2000:a', 'data:2000:b', 'data:2000:c', 'end'], name);
+        s.destroy();
+      }
+      // Reads into the caller's buffers would overtake held bytes: refused until they are out.
+      const { s } = await dialP('127.0.0.1', sp);
+      assert.ok(s);
+      await tick(120);
+      assert.equal(s.readInto({ buf: Buffer.alloc(1024), onRead: () => true, next: () => Buffer.alloc(1024) }), false);
+      const got = readAll(s);
+      assert.equal((await got).length, 6000);
+      s.destroy();
+    } finally {
+      sender.close();
+    }
+  });
+
   it('a refused connection reports ECONNREFUSED', async () => {
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));

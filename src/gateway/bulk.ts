@@ -116,7 +116,10 @@ export function promoteToBulk(src: ProxySocket, dst: ProxySocket): boolean {
     src.pause();
     return false;
   };
-  src.readInto({ buf: first, onRead, next: (): Buffer => next });
+  if (!src.readInto({ buf: first, onRead, next: (): Buffer => next })) {
+    give(first); // bytes read before anyone listened are still being emitted: stay on data events
+    return false;
+  }
   let open = 2;
   const onClose = (): void => {
     if (--open > 0) return;

@@ -18,7 +18,10 @@ export function dial(addresses: readonly string[], port: number, timeoutMs: numb
       const address = addresses[i++];
       const left = deadline - Date.now();
       if (address === undefined || left <= 0) {
-        resolve(left <= 0
+        // An attempt's timer runs to the overall deadline, so its firing is the deadline even
+        // when Date.now() (wall clock) still reads a millisecond short of it (timers run on
+        // libuv's monotonic clock): that was answered connect_failed, now and then.
+        resolve(left <= 0 || lastErr === 'timeout'
           ? { ok: false, reason: 'connect_timeout', address: addresses[i - 2] ?? null, detail: 'timeout' }
           : { ok: false, reason: 'connect_failed', address: addresses[i - 2] ?? null, detail: lastErr });
         return;

@@ -100,6 +100,8 @@ export class RawSocket extends EventEmitter {
   /** Read before the flow started, in order. */
   #early: Buffer[] | null = null;
   #earlyBytes = 0;
+  /** A #flushEarly is scheduled. */
+  #flushQueued = false;
   #endEmitted = false;
   /** EOF read: no more data will come. */
   #eof = false;
@@ -148,7 +150,8 @@ export class RawSocket extends EventEmitter {
 
   resume(): this {
     this.#paused = false;
-    if (!this.#flowing) this.#flow();
+    // Held bytes (or a held end) left by a pause during the flush go out first.
+    if (!this.#flowing || this.#early !== null) this.#flow();
     else this.#startReading();
     return this;
   }
@@ -157,10 +160,15 @@ export class RawSocket extends EventEmitter {
     return this.#paused;
   }
 
-  /** Reads into the caller's buffers from now on (bulk.ts): no allocation per read. */
-  readInto(u: UserBufferRead): void {
+  /**
+   * Reads into the caller's buffers from now on (bulk.ts): no allocation per read. Refused
+   * (false) while held bytes wait to be emitted: reads handed to the caller would overtake them.
+   */
+  readInto(u: UserBufferRead): boolean {
+    if (this.#early !== null || this.destroyed) return false;
     this.#user = u;
     this.#h.useUserBuffer(u.buf);
+    return true;
   }
 
   get readingIntoUserBuffer(): boolean {
@@ -184,19 +192,26 @@ export class RawSocket extends EventEmitter {
       this.#startReading();
       return;
     }
-    process.nextTick(this.#flushEarly);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      process.nextTick(this.#flushEarly);
+    }
   }
 
   readonly #flushEarly = (): void => {
+    this.#flushQueued = false;
     const early = this.#early;
-    while (early !== null && early.length > 0 && !this.destroyed && !this.#paused) {
+    if (early === null) return;
+    while (early.length > 0 && !this.destroyed && !this.#paused) {
       const c = early.shift() as Buffer;
       this.#earlyBytes -= c.length;
       this.emit('data', c);
     }
-    if (early !== null && early.length > 0) return; // paused again (resume flushes the rest) or destroyed
-    this.#early = null;
     if (this.destroyed) return;
+    // Paused by a listener with bytes left, or before the end: resume() goes on from here
+    // (net.Socket, too, emits `end` only once flowing again).
+    if (this.#paused && (early.length > 0 || this.#eof)) return;
+    this.#early = null;
     if (this.#eof) this.#emitEnd();
     else if (!this.#paused) this.#startReading();
   };
@@ -389,9 +404,12 @@ export class RawSocket extends EventEmitter {
     return this.#eof;
   }
 
-  /** Both directions are done: close, as net.Socket's autoDestroy does. */
+  /**
+   * Both directions are done: close, as net.Socket's autoDestroy does — once `end` has been
+   * emitted, not merely read: held bytes and the end must reach the owner before `close`.
+   */
   #closeIfDone(): void {
-    if (this.#eof && this.#finished && !this.destroyed) this.destroy();
+    if (this.#endEmitted && this.#finished && !this.destroyed) this.destroy();
   }
 
   // --- closing -------------------------------------------------------------------------------
