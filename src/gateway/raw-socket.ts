@@ -13,7 +13,8 @@
  *
  * Semantics kept from net.Socket (the connection, tunnel and HTTP code rely on them):
  * - half-open always (both listeners and dials used `allowHalfOpen`): `end` on EOF, the socket
- *   closes itself once it has both read EOF and finished its own `end()` (net's autoDestroy);
+ *   closes itself once it has both emitted `end` and finished its own `end()` (net's
+ *   autoDestroy);
  * - `write()` returns false once 16 KiB (net's highWaterMark) wait in libuv, and `drain`
  *   follows when all of it is written; write callbacks are never called synchronously;
  * - `destroyed` is true at once; `error` (when given) then `close` follow asynchronously;
@@ -23,8 +24,9 @@
  * here needs); an `error` event with no listener is dropped instead of thrown (a gateway must
  * not die of one peer's reset).
  * Like net.Socket, a socket reads from the start and holds what arrives (up to 16 KiB, then it
- * stops reading) until a `data` listener is added or `resume()` is called; `end` waits for what
- * is held to be emitted.
+ * stops reading) until a `data` listener is added (`on` or `once`) or `resume()` is called;
+ * `end` waits for what is held to be emitted, and a pause while it is emitted holds the rest
+ * (and the `end`) until the next resume().
  */
 import { EventEmitter } from 'node:events';
 import { isIPv6, type AddressInfo } from 'node:net';
