@@ -7,7 +7,8 @@
 import { after, before, describe, it } from 'node:test';
 import { connect as netConnect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +75,8 @@ describe('mTLS proxy listener', () => {
   let http: Awaited<ReturnType<typeof startHttpOrigin>>;
   let dns: DnsServer;
   const certs: Record<string, Issued> = {};
+  let backlog: ChildProcess;
+  let backlogPort: number;
 
   before(async () => {
     [ca, foreign] = await Promise.all([makeTestCa(), makeTestCa('Impostor CA')]);
@@ -81,6 +84,9 @@ describe('mTLS proxy listener', () => {
     echo = await startEchoOrigin();
     http = await startHttpOrigin();
     dns = await testDns();
+    // A destination whose connects never complete (its accept queue is full): for a dial in flight.
+    backlog = spawn('python3', [fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+    backlogPort = await new Promise<number>((r) => backlog.stdout?.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
     const policy = `version: 1
 address_exceptions: [127.0.0.1/32]
 groups:
@@ -97,6 +103,9 @@ groups:
         tls: none
       - host: http.test
         ports: [${http.port}]
+        tls: none
+      - address: 127.0.0.1/32
+        ports: [${backlogPort}]
         tls: none
 `;
     tg = await startGateway(policy, { dns: { resolvers: [dns.address] } });
@@ -119,6 +128,7 @@ groups:
       mk('nouri', { deviceId: null }, null),
       mk('cut', { deviceId: 'dev-cut' }),
       mk('resume', { deviceId: 'dev-res' }),
+      mk('dialcut', { deviceId: 'dev-dialcut' }),
     ]);
     certs.foreign = await foreign.issueDevice({ deviceId: 'dev-good' });
     // Same serial and device URI as a real device, but signed by another CA: a forgery.
@@ -127,6 +137,7 @@ groups:
   });
 
   after(async () => {
+    backlog.kill();
     await tg.close();
     await echo.close();
     await http.close();
@@ -219,6 +230,18 @@ groups:
     await closed;
     const c = await tg.waitClosed((e) => e.device_id === 'dev-cut', 1000);
     assert.equal(c.close_reason, 'device_revoked');
+  });
+
+  it('a revocation abandons the dial in flight of the device\'s request and records it (deny device_revoked)', async () => {
+    // The request was admitted and its upstream is still connecting: the connection has no
+    // owner yet for the revocation to cut, and the dial would otherwise run to the connect timeout.
+    void mtlsConnect(mtlsPort, ca.certPem, certs.dialcut as Issued, `127.0.0.1:${backlogPort}`).catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(tg.decisions().filter((e) => e.device_id === 'dev-dialcut').length, 0, 'still dialling');
+    dir.set('dev-dialcut', 'revoked');
+    const d = await tg.waitDecision((e) => e.device_id === 'dev-dialcut', 3000);
+    assert.equal(d.verdict, 'deny');
+    assert.equal(d.reason, 'device_revoked');
   });
 
   it('a revoked serial cuts only what that certificate opened, not the device\'s other certificate', async () => {

@@ -305,6 +305,34 @@ describe('gateway states', () => {
     }
   });
 
+  it('a shutdown abandons the dials in flight and records each before close() resolves (deny shutting_down)', async () => {
+    // A dial that never completes (SYNs dropped): without abandoning it, close() resolved, the
+    // process exited, and the admitted CONNECT and GET were never recorded at all.
+    const script = fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url));
+    const py = spawn('python3', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((r) => py.stdout.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
+      const g = await startGateway(basePolicy({ ...P, echo: port }), { dns: { resolvers: [dns.address] }, timeouts: { connect: '60s' } });
+      try {
+        const c1 = await RawClient.connect(g.port);
+        c1.write(`CONNECT echo.test:${port} HTTP/1.1\r\nHost: echo.test:${port}\r\n\r\n`);
+        const c2 = await RawClient.connect(g.port);
+        c2.write(`GET http://echo.test:${port}/ HTTP/1.1\r\nHost: echo.test:${port}\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 300)); // both admitted and dialling
+        assert.equal(g.decisions().filter((d) => d.port === port).length, 0);
+        await g.gw.close(0);
+        const ds = g.decisions().filter((d) => d.port === port).map((d) => `${d.method} ${d.verdict} ${d.reason}`).sort();
+        assert.deepEqual(ds, ['CONNECT deny shutting_down', 'GET deny shutting_down']);
+        c1.close();
+        c2.close();
+      } finally {
+        await g.close();
+      }
+    } finally {
+      py.kill();
+    }
+  });
+
   it('cuts an idle tunnel after the idle timeout', async () => {
     const g = await startGateway(basePolicy(P), { dns: { resolvers: [dns.address] }, timeouts: { idle: '1s' } });
     try {

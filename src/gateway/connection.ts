@@ -14,6 +14,7 @@ import { denyResponse, lingerClose } from './replies.js';
 import type { Gateway } from './server.js';
 import { handleConnect } from './tunnel.js';
 import { handleHttp, type KeptUpstream } from './http-exchange.js';
+import type { DialCut } from './dialer.js';
 
 /** Who receives the client's bytes and socket events once a request has been admitted. */
 export interface ClientOwner {
@@ -343,9 +344,41 @@ export class ProxyConnection {
 
   /** The device was revoked or disabled: cut its tunnel (recording why) and the connection. */
   revoke(): void {
+    this.cutReason ??= 'device_revoked';
+    this.abortDial('device_revoked');
     const o = this.#owner;
     if (o?.cut) o.cut('device_revoked');
     this.socket.destroy();
+  }
+
+  /** Shutdown's deadline passed: cut now, recording why (a dial in flight is abandoned and recorded). */
+  shutdown(): void {
+    this.cutReason ??= 'shutdown';
+    this.abortDial('shutting_down');
+    this.socket.destroy();
+  }
+
+  /**
+   * Why the gateway cut this connection (revocation, shutdown), for a request whose upstream
+   * connected just as it was cut: its close event says so rather than `client_closed`.
+   */
+  cutReason: 'device_revoked' | 'shutdown' | null = null;
+  #dialAbort: AbortController | null = null;
+
+  /** A signal for the dial this connection's request is about to make (one at a time). */
+  dialSignal(): AbortSignal {
+    this.#dialAbort = new AbortController();
+    return this.#dialAbort.signal;
+  }
+
+  dialDone(): void {
+    this.#dialAbort = null;
+  }
+
+  abortDial(reason: DialCut): void {
+    const c = this.#dialAbort;
+    this.#dialAbort = null;
+    c?.abort(reason);
   }
 }
 

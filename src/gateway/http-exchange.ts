@@ -42,7 +42,8 @@ export async function handleHttp(conn: ProxyConnection, a: Attempt, head: Reques
   if (kept && kept.alive && sameDestination(kept.dest, dest) && adm.addresses.includes(kept.address)) up = kept;
   else kept?.destroy();
   if (up === null) {
-    const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect);
+    const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn.dialSignal());
+    conn.dialDone();
     if (!d.ok) {
       a.address = d.address;
       a.detail = d.detail;
@@ -50,19 +51,20 @@ export async function handleHttp(conn: ProxyConnection, a: Attempt, head: Reques
       return;
     }
     up = new Upstream(gw, conn.clientIp, d.socket, dest, d.address);
+    a.address = up.address;
+    if (conn.closed) {
+      // A connection to the destination was opened for this request: recorded, with 0 bytes
+      // (before the limits: a shutdown refuses the slot, and the record must still say so).
+      up.destroy();
+      a.verdict = 'allow';
+      conn.emitDecision(a);
+      gw.publish(a.closedEvent({ protocol: 'http', bytesUp: 0, bytesDown: 0, closeReason: conn.cutReason ?? 'client_closed', status: null }));
+      return;
+    }
     const limit = gw.acquire(conn.clientIp, up);
     if (limit !== null) {
       up.destroy();
       conn.deny(a, limit);
-      return;
-    }
-    if (conn.closed) {
-      // A connection to the destination was opened for this request: recorded, with 0 bytes.
-      up.destroy();
-      a.address = up.address;
-      a.verdict = 'allow';
-      conn.emitDecision(a);
-      gw.publish(a.closedEvent({ protocol: 'http', bytesUp: 0, bytesDown: 0, closeReason: 'client_closed', status: null }));
       return;
     }
   }

@@ -430,6 +430,9 @@ export class Gateway {
       const until = Date.now() + deadlineMs;
       while (this.connections.size > 0 && Date.now() < until) await sleep(50);
       this.destroy();
+      // Dials abandoned by destroy() record their decisions in the continuations of their
+      // awaits: let those run before saying the gateway has stopped (the process exits next).
+      await new Promise((r) => setImmediate(r));
     })();
     return this.#closed;
   }
@@ -445,7 +448,7 @@ export class Gateway {
     for (const t of this.#tunnels.values()) {
       try { t.cut('shutdown'); } catch (err) { this.logger.error({ err }, 'cutting a tunnel at shutdown failed'); }
     }
-    for (const c of this.connections.values()) c.destroy();
+    for (const c of this.connections.values()) c.shutdown();
   }
 }
 

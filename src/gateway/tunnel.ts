@@ -47,7 +47,8 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
     conn.deny(a, limit);
     return;
   }
-  const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect);
+  const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn.dialSignal());
+  conn.dialDone();
   if (!d.ok) {
     gw.release(conn.clientIp, tunnel);
     a.address = d.address;
@@ -56,7 +57,7 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
     return;
   }
   a.address = d.address;
-  const cutWhileDialing = tunnel.cutBeforeStart;
+  const cutWhileDialing = tunnel.cutBeforeStart ?? conn.cutReason;
   if (conn.closed || cutWhileDialing !== null) {
     // A connection to the destination was opened: that is evidence even though nothing was
     // relayed (the client left, the device was revoked, shutdown or the lifetime came first).
