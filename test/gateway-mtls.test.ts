@@ -7,8 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import { connect as netConnect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +18,7 @@ import { makeTestCa, type Issued, type TestCa } from './helpers/device-pki.js';
 import { MemoryDirectory, type DeviceState as State } from './helpers/directory.js';
 import { RawClient, startGateway, type TestGateway } from './helpers/gateway.js';
 import { fetch, ProxyAgent } from 'undici';
-import { startEchoOrigin, startHttpOrigin, type Origin } from './helpers/origins.js';
+import { startEchoOrigin, startFullBacklog, startHttpOrigin, type Origin } from './helpers/origins.js';
 import { testDns } from './helpers/fixtures.js';
 import type { DnsServer } from './helpers/dns-server.js';
 
@@ -75,7 +74,7 @@ describe('mTLS proxy listener', () => {
   let http: Awaited<ReturnType<typeof startHttpOrigin>>;
   let dns: DnsServer;
   const certs: Record<string, Issued> = {};
-  let backlog: ChildProcess;
+  let backlog: Awaited<ReturnType<typeof startFullBacklog>>;
   let backlogPort: number;
 
   before(async () => {
@@ -85,8 +84,8 @@ describe('mTLS proxy listener', () => {
     http = await startHttpOrigin();
     dns = await testDns();
     // A destination whose connects never complete (its accept queue is full): for a dial in flight.
-    backlog = spawn('python3', [fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
-    backlogPort = await new Promise<number>((r) => backlog.stdout?.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
+    backlog = await startFullBacklog();
+    backlogPort = backlog.port;
     const policy = `version: 1
 address_exceptions: [127.0.0.1/32]
 groups:
@@ -137,7 +136,7 @@ groups:
   });
 
   after(async () => {
-    backlog.kill();
+    backlog.close();
     await tg.close();
     await echo.close();
     await http.close();

@@ -6,12 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { startDnsServer } from './helpers/dns-server.js';
 import { RawClient, compile, connectStatus as connect, startGateway } from './helpers/gateway.js';
-import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { startEchoOrigin, startFullBacklog, type Origin } from './helpers/origins.js';
 import { validateEvent } from '../src/events/schemas.js';
 import type { CompiledPolicy } from '../src/policy/types.js';
 import { parseConfig } from '../src/config/load.js';
@@ -288,10 +287,8 @@ describe('gateway states', () => {
   });
 
   it('answers 504 connect_timeout when the destination never accepts', async () => {
-    const script = fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url));
-    const py = spawn('python3', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const { port, close } = await startFullBacklog();
     try {
-      const port = await new Promise<number>((r) => py.stdout.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
       const g = await startGateway(basePolicy({ ...P, echo: port }), { dns: { resolvers: [dns.address] }, timeouts: { connect: '300ms' } });
       try {
         const r = await connect(g.port, `echo.test:${port}`);
@@ -301,17 +298,15 @@ describe('gateway states', () => {
         await g.close();
       }
     } finally {
-      py.kill();
+      close();
     }
   });
 
   it('a shutdown abandons the dials in flight and records each before close() resolves (deny shutting_down)', async () => {
     // A dial that never completes (SYNs dropped): without abandoning it, close() resolved, the
     // process exited, and the admitted CONNECT and GET were never recorded at all.
-    const script = fileURLToPath(new URL('../../test/fixtures/scripts/full-backlog.py', import.meta.url));
-    const py = spawn('python3', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const { port, close } = await startFullBacklog();
     try {
-      const port = await new Promise<number>((r) => py.stdout.once('data', (c: Buffer) => r(Number(c.toString().trim()))));
       const g = await startGateway(basePolicy({ ...P, echo: port }), { dns: { resolvers: [dns.address] }, timeouts: { connect: '60s' } });
       try {
         const c1 = await RawClient.connect(g.port);
@@ -329,7 +324,7 @@ describe('gateway states', () => {
         await g.close();
       }
     } finally {
-      py.kill();
+      close();
     }
   });
 

@@ -2,7 +2,8 @@
  * Local origins for gateway tests: a TCP echo server, an HTTP server and a TLS server with
  * a certificate made for this run by openssl (never a checked-in key).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -111,4 +112,19 @@ export async function startTlsOrigin(pki: TestPki, host = '127.0.0.1'): Promise<
   const t = track(server as unknown as Server);
   const port = await listen(server as unknown as Server, host);
   return { port, server, ...t };
+}
+
+/**
+ * A loopback destination whose connects never complete (test/fixtures/scripts/full-backlog.py:
+ * a listener with its accept queue filled, so the kernel drops further SYNs): for connect
+ * timeouts and dials in flight, without sending traffic anywhere but 127.0.0.1.
+ */
+export async function startFullBacklog(): Promise<{ port: number; close(): void }> {
+  const script = fileURLToPath(new URL('../../../test/fixtures/scripts/full-backlog.py', import.meta.url));
+  const py = spawn('python3', [script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    py.once('error', reject);
+    py.stdout.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
+  });
+  return { port, close: () => { py.kill(); } };
 }
