@@ -14,7 +14,7 @@ import { denyResponse, lingerClose } from './replies.js';
 import type { Gateway } from './server.js';
 import { handleConnect } from './tunnel.js';
 import { handleHttp, type KeptUpstream } from './http-exchange.js';
-import type { DialCut } from './dialer.js';
+import type { DialCut, DialHolder } from './dialer.js';
 
 /** Who receives the client's bytes and socket events once a request has been admitted. */
 export interface ClientOwner {
@@ -46,7 +46,7 @@ export function clientIpOf(socket: ProxySocket): string {
   return ra.startsWith('::ffff:') && ra.includes('.') ? ra.slice(7) : ra;
 }
 
-export class ProxyConnection {
+export class ProxyConnection implements DialHolder {
   /** This object's slot in the gateway's LiveSet (live-set.ts). */
   liveSlot = -1;
   readonly clientIp: string;
@@ -345,7 +345,7 @@ export class ProxyConnection {
   /** The device was revoked or disabled: cut its tunnel (recording why) and the connection. */
   revoke(): void {
     this.cutReason ??= 'device_revoked';
-    this.abortDial('device_revoked');
+    this.cancelDial?.('device_revoked');
     const o = this.#owner;
     if (o?.cut) o.cut('device_revoked');
     this.socket.destroy();
@@ -354,7 +354,7 @@ export class ProxyConnection {
   /** Shutdown's deadline passed: cut now, recording why (a dial in flight is abandoned and recorded). */
   shutdown(): void {
     this.cutReason ??= 'shutdown';
-    this.abortDial('shutting_down');
+    this.cancelDial?.('shutting_down');
     this.socket.destroy();
   }
 
@@ -363,23 +363,8 @@ export class ProxyConnection {
    * connected just as it was cut: its close event says so rather than `client_closed`.
    */
   cutReason: 'device_revoked' | 'shutdown' | null = null;
-  #dialAbort: AbortController | null = null;
-
-  /** A signal for the dial this connection's request is about to make (one at a time). */
-  dialSignal(): AbortSignal {
-    this.#dialAbort = new AbortController();
-    return this.#dialAbort.signal;
-  }
-
-  dialDone(): void {
-    this.#dialAbort = null;
-  }
-
-  abortDial(reason: DialCut): void {
-    const c = this.#dialAbort;
-    this.#dialAbort = null;
-    c?.abort(reason);
-  }
+  /** Abandons this connection's dial in flight (set by dial(): DialHolder). */
+  cancelDial: ((cut: DialCut) => void) | null = null;
 }
 
 function sameAuthority(hostHeader: string, dest: Destination): boolean {

@@ -5,19 +5,25 @@
  */
 import { dialTcp, type RawSocket } from './raw-socket.js';
 
-/** Why a dial in flight was abandoned (ProxyConnection.abortDial): the deny reason it is recorded with. */
+/** Why a dial in flight was abandoned (DialHolder.cancelDial): the deny reason it is recorded with. */
 export type DialCut = 'shutting_down' | 'device_revoked';
+
+/**
+ * Who may abandon a dial in flight (the client connection): dial() sets `cancelDial` while it
+ * runs and clears it when it ends. A shutdown or a revocation must not wait up to the connect
+ * timeout for a dial, and its decision must be recorded before the gateway says it has stopped.
+ * (A plain field, not an AbortSignal: every short tunnel dials, and an AbortController with its
+ * event listener would be allocated, added and removed for each.)
+ */
+export interface DialHolder {
+  cancelDial: ((cut: DialCut) => void) | null;
+}
 
 export type DialResult =
   | { readonly ok: true; readonly socket: RawSocket; readonly address: string }
   | { readonly ok: false; readonly reason: 'connect_failed' | 'connect_timeout' | DialCut; readonly address: string | null; readonly detail: string };
 
-/**
- * `signal`: aborting it abandons the attempt in flight (its reason, a DialCut, becomes the
- * result's): a shutdown or a revocation must not wait up to the connect timeout for a dial,
- * and its decision must be recorded before the gateway says it has stopped.
- */
-export function dial(addresses: readonly string[], port: number, timeoutMs: number, signal?: AbortSignal): Promise<DialResult> {
+export function dial(addresses: readonly string[], port: number, timeoutMs: number, holder?: DialHolder): Promise<DialResult> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve) => {
     let i = 0;
@@ -25,23 +31,18 @@ export function dial(addresses: readonly string[], port: number, timeoutMs: numb
     let attempt: { abort(): void } | null = null;
     let timer: NodeJS.Timeout | null = null;
     let done = false;
+    const cancel = (cut: DialCut): void => {
+      attempt?.abort();
+      finish({ ok: false, reason: cut, address: addresses[i - 1] ?? null, detail: 'connection attempt abandoned' });
+    };
     const finish = (r: DialResult): void => {
       if (done) return;
       done = true;
       if (timer !== null) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      if (holder !== undefined && holder.cancelDial === cancel) holder.cancelDial = null;
       resolve(r);
     };
-    const onAbort = (): void => {
-      attempt?.abort();
-      const cut: DialCut = signal?.reason === 'device_revoked' ? 'device_revoked' : 'shutting_down';
-      finish({ ok: false, reason: cut, address: addresses[i - 1] ?? null, detail: 'connection attempt abandoned' });
-    };
-    if (signal?.aborted) {
-      onAbort();
-      return;
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (holder !== undefined) holder.cancelDial = cancel;
     const next = (): void => {
       const address = addresses[i++];
       const left = deadline - Date.now();

@@ -42,8 +42,7 @@ export async function handleHttp(conn: ProxyConnection, a: Attempt, head: Reques
   if (kept && kept.alive && sameDestination(kept.dest, dest) && adm.addresses.includes(kept.address)) up = kept;
   else kept?.destroy();
   if (up === null) {
-    const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn.dialSignal());
-    conn.dialDone();
+    const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn);
     if (!d.ok) {
       a.address = d.address;
       a.detail = d.detail;

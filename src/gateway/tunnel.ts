@@ -47,8 +47,7 @@ export async function handleConnect(conn: ProxyConnection, a: Attempt, dest: Des
     conn.deny(a, limit);
     return;
   }
-  const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn.dialSignal());
-  conn.dialDone();
+  const d = await dial(adm.addresses, dest.port, gw.config.timeouts.connect, conn);
   if (!d.ok) {
     gw.release(conn.clientIp, tunnel);
     a.address = d.address;
