@@ -67,8 +67,10 @@ export class ProxyConnection implements DialHolder {
     readonly listener: string,
     /** Set on the mTLS listener: every request is identified against the device table. */
     readonly mtls: MtlsPeer | null = null,
+    /** clientIpOf(socket), when the caller has it already (the listener counted the address). */
+    clientIp = clientIpOf(socket),
   ) {
-    this.clientIp = clientIpOf(socket);
+    this.clientIp = clientIp;
     this.clientPort = socket.remotePort ?? 0;
     socket.setTimeout(gw.config.timeouts.header);
     socket.on('data', this.#onData);

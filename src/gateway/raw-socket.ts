@@ -398,14 +398,6 @@ export class RawSocket extends EventEmitter {
     return !this.destroyed && !this.#ending;
   }
 
-  get writableEnded(): boolean {
-    return this.#ending;
-  }
-
-  get readableEnded(): boolean {
-    return this.#eof;
-  }
-
   /**
    * Both directions are done: close, as net.Socket's autoDestroy does — once `end` has been
    * emitted, not merely read: held bytes and the end must reach the owner before `close`.
@@ -464,7 +456,7 @@ export class RawSocket extends EventEmitter {
     this.emit('timeout');
   };
 
-  // --- addresses and options -----------------------------------------------------------------
+  // --- peer address --------------------------------------------------------------------------
 
   #peerName(): PeerName {
     if (this.#peer === null) {
@@ -481,25 +473,6 @@ export class RawSocket extends EventEmitter {
 
   get remotePort(): number | undefined {
     return this.#peerName().port;
-  }
-
-  get remoteFamily(): string | undefined {
-    return this.#peerName().family;
-  }
-
-  setNoDelay(on = true): this {
-    if (!this.destroyed) this.#h.setNoDelay(on);
-    return this;
-  }
-
-  ref(): this {
-    if (!this.destroyed) this.#h.ref();
-    return this;
-  }
-
-  unref(): this {
-    if (!this.destroyed) this.#h.unref();
-    return this;
   }
 }
 

@@ -345,7 +345,7 @@ export class Gateway {
       this.#refuseOverTotal(socket);
       return;
     }
-    const c = new ProxyConnection(this, socket, listener);
+    const c = new ProxyConnection(this, socket, listener, null, ip);
     this.connections.add(c);
     if (over === 'client') {
       // The group its address belongs to, so the refusal is counted against the right group
@@ -367,7 +367,7 @@ export class Gateway {
    * protects, and there is no request yet to decide). No event per connection, which a flood
    * would multiply; an error log at most every 10 s says that the cap is refusing clients.
    */
-  #refuseOverTotal(socket: ProxySocket | Socket): void {
+  #refuseOverTotal(socket: ProxySocket): void {
     socket.destroy();
     const now = performance.now();
     if (now - this.#overTotalLoggedAt < 10_000) return;
@@ -387,7 +387,7 @@ export class Gateway {
    * by opening connections and sending a byte now and then, and lock out every other client.
    * Counted on the TCP socket, before any TLS handshake, so handshakes in progress count too.
    */
-  #countConnection(socket: ProxySocket | Socket, ip: string, plain: boolean): 'total' | 'client' | null {
+  #countConnection(socket: ProxySocket, ip: string, plain: boolean): 'total' | 'client' | null {
     const lim = this.config.limits;
     const n = this.counts.openConnection(ip, lim.max_connections);
     if (n < 0) return 'total';

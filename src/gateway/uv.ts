@@ -22,8 +22,6 @@ export interface TcpHandle {
   writeBuffer(req: UvReq, buf: Uint8Array): number;
   shutdown(req: UvReq): number;
   close(cb?: () => void): void;
-  ref(): void;
-  unref(): void;
   getpeername(out: PeerName): number;
   getsockname(out: PeerName): number;
   setNoDelay(on: boolean): number;
