@@ -233,6 +233,20 @@ describe('chokepoint serve', () => {
     }
   });
 
+  it('fails to start with LISTEN_FAILED when the proxy port is taken, with and without proxy threads', async () => {
+    // libuv defers a bind's EADDRINUSE to listen(); the threads listen on duplicates of the
+    // main thread's socket, so it was never reported and the gateway hung at start-up.
+    for (const threads of ['0', '2']) {
+      const data = mkdtempSync(join(dir, 'inuse-'));
+      const r = await execP(process.execPath, [CLI, 'serve', '--policy', 'examples/policy.yaml', '--proxy-listen', `127.0.0.1:${echo.port}`, '--proxy-threads', threads,
+        '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', data, '--events', 'none'], { timeout: 30_000 })
+        .then(() => ({ code: 0, stderr: '', signal: null }), (e: { code: number; stderr: string; signal: string | null }) => e);
+      assert.equal(r.signal, null, `threads=${threads}: still running after 30 s`);
+      assert.equal(r.code, 2, `threads=${threads}`);
+      assert.match(r.stderr, new RegExp(`EADDRINUSE 127\\.0\\.0\\.1:${echo.port} \\[LISTEN_FAILED\\]`));
+    }
+  });
+
   it('refuses a bad proxy_threads with its path', async () => {
     for (const bad of ['65', 'two', '-1']) {
       const r = await cli(['serve', '--policy', 'examples/policy.yaml', '--proxy-threads', bad]);

@@ -8,14 +8,13 @@
  * opened anywhere in the process then reuses: measured, a surviving thread spun at 100% CPU and
  * a relayed request hung.
  *
- * Node can only duplicate a descriptor by passing it over an IPC channel (SCM_RIGHTS), so a
- * short-lived child process does the socket work and sends a raw handle back, which arrives as
- * a new descriptor owned by the receiving thread alone:
- * - bindListener(): the child binds the address (no listen) and sends the socket to the main
- *   thread, which holds it while the threads start; a thread that dies during start-up cannot
- *   take the socket the others still need to copy;
- * - duplicateListener(fd): the child is given that descriptor and sends it back; each thread
- *   calls it, then listens on its copy (the first listen() puts the socket in LISTEN state).
+ * The main thread binds the socket in-process (bindTcp; no listen) and holds it while the
+ * threads start: a thread that dies during start-up cannot take the socket the others still
+ * need to copy. Node can only duplicate a descriptor by passing it over an IPC channel
+ * (SCM_RIGHTS), so for each thread a short-lived child process is given that descriptor and
+ * sends it back as a raw handle, which arrives as a new descriptor owned by the receiving
+ * thread alone; the thread then listens on its copy (the first listen() puts the socket in
+ * LISTEN state).
  * The child never listens or accepts, so no connection can be lost to it, and it is killed as
  * soon as the handle arrives. It runs without NODE_OPTIONS: a preload (an APM agent) could keep
  * it alive, and a live child would hold the socket after the gateway ends.
@@ -23,14 +22,14 @@
 import { spawn } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { bindTcp } from '../gateway/raw-socket.js';
 
 // `process.binding('tcp_wrap')`: the raw handle type Node's IPC sends as `net.Native` (DEP0111,
-// a documentation-only deprecation). Wrapping or binding a socket with it does not listen.
+// a documentation-only deprecation; src/gateway/uv.ts). Wrapping a socket with it does not listen.
 const CHILD = `
 const { TCP, constants } = process.binding('tcp_wrap');
 const h = new TCP(constants.SERVER);
-const [mode, host, port] = process.argv.slice(1);
-const err = mode === 'dup' ? h.open(3) : (host.includes(':') ? h.bind6(host, Number(port), 0) : h.bind(host, Number(port)));
+const err = h.open(3);
 if (err !== 0) {
   const { getSystemErrorName } = require('node:util');
   process.stderr.write(getSystemErrorName(err));
@@ -39,12 +38,12 @@ if (err !== 0) {
 process.send('listener', h);
 `;
 
-function viaHelper(args: string[], fd: number | null, timeoutMs: number): Promise<object> {
+function viaHelper(fd: number, timeoutMs: number): Promise<object> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
-    const stdio: ('ignore' | 'pipe' | 'ipc' | number)[] = ['ignore', 'ignore', 'pipe', fd ?? 'ignore', 'ipc'];
-    const child = spawn(process.execPath, ['--no-warnings', '-e', CHILD, ...args], { stdio, env });
+    const stdio: ('ignore' | 'pipe' | 'ipc' | number)[] = ['ignore', 'ignore', 'pipe', fd, 'ipc'];
+    const child = spawn(process.execPath, ['--no-warnings', '-e', CHILD], { stdio, env });
     let settled = false;
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
@@ -69,14 +68,13 @@ function viaHelper(args: string[], fd: number | null, timeoutMs: number): Promis
 }
 
 /** A socket bound to host:port (not yet listening), as a raw handle held by this thread. */
-export async function bindListener(host: string, port: number, timeoutMs = 10_000): Promise<object> {
-  const ip = isIP(host) !== 0 ? host : (await lookup(host)).address;
-  return viaHelper(['bind', ip, String(port)], null, timeoutMs);
+export async function bindListener(host: string, port: number): Promise<object> {
+  return bindTcp(isIP(host) !== 0 ? host : (await lookup(host)).address, port);
 }
 
-/** A raw handle on a new descriptor for the same socket as `fd` (pass it to `net.Server.listen`). */
+/** A raw handle on a new descriptor for the same socket as `fd` (for Gateway.listen's `from`). */
 export function duplicateListener(fd: number, timeoutMs = 10_000): Promise<object> {
-  return viaHelper(['dup', '', ''], fd, timeoutMs);
+  return viaHelper(fd, timeoutMs);
 }
 
 /** The descriptor of a raw handle received from bindListener(). */

@@ -68,6 +68,7 @@ export interface ProxySocket {
 /** net.Socket's default writable highWaterMark. */
 const HIGH_WATER = 16 * 1024;
 const UV_ENOTCONN = -osConstants.errno.ENOTCONN;
+const UV_EADDRINUSE = -osConstants.errno.EADDRINUSE;
 
 type WriteCb = (err?: Error | null) => void;
 interface PendingWrite extends UvReq { bytes: number; buffer: Buffer | null; cb: WriteCb | undefined }
@@ -476,6 +477,29 @@ export class RawSocket extends EventEmitter {
   }
 }
 
+/**
+ * A socket bound to host:port (an IP address), not listening yet: for RawListener, and held by
+ * the main thread while the proxy threads take their copies (listener-dup.ts). Throws
+ * EADDRINUSE and the like, naming the address.
+ */
+export function bindTcp(host: string, port: number): TcpHandle {
+  const h = new TCP(TCP_SERVER);
+  let err = isIPv6(host) ? h.bind6(host, port, 0) : h.bind(host, port);
+  // libuv defers EADDRINUSE from bind() to listen() (uv__tcp_bind keeps it on the handle). A
+  // socket bound here may never be listened on through this handle (the proxy threads listen
+  // on duplicates of its descriptor, which the kernel would then bind to any free port): read
+  // back what was bound.
+  if (err === 0 && port !== 0) {
+    const out: PeerName = {};
+    if (h.getsockname(out) !== 0 || out.port !== port) err = UV_EADDRINUSE;
+  }
+  if (err !== 0) {
+    h.close();
+    throw uvError(err, 'bind', `${host}:${port}`);
+  }
+  return h;
+}
+
 /** A listening socket whose connections arrive as RawSockets. */
 export class RawListener {
   readonly #h: TcpHandle;
@@ -490,14 +514,7 @@ export class RawListener {
    * Accepted connections have Nagle off (the relay writes what it reads at once).
    */
   static listen(o: { host: string; port: number; handle?: object; backlog: number; onConnection: (s: RawSocket) => void; onError: (err: Error) => void }): RawListener {
-    const h = (o.handle as TcpHandle | undefined) ?? new TCP(TCP_SERVER);
-    if (o.handle === undefined) {
-      const err = isIPv6(o.host) ? h.bind6(o.host, o.port, 0) : h.bind(o.host, o.port);
-      if (err !== 0) {
-        h.close();
-        throw Object.assign(uvError(err, 'bind'), { message: `listen ${uvError(err, 'bind').code} ${o.host}:${o.port}` });
-      }
-    }
+    const h = (o.handle as TcpHandle | undefined) ?? bindTcp(o.host, o.port);
     const l = new RawListener(h);
     h.onconnection = (status, client) => {
       if (status !== 0 || client === undefined) {
@@ -515,7 +532,7 @@ export class RawListener {
     const err = h.listen(o.backlog);
     if (err !== 0) {
       h.close();
-      throw Object.assign(uvError(err, 'listen'), { message: `listen ${uvError(err, 'listen').code} ${o.host}:${o.port}` });
+      throw uvError(err, 'listen', `${o.host}:${o.port}`);
     }
     return l;
   }

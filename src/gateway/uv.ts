@@ -77,11 +77,14 @@ export const kReadBytesOrError = b.stream.kReadBytesOrError;
 export const kLastWriteWasAsync = b.stream.kLastWriteWasAsync;
 export const UV_EOF = b.eof;
 
-/** A libuv error number as Node reports it: an Error with `code` (`ECONNRESET`), `errno` and `syscall`. */
-export function uvError(errno: number, syscall: string): NodeJS.ErrnoException {
+/**
+ * A libuv error number as Node reports it: an Error with `code` (`ECONNRESET`), `errno` and
+ * `syscall`; `target` (host:port) ends the message.
+ */
+export function uvError(errno: number, syscall: string, target?: string): NodeJS.ErrnoException {
   let code: string;
   try { code = getSystemErrorName(errno); } catch { code = 'UNKNOWN'; }
-  const err = new Error(`${syscall} ${code}`) as NodeJS.ErrnoException;
+  const err = new Error(`${syscall} ${code}${target === undefined ? '' : ` ${target}`}`) as NodeJS.ErrnoException;
   err.code = code;
   err.errno = errno;
   err.syscall = syscall;
