@@ -80,7 +80,8 @@ async function serve(policyFile: string, extra: { args?: string[]; config?: stri
       await new Promise<void>((r) => { const t = setTimeout(r, 100); waiters.push(() => { clearTimeout(t); r(); }); });
     }
   };
-  const started = await next('gateway.started');
+  // Start-up includes the data plane's warm-up (seconds on a loaded test machine).
+  const started = await next('gateway.started', () => true, 30_000);
   const port = Number(/:(\d+)$/.exec((started.listeners as string[])[0] as string)?.[1]);
   return { proc, port, events, next, exit };
 }
@@ -162,6 +163,51 @@ describe('chokepoint serve', () => {
       assert.ok(s.events.findIndex((e) => e.type === 'gateway.tunnel.closed' && e.id === allowed[0]) < stopped);
     } finally {
       s.proc.kill('SIGKILL');
+    }
+  });
+
+  for (const threads of [0, 2]) it(`warms the data plane up before the proxy listener opens, and none of it is evidence (proxy_threads ${threads})`, async () => {
+    const file = join(dir, `policy-warm-${threads}.yaml`);
+    writeFileSync(file, basePolicy(P));
+    const logs: Record<string, unknown>[] = [];
+    const onStderr = (l: string): void => { if (l.startsWith('{')) logs.push(JSON.parse(l) as Record<string, unknown>); };
+    const s = await serve(file, { args: ['--proxy-threads', String(threads), '--log-level', 'info'], onStderr });
+    try {
+      const a = await connectStatus(s.port, `echo.test:${P.echo}`);
+      assert.equal(a.status, 200);
+      a.c.close();
+      await eventually(async () => assert.ok(logs.some((l) => l.msg === 'chokepoint gateway started')));
+      const warm = logs.filter((l) => l.msg === 'data plane warmed up');
+      // One per thread serving the proxy listener, each before the gateway said it started.
+      assert.equal(warm.length, Math.max(1, threads), JSON.stringify(logs));
+      for (const w of warm) assert.deepEqual({ connections: w.connections, failed: w.failed, timed_out: w.timed_out }, { connections: 1000, failed: 0, timed_out: false });
+      const started = logs.findIndex((l) => l.msg === 'chokepoint gateway started');
+      assert.ok(logs.indexOf(warm[warm.length - 1] as Record<string, unknown>) < started);
+      // The events hold the client's request and nothing of the 1000 synthetic ones.
+      await s.next('gateway.decision', (e) => e.host === 'echo.test');
+      assert.deepEqual(s.events.filter((e) => e.type === 'gateway.decision').map((e) => e.host), ['echo.test']);
+      assert.equal(s.events.filter((e) => JSON.stringify(e).includes('warmup')).length, 0);
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('--proxy-warmup 0 starts without a warm-up; a bad value is refused with its path', async () => {
+    const file = join(dir, 'policy-nowarm.yaml');
+    writeFileSync(file, basePolicy(P));
+    const logs: string[] = [];
+    const s = await serve(file, { args: ['--proxy-warmup', '0', '--log-level', 'info'], onStderr: (l) => logs.push(l) });
+    try {
+      // The log line may come a moment after the event (stderr and stdout are separate pipes).
+      await eventually(async () => assert.ok(logs.some((l) => l.includes('chokepoint gateway started'))));
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
+    assert.ok(!logs.some((l) => l.includes('warmed up') || l.includes('warm-up')), logs.join('\n'));
+    for (const bad of ['-1', 'many', '100001']) {
+      const r = await cli(['serve', '--policy', 'examples/policy.yaml', '--proxy-warmup', bad]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /proxy_warmup: /);
     }
   });
 

@@ -8,10 +8,11 @@ import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { pino } from 'pino';
 import type { Config } from '../config/schema.js';
 import { jsonOf } from '../events/json.js';
-import { Gateway } from '../gateway/server.js';
+import { Gateway, type EventSink } from '../gateway/server.js';
 import { SharedCounts } from '../gateway/shared-counts.js';
 import { compileModel } from '../policy/compile.js';
 import { duplicateListener } from './listener-dup.js';
+import { warmUpDataPlane } from './warmup.js';
 import type { CompiledPolicy } from '../policy/types.js';
 import type { ProxyThreadData, ToProxyThread, FromProxyThread, PolicySource } from './proxy-threads.js';
 
@@ -47,12 +48,13 @@ function compiled(p: PolicySource | null): CompiledPolicy | null {
   return p === null ? null : compileModel(p.model, p.digest).policy;
 }
 
+const bus: EventSink = { publish: (e) => { batch.push(jsonOf(e)); later(); } };
 const gw = new Gateway({
   config,
   logger,
   counts: new SharedCounts(data.counts, threadId),
   policy: compiled(data.policy),
-  bus: { publish: (e) => { batch.push(jsonOf(e)); later(); } },
+  bus,
   // Seconds and 1/0 for ok/error, in pairs: the metrics live on the main thread.
   observeResolver: (sec, result) => { dns.push(sec, result === 'ok' ? 1 : 0); later(); },
 });
@@ -85,6 +87,7 @@ async function settle(): Promise<void> {
 }
 
 try {
+  await warmUpDataPlane(config, bus, logger);
   // Every thread listens on its own duplicate of the socket the main thread bound.
   const address = await gw.listen(data.host, data.port, data.name, { handle: await duplicateListener(data.fd) });
   const m: FromProxyThread = { t: 'listening', address };

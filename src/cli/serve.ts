@@ -7,12 +7,14 @@ import { startControlPlane } from './control-plane.js';
 import { createEvidence } from './evidence.js';
 import { ProxyThreads } from './proxy-threads.js';
 import { VERSION } from './version.js';
+import { warmUpDataPlane } from './warmup.js';
 
 interface ServeFlags {
   config?: string;
   policy?: string;
   proxyListen?: string;
   proxyThreads?: string;
+  proxyWarmup?: string;
   events?: string;
   logLevel?: string;
   controlListen?: string;
@@ -29,7 +31,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   process.on('SIGHUP', () => reloadOnHup());
   let config;
   try {
-    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, proxy_threads: flags.proxyThreads, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
+    const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, proxy_threads: flags.proxyThreads, proxy_warmup: flags.proxyWarmup, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
     config = loadConfig(flags.config, overrides);
   } catch (err) {
     if (err instanceof ChokepointError) {
@@ -63,7 +65,10 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   let bound;
   let threads: ProxyThreads | null = null;
   try {
-    if (config.proxy_threads === 0) bound = await gw.listen(host, port, 'proxy');
+    if (config.proxy_threads === 0) {
+      await warmUpDataPlane(config, bus, logger);
+      bound = await gw.listen(host, port, 'proxy');
+    }
     else {
       threads = await ProxyThreads.start({
         gw, threads: config.proxy_threads, host, port, bus, logger, observeResolver,

@@ -13,6 +13,7 @@ export interface Overrides {
   policy?: string;
   proxy_listen?: string;
   proxy_threads?: string;
+  proxy_warmup?: string;
   events?: string;
   log_level?: string;
   control_listen?: string;

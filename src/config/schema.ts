@@ -40,6 +40,12 @@ export const configSchema = z.strictObject({
    */
   proxy_threads: z.preprocess((v) => (typeof v === 'string' && /^[0-9]{1,3}$/.test(v) ? Number(v) : v), z.number().int().min(0).max(64)).default(0),
   /**
+   * Synthetic connections driven through a private copy of the data plane before the proxy
+   * listener opens (src/gateway/warmup.ts), so the first clients after a start meet compiled
+   * code rather than V8's interpreter. 0 turns it off.
+   */
+  proxy_warmup: z.preprocess((v) => (typeof v === 'string' && /^[0-9]{1,6}$/.test(v) ? Number(v) : v), z.number().int().min(0).max(100_000)).default(1000),
+  /**
    * The mTLS proxy listener (devices present certificates from the built-in CA), or `off`.
    * Its server certificate is issued by the same CA for `mtls_names`, so agents pin one CA.
    */

@@ -120,6 +120,14 @@ export class Resolver {
   clear(): void {
     this.#cache.clear();
   }
+
+  /**
+   * Answers `name` with `addresses` from now on, without a query (until evicted or cleared):
+   * for names the gateway gives itself (src/gateway/warmup.ts), never for clients' names.
+   */
+  pin(name: string, addresses: readonly string[]): void {
+    this.#cache.set(name, { expires: Infinity, value: { ok: true, addresses } });
+  }
 }
 
 function unique(a: string[]): string[] {

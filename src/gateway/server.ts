@@ -38,6 +38,12 @@ export interface GatewayOptions {
    * by default the gateway's own.
    */
   readonly counts?: SharedCounts;
+  /**
+   * Builds every event and drops it instead of publishing: the start-up warm-up's private
+   * gateway (warmup.ts) only, which shares the real one's bus object so that the code it
+   * warms is the code that serves clients. Never set on a gateway that serves clients.
+   */
+  readonly discardEvents?: boolean;
 }
 
 export interface EventSink {
@@ -94,12 +100,14 @@ export class Gateway {
   #issuers: readonly X509Certificate[] = [];
   #draining = false;
   #closed: Promise<void> | null = null;
+  readonly #discardEvents: boolean;
 
   constructor(opts: GatewayOptions) {
     this.config = opts.config;
     this.bus = opts.bus;
     this.logger = opts.logger;
     this.#policy = opts.policy ?? null;
+    this.#discardEvents = opts.discardEvents === true;
     this.counts = opts.counts ?? SharedCounts.create(opts.config.limits.max_connections);
     const dns = opts.config.dns;
     this.resolver = opts.resolver ?? new Resolver({
@@ -176,6 +184,7 @@ export class Gateway {
   }
 
   publish(e: GatewayEvent): void {
+    if (this.#discardEvents) return;
     this.bus.publish(e);
   }
 
