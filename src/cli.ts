@@ -25,7 +25,7 @@ program
   .option('--policy <file>', 'policy file (YAML, version 1); reloaded on change and on SIGHUP')
   .option('--proxy-listen <host:port>', 'plain proxy listener (default 127.0.0.1:3128)')
   .option('--proxy-threads <n>', 'threads serving the plain proxy listener; 0 = the main thread (default 0)')
-  .option('--proxy-warmup <n>', 'synthetic connections that warm the data plane up before the proxy listener opens; 0 = none (default 1000)')
+  .option('--proxy-warmup <n>', 'synthetic connections that warm the data plane up before the proxy listener opens; 0 = none (default 2000)')
   .option('--events <file|->', 'where gateway events go as JSON lines: a file, - for stdout, none (default -)')
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .option('--mtls-listen <host:port|off>', 'mTLS proxy listener for enrolled devices (default 127.0.0.1:3129)')

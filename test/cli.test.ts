@@ -171,7 +171,7 @@ describe('chokepoint serve', () => {
     writeFileSync(file, basePolicy(P));
     const logs: Record<string, unknown>[] = [];
     const onStderr = (l: string): void => { if (l.startsWith('{')) logs.push(JSON.parse(l) as Record<string, unknown>); };
-    const s = await serve(file, { args: ['--proxy-threads', String(threads), '--log-level', 'info'], onStderr });
+    const s = await serve(file, { args: ['--proxy-threads', String(threads), '--proxy-warmup', '400', '--log-level', 'info'], onStderr });
     try {
       const a = await connectStatus(s.port, `echo.test:${P.echo}`);
       assert.equal(a.status, 200);
@@ -180,10 +180,10 @@ describe('chokepoint serve', () => {
       const warm = logs.filter((l) => l.msg === 'data plane warmed up');
       // One per thread serving the proxy listener, each before the gateway said it started.
       assert.equal(warm.length, Math.max(1, threads), JSON.stringify(logs));
-      for (const w of warm) assert.deepEqual({ connections: w.connections, failed: w.failed, timed_out: w.timed_out }, { connections: 1000, failed: 0, timed_out: false });
+      for (const w of warm) assert.deepEqual({ connections: w.connections, failed: w.failed, timed_out: w.timed_out }, { connections: 400, failed: 0, timed_out: false });
       const started = logs.findIndex((l) => l.msg === 'chokepoint gateway started');
       assert.ok(logs.indexOf(warm[warm.length - 1] as Record<string, unknown>) < started);
-      // The events hold the client's request and nothing of the 1000 synthetic ones.
+      // The events hold the client's request and nothing of the 400 synthetic ones.
       await s.next('gateway.decision', (e) => e.host === 'echo.test');
       assert.deepEqual(s.events.filter((e) => e.type === 'gateway.decision').map((e) => e.host), ['echo.test']);
       assert.equal(s.events.filter((e) => JSON.stringify(e).includes('warmup')).length, 0);

@@ -359,7 +359,9 @@ describe('the compiled policy', () => {
       for (const k of Reflect.ownKeys(v)) walk((v as Record<PropertyKey, unknown>)[k], `${path}.${String(k)}`);
     };
     walk(policy, 'policy');
-    assert.ok(seen.size >= 6);
+    // Its methods live on its class's prototype: frozen too, with the class itself.
+    walk(Object.getPrototypeOf(policy), 'prototype');
+    assert.ok(seen.size >= 8);
     assert.throws(() => { (policy.groups as GroupInfoLike[]).push({ name: 'x', mode: 'enforce' }); }, TypeError);
     assert.throws(() => { (policy.groups[0] as GroupInfoLike).mode = 'report'; }, TypeError);
     assert.throws(() => { (policy as { decide: unknown }).decide = () => null; }, TypeError);

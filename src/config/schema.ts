@@ -44,7 +44,7 @@ export const configSchema = z.strictObject({
    * listener opens (src/gateway/warmup.ts), so the first clients after a start meet compiled
    * code rather than V8's interpreter. 0 turns it off.
    */
-  proxy_warmup: z.preprocess((v) => (typeof v === 'string' && /^[0-9]{1,6}$/.test(v) ? Number(v) : v), z.number().int().min(0).max(100_000)).default(1000),
+  proxy_warmup: z.preprocess((v) => (typeof v === 'string' && /^[0-9]{1,6}$/.test(v) ? Number(v) : v), z.number().int().min(0).max(100_000)).default(2000),
   /**
    * The mTLS proxy listener (devices present certificates from the built-in CA), or `off`.
    * Its server certificate is issued by the same CA for `mtls_names`, so agents pin one CA.

@@ -13,7 +13,7 @@ import { decide, type CGroup, type CRule, type Engine } from './engine.js';
 import { HostTrie } from './hosttrie.js';
 import { zodProblems, type RawProblem } from './problems.js';
 import { PolicyFileSchema, type PolicyDocument } from './schema.js';
-import type { AddressClass, AddressVerdict, CompiledPolicy, GroupInfo } from './types.js';
+import type { AddressClass, AddressVerdict, CompiledPolicy, Decision, DecideInput, GroupInfo } from './types.js';
 
 export type LoadResult =
   | { readonly ok: true; readonly policy: CompiledPolicy; readonly warnings: Problem[] }
@@ -116,19 +116,7 @@ export function compileModel(model: Model, digest: string): { policy: CompiledPo
   const exceptions = new CidrTrie<Cidr>();
   for (const e of model.exceptions) exceptions.insert(e.value, e.value);
 
-  const policy: CompiledPolicy = {
-    version: 1,
-    digest,
-    groups: Object.freeze(infos),
-    groupForSource: (ip: string): GroupInfo | null => {
-      const p = typeof ip === 'string' ? parseIp(ip) : null;
-      return p === null ? null : (sources.longest(p) ?? null);
-    },
-    decide: (input) => decide(engine, input),
-    checkAddress: addressChecker(exceptions),
-  };
-  for (const f of [policy.groupForSource, policy.decide, policy.checkAddress]) Object.freeze(f);
-  Object.freeze(policy);
+  const policy = Object.freeze(new Compiled(digest, Object.freeze(infos), engine, sources, exceptions));
   models.set(policy, { model, digest });
   return { policy, warnings };
 }
@@ -156,8 +144,6 @@ function shadowWarnings(b: Built, global: Built, out: RawProblem[]): void {
   }
 }
 
-type Checker = CompiledPolicy['checkAddress'];
-
 const PUBLIC: AddressVerdict = Object.freeze({ allowed: true, class: 'public' });
 const DENIED = new Map<AddressClass, AddressVerdict>();
 function denied(c: AddressClass): AddressVerdict {
@@ -180,18 +166,49 @@ function isSelf(ip: string, p: Ip, self: ReadonlySet<string>): boolean {
   return k.keys.has(formatIp(p));
 }
 
-function addressChecker(exceptions: CidrTrie<Cidr>): Checker {
-  const excepted = new Map<string, AddressVerdict>();
-  return (ip: string, self?: ReadonlySet<string>): AddressVerdict => {
+/**
+ * A compiled policy. A class rather than an object of closures: every policy (each reload, the
+ * start-up warm-up's own) then has the same methods, so the optimized code that calls them
+ * stays valid when one policy replaces another instead of being thrown away (V8 deoptimizes a
+ * call site specialized to one closure when it meets another).
+ */
+class Compiled implements CompiledPolicy {
+  readonly version = 1 as const;
+  readonly #engine: Engine;
+  readonly #sources: CidrTrie<GroupInfo>;
+  readonly #exceptions: CidrTrie<Cidr>;
+  /** Verdicts for excepted addresses, one frozen object per class and exception. */
+  readonly #excepted = new Map<string, AddressVerdict>();
+
+  constructor(readonly digest: string, readonly groups: readonly GroupInfo[], engine: Engine, sources: CidrTrie<GroupInfo>, exceptions: CidrTrie<Cidr>) {
+    this.#engine = engine;
+    this.#sources = sources;
+    this.#exceptions = exceptions;
+  }
+
+  groupForSource(ip: string): GroupInfo | null {
+    const p = typeof ip === 'string' ? parseIp(ip) : null;
+    return p === null ? null : (this.#sources.longest(p) ?? null);
+  }
+
+  decide(input: DecideInput): Decision {
+    return decide(this.#engine, input);
+  }
+
+  checkAddress(ip: string, self?: ReadonlySet<string>): AddressVerdict {
     const p = typeof ip === 'string' ? parseIp(ip) : null;
     if (p === null) return denied('reserved'); // not an address: fail closed
     const cls: AddressClass = self !== undefined && self !== null && self.size > 0 && isSelf(ip, p, self) ? 'self' : classifyIp(p);
     if (cls === 'public') return PUBLIC;
-    const ex = exceptions.size > 0 ? exceptions.longest(p) : undefined;
+    const ex = this.#exceptions.size > 0 ? this.#exceptions.longest(p) : undefined;
     if (ex === undefined) return denied(cls);
     const key = `${cls} ${ex.text}`;
-    let v = excepted.get(key);
-    if (v === undefined) { v = Object.freeze({ allowed: true, class: cls, exception: ex.text }); excepted.set(key, v); }
+    let v = this.#excepted.get(key);
+    if (v === undefined) { v = Object.freeze({ allowed: true, class: cls, exception: ex.text }); this.#excepted.set(key, v); }
     return v;
-  };
+  }
 }
+// Nobody swaps a method of every policy at once either.
+for (const m of ['groupForSource', 'decide', 'checkAddress'] as const) Object.freeze(Compiled.prototype[m]);
+Object.freeze(Compiled.prototype);
+Object.freeze(Compiled);
