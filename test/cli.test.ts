@@ -192,6 +192,23 @@ describe('chokepoint serve', () => {
     }
   });
 
+  it('a SIGTERM while it starts cuts the warm-up short and drains once it is up (exit 0, its events)', async () => {
+    const file = join(dir, 'policy-early-stop.yaml');
+    writeFileSync(file, basePolicy(P));
+    const logs: string[] = [];
+    // The control API is up just before the warm-up starts; 100000 connections would take it to its 5 s deadline.
+    const onStderr = (l: string, proc: ChildProcess): void => {
+      logs.push(l);
+      if (l.includes('control API listening')) proc.kill('SIGTERM');
+    };
+    const s = await serve(file, { args: ['--proxy-warmup', '100000', '--log-level', 'info'], onStderr });
+    assert.equal(await s.exit, 0);
+    const types = s.events.map((e) => e.type);
+    assert.ok(types.indexOf('gateway.started') < types.indexOf('gateway.stopping') && types.indexOf('gateway.stopping') < types.indexOf('gateway.stopped'), types.join());
+    assert.ok(logs.some((l) => l.includes('warm-up cut short')), logs.join('\n'));
+    assert.ok(!logs.some((l) => l.includes('"timed_out":true')));
+  });
+
   it('--proxy-warmup 0 starts without a warm-up; a bad value is refused with its path', async () => {
     const file = join(dir, 'policy-nowarm.yaml');
     writeFileSync(file, basePolicy(P));

@@ -51,7 +51,9 @@ interface Served {
 const procs = new Set<ChildProcess>();
 
 async function serve(args: string[]): Promise<Served> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // These flows restart the gateway many times; a short data-plane warm-up keeps them quick
+  // (the warm-up itself is tested in warmup.test.ts and cli.test.ts).
+  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', '--proxy-warmup', '100', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   procs.add(proc);
   const events: Ev[] = [];
   let stderr = '';

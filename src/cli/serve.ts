@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { ChokepointError, formatProblem } from '../core/errors.js';
 import { dataDirOf, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { EventBus } from '../events/bus.js';
 import { Gateway } from '../gateway/server.js';
 import { startControlPlane } from './control-plane.js';
@@ -29,7 +30,22 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   // nothing needs reloading: the policy it is loading is already the file's current one.
   let reloadOnHup = (): void => {};
   process.on('SIGHUP', () => reloadOnHup());
-  let config;
+  // A stop asked for while the gateway starts is carried out (a drain, its events, exit 0) as
+  // soon as it is up; the data plane's warm-up is cut short for it. A start that does not
+  // finish within the shutdown deadline after the signal, or a second signal, ends the process
+  // as the signal's default action would have.
+  const starting = new AbortController();
+  let stopAsked: NodeJS.Signals | null = null;
+  let startDeadline: NodeJS.Timeout | undefined;
+  let onStopSignal = (signal: NodeJS.Signals): void => {
+    if (stopAsked !== null) return dieOf(signal);
+    stopAsked = signal;
+    starting.abort();
+    startDeadline = setTimeout(() => dieOf(signal), config?.timeouts.shutdown ?? 30_000).unref();
+  };
+  process.on('SIGTERM', () => onStopSignal('SIGTERM'));
+  process.on('SIGINT', () => onStopSignal('SIGINT'));
+  let config: Config | undefined;
   try {
     const overrides = { policy: flags.policy, proxy_listen: flags.proxyListen, proxy_threads: flags.proxyThreads, proxy_warmup: flags.proxyWarmup, events: flags.events, log_level: flags.logLevel, control_listen: flags.controlListen, mtls_listen: flags.mtlsListen, data_dir: flags.dataDir, database: flags.database };
     config = loadConfig(flags.config, overrides);
@@ -66,7 +82,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   let threads: ProxyThreads | null = null;
   try {
     if (config.proxy_threads === 0) {
-      await warmUpDataPlane(config, bus, logger);
+      await warmUpDataPlane(config, bus, logger, starting.signal);
       bound = await gw.listen(host, port, 'proxy');
     }
     else {
@@ -124,6 +140,13 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     // the write (or the open of a FIFO nobody reads) never returns. A supervisor sees the kill.
     process.kill(process.pid, 'SIGKILL');
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  onStopSignal = (signal) => void stop(signal);
+  clearTimeout(startDeadline);
+  if (stopAsked !== null) void stop(stopAsked);
+}
+
+/** Ends the process by `signal`'s default action: handlers off, then the signal again. */
+function dieOf(signal: NodeJS.Signals): void {
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
 }

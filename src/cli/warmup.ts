@@ -8,12 +8,13 @@ import type { EventSink } from '../gateway/server.js';
 import { warmUp } from '../gateway/warmup.js';
 
 /** `bus`: the serving gateway's own (the private one drops every event before it). */
-export async function warmUpDataPlane(config: Config, bus: EventSink, logger: Logger): Promise<void> {
+export async function warmUpDataPlane(config: Config, bus: EventSink, logger: Logger, signal?: AbortSignal): Promise<void> {
   if (config.proxy_warmup === 0) return;
   try {
-    const r = await warmUp({ config, bus, logger, connections: config.proxy_warmup });
+    const r = await warmUp({ config, bus, logger, connections: config.proxy_warmup, signal });
     const fields = { connections: r.connections, failed: r.failed, ms: r.ms, timed_out: r.timedOut, first_error: r.firstError };
-    if (r.failed > 0 || r.timedOut) logger.warn(fields, 'data-plane warm-up incomplete: the first clients may meet slower, unoptimized code');
+    if (signal?.aborted === true) logger.info(fields, 'data-plane warm-up cut short: the gateway was told to stop');
+    else if (r.failed > 0 || r.timedOut) logger.warn(fields, 'data-plane warm-up incomplete: the first clients may meet slower, unoptimized code');
     else logger.info(fields, 'data plane warmed up');
   } catch (err) {
     logger.warn({ err }, 'data-plane warm-up failed: starting without it');

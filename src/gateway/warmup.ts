@@ -36,6 +36,10 @@ export interface WarmupOptions {
   readonly timeoutMs?: number;
   /** How a synthetic client reaches the private gateway's port (tests put something else there). */
   readonly dial?: (port: number) => Socket;
+  /** Ends the warm-up early (the gateway was told to stop while it started). */
+  readonly signal?: AbortSignal;
+  /** Told where the private gateway and its origins listen, once they do (tests). */
+  readonly onListening?: (ports: { readonly proxy: number; readonly echo: number; readonly web: number }) => void;
 }
 
 export interface WarmupReport {
@@ -56,16 +60,31 @@ const HTTP_REQUESTS = 4;
 
 export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
   const started = performance.now();
-  if (opts.connections <= 0) return { connections: 0, failed: 0, ms: 0, timedOut: false, firstError: null };
-  const echo = await listenLoopback(createServer({ allowHalfOpen: true }, echoOrigin));
-  const web = await listenLoopback(createServer(httpOrigin));
-  const gw = privateGateway(opts, port(echo), port(web));
+  if (opts.connections <= 0 || opts.signal?.aborted === true) return { connections: 0, failed: 0, ms: 0, timedOut: false, firstError: null };
+  const lim = opts.config.limits;
+  const concurrency = Math.max(1, Math.min(CONCURRENCY, lim.max_connections, lim.max_tunnels, lim.max_tunnels_per_client, lim.max_connections_per_client));
+  // Every socket the warm-up opens or accepts, destroyed at its end whatever happened: a local
+  // process that connects to the origins during the window must not keep a connection (or the
+  // memory behind it) past it.
   const open = new Set<Socket>();
+  const origins: Server[] = [];
+  let gw: Gateway | null = null;
   let failed = 0;
   let firstError: string | null = null;
   let timedOut = false;
+  let stop = false;
+  const halt = (): void => {
+    stop = true;
+    for (const s of open) s.destroy();
+  };
+  const deadline = setTimeout(() => { timedOut = true; halt(); }, opts.timeoutMs ?? 5_000);
+  opts.signal?.addEventListener('abort', halt, { once: true });
   try {
+    const echo = await origin(echoOrigin, open, concurrency, origins);
+    const web = await origin(httpOrigin, open, concurrency, origins);
+    gw = privateGateway(opts, port(echo), port(web));
     const proxyPort = (await gw.listen('127.0.0.1', 0, 'warmup')).port;
+    opts.onListening?.({ proxy: proxyPort, echo: port(echo), web: port(web) });
     const scenarios = [
       (s: Socket) => tunnel(s, TLS, port(echo), clientHello(TLS)),
       (s: Socket) => tunnel(s, PLAIN, port(echo), randomBytes(64)),
@@ -76,11 +95,6 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
     ];
     const dial = opts.dial ?? ((p: number) => connect({ host: '127.0.0.1', port: p, allowHalfOpen: true }));
     let next = 0;
-    let stop = false;
-    const deadline = setTimeout(() => {
-      timedOut = stop = true;
-      for (const s of open) s.destroy();
-    }, opts.timeoutMs ?? 5_000);
     const worker = async (): Promise<void> => {
       while (!stop && next < opts.connections) {
         const i = next++;
@@ -99,15 +113,15 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
         }
       }
     };
-    const lim = opts.config.limits;
-    const concurrency = Math.max(1, Math.min(CONCURRENCY, lim.max_connections, lim.max_tunnels, lim.max_tunnels_per_client, lim.max_connections_per_client));
     await Promise.all(Array.from({ length: concurrency }, worker));
-    clearTimeout(deadline);
   } finally {
-    gw.destroy();
-    // Each origin calls back once its last connection has closed, which the destroyed gateway's
-    // do on the next turns of the loop: the serving listener opens on a quiet process.
-    const closed = Promise.all([echo, web].map((srv) => new Promise((r) => srv.close(r))));
+    clearTimeout(deadline);
+    opts.signal?.removeEventListener('abort', halt);
+    gw?.destroy();
+    for (const s of open) s.destroy();
+    // Each origin calls back once its last connection has closed; the serving listener opens on
+    // a quiet process.
+    const closed = Promise.all(origins.map((srv) => new Promise((r) => srv.close(r))));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([closed, new Promise((r) => { timer = setTimeout(r, 1000); })]);
     clearTimeout(timer);
@@ -241,11 +255,40 @@ class Reader {
 
 // ---- the origins --------------------------------------------------------------------------
 
-function echoOrigin(s: Socket): void {
-  s.on('data', (d: Buffer) => s.write(d));
-  s.on('end', () => s.end());
-  s.on('error', () => s.destroy());
+/**
+ * A loopback origin for the warm-up's requests. Other local processes can reach it while it
+ * listens, so it holds few connections (twice the warm-up's own), each tracked in `open`.
+ */
+function origin(serve: (s: Socket) => void, open: Set<Socket>, concurrency: number, all: Server[]): Promise<Server> {
+  const srv = createServer({ allowHalfOpen: true }, (s) => {
+    open.add(s);
+    s.on('close', () => open.delete(s));
+    s.on('error', () => s.destroy());
+    serve(s);
+  });
+  srv.maxConnections = 2 * concurrency;
+  srv.on('error', () => {}); // accept errors (EMFILE): the warm-up's own requests then fail and say so
+  all.push(srv);
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      srv.off('error', reject);
+      resolve(srv);
+    });
+  });
 }
+
+/** Sends back what it receives, no faster than the peer reads it. */
+function echoOrigin(s: Socket): void {
+  s.on('data', (d: Buffer) => {
+    if (!s.write(d)) s.pause();
+  });
+  s.on('drain', () => s.resume());
+  s.on('end', () => s.end());
+}
+
+/** The most a request head may take: the warm-up's are about 100 bytes. */
+const MAX_HEAD = 4096;
 
 /** Answers each GET (no bodies in the warm-up's requests) with a two-byte body, keeping the connection. */
 function httpOrigin(s: Socket): void {
@@ -256,20 +299,12 @@ function httpOrigin(s: Socket): void {
     let end;
     while ((end = pending.indexOf('\r\n\r\n')) >= 0) {
       pending = pending.slice(end + 4);
-      s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok');
+      if (!s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok')) s.pause();
     }
+    if (pending.length > MAX_HEAD) s.destroy();
   });
-  s.on('error', () => s.destroy());
-}
-
-function listenLoopback(srv: Server): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      srv.off('error', reject);
-      resolve(srv);
-    });
-  });
+  s.on('drain', () => s.resume());
+  s.on('end', () => s.end());
 }
 
 function port(srv: Server): number {
