@@ -84,8 +84,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     if (config.proxy_threads === 0) {
       await warmUpDataPlane(config, bus, logger, starting.signal);
       bound = await gw.listen(host, port, 'proxy');
-    }
-    else {
+    } else {
       threads = await ProxyThreads.start({
         gw, threads: config.proxy_threads, host, port, bus, logger, observeResolver,
         // A data-plane thread that died took its tunnels with it; its share of the limits'
