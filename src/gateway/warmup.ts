@@ -12,9 +12,11 @@
  * a TLS ClientHello (checked against the SNI rule) and plain ones, keep-alive absolute-form
  * HTTP, and denied requests. None of it is evidence and none of it is visible: the private
  * gateway has its own policy (names under `.invalid`, RFC 6761 §6.4, pinned to loopback
- * origins of its own), its own resolver, limits' counts and event sink (which drops
- * everything), and it is gone before the real listener binds. It never fails the start: a
- * warm-up that fails is logged, and the gateway then starts as it would have without one.
+ * origins of its own), its own resolver and limits' counts; it holds the serving gateway's
+ * configuration and event sink objects but drops every event before the sink (`discardEvents`);
+ * and it is gone, with every connection it or its origins held, before the real listener
+ * opens. It never fails the start: a warm-up that fails is logged, and the gateway then starts
+ * as it would have without one.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
