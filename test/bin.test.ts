@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { killedWithTest } from './helpers/children.js';
 
 const BIN = fileURLToPath(new URL('../../bin/chokepoint', import.meta.url));
 const POLICY = fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url));
@@ -31,7 +32,7 @@ async function serveThroughBin(env: NodeJS.ProcessEnv): Promise<{ pid: number; e
   const link = join(dir, 'chokepoint');
   symlinkSync(BIN, link);
   writeFileSync(join(dir, 'config.yaml'), 'log_level: warn\n');
-  const p = spawn(link, ['serve', '--config', join(dir, 'config.yaml'), '--policy', POLICY, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', join(dir, 'data'), '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const p = killedWithTest(spawn(link, ['serve', '--config', join(dir, 'config.yaml'), '--policy', POLICY, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', join(dir, 'data'), '--events', '-'], { stdio: ['ignore', 'pipe', 'pipe'], env }));
   let stderr = '';
   p.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
   const exit = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
@@ -74,7 +75,7 @@ test('serve started as plain `node dist/src/cli.js` says how to get full through
   const dir = mkdtempSync(join(tmpdir(), 'cp-bin-'));
   writeFileSync(join(dir, 'config.yaml'), 'log_level: warn\n');
   const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-  const p = spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'config.yaml'), '--policy', POLICY, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', join(dir, 'data'), '--events', 'none'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const p = killedWithTest(spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'config.yaml'), '--policy', POLICY, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', join(dir, 'data'), '--events', 'none'], { stdio: ['ignore', 'ignore', 'pipe'], env }));
   let stderr = '';
   await new Promise<void>((resolve, reject) => {
     p.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); if (/MALLOC_TRIM_THRESHOLD_ is unset/.test(stderr)) resolve(); });

@@ -22,6 +22,7 @@ import { testDns } from './helpers/fixtures.js';
 import { RawClient } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
 import { PG_URL } from './helpers/store.js';
+import { killedWithTest } from './helpers/children.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const execP = promisify(execFile);
@@ -60,7 +61,7 @@ interface Served {
 async function serve(args: string[]): Promise<Served> {
   // These flows restart the gateway many times; a short data-plane warm-up keeps them quick
   // (the warm-up itself is tested in warmup.test.ts and cli.test.ts).
-  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', '--proxy-warmup', '100', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', '--proxy-warmup', '100', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const events: Record<string, unknown>[] = [];
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });

@@ -15,6 +15,7 @@ import type { DnsServer } from './helpers/dns-server.js';
 import { basePolicy, testDns } from './helpers/fixtures.js';
 import { connectStatus, RawClient } from './helpers/gateway.js';
 import { startEchoOrigin, type Origin } from './helpers/origins.js';
+import { killedWithTest } from './helpers/children.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const execP = promisify(execFile);
@@ -59,7 +60,7 @@ let serveCount = 0;
 async function serve(policyFile: string, extra: { args?: string[]; config?: string; onStderr?: (line: string, proc: ChildProcess) => void } = {}): Promise<Served> {
   const config = join(dir, `config-${serveCount + 1}.yaml`);
   writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n${extra.config ?? ''}`);
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const events: Record<string, unknown>[] = [];
   const waiters: (() => void)[] = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {

@@ -20,6 +20,7 @@ import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { isolatedGitEnv, makeBareRepo, startHttpsOrigin, type BareRepo, type HttpsOrigin } from './helpers/git-origin.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { freePort } from './helpers/ports.js';
+import { killedWithTest } from './helpers/children.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const execP = promisify(execFile);
@@ -53,7 +54,7 @@ const procs = new Set<ChildProcess>();
 async function serve(args: string[]): Promise<Served> {
   // These flows restart the gateway many times; a short data-plane warm-up keeps them quick
   // (the warm-up itself is tested in warmup.test.ts and cli.test.ts).
-  const proc = spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', '--proxy-warmup', '100', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--events', '-', '--proxy-warmup', '100', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   procs.add(proc);
   const events: Ev[] = [];
   let stderr = '';
@@ -168,7 +169,7 @@ function mtlsConnect(mtls: string, agentDir: string, target: string): Promise<{ 
 
 /** `agent forward` as a child process; resolves once it accepts connections. */
 async function forward(port: number, gateway: string, dir: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [CLI, 'agent', 'forward', '--listen', `127.0.0.1:${port}`, '--gateway', gateway, '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = killedWithTest(spawn(process.execPath, [CLI, 'agent', 'forward', '--listen', `127.0.0.1:${port}`, '--gateway', gateway, '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] }));
   procs.add(p);
   let err = '';
   p.stderr!.on('data', (c: Buffer) => { err += c.toString(); });

@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startWebhookReceiver } from './helpers/receivers.js';
 import { openTunnel } from './helpers/tunnel.js';
+import { killedWithTest } from './helpers/children.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(root, 'dist/src/cli.js');
@@ -36,7 +37,7 @@ async function serve(url: string, ca: string, access: 'public' | 'viewer' | null
     `  - { type: webhook, name: hook, url: "${url}", secret: ${SECRET}, tls: { ca: ${ca} }, retry: { min_delay: 50ms, max_delay: 200ms } }`,
     '',
   ].join('\n'));
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { stdio: ['ignore', 'pipe', 'pipe'] }));
   procs.push(proc);
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
@@ -131,7 +132,7 @@ describe('serve with sinks', () => {
     const config = join(dir, 'stuck.yaml');
     writeFileSync(config, ['proxy_listen: 127.0.0.1:0', 'control_listen: 127.0.0.1:0', 'mtls_listen: "off"', `data_dir: ${join(dir, 'data-stuck')}`,
       'events: none', 'log_level: info', 'timeouts: { shutdown: 1s }', 'sinks:', `  - { type: file, name: stuck, path: ${fifo} }`, ''].join('\n'));
-    const proc = spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policy], { stdio: ['ignore', 'ignore', 'pipe'] }));
     procs.push(proc);
     let stderr = '';
     proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
