@@ -47,10 +47,7 @@ export function dial(addresses: readonly string[], port: number, timeoutMs: numb
       const address = addresses[i++];
       const left = deadline - Date.now();
       if (address === undefined || left <= 0) {
-        // An attempt's timer runs to the overall deadline, so its firing is the deadline even
-        // when Date.now() (wall clock) still reads a millisecond short of it (timers run on
-        // libuv's monotonic clock): that was answered connect_failed, now and then.
-        finish(left <= 0 || lastErr === 'timeout'
+        finish(left <= 0
           ? { ok: false, reason: 'connect_timeout', address: addresses[i - 2] ?? null, detail: 'timeout' }
           : { ok: false, reason: 'connect_failed', address: addresses[i - 2] ?? null, detail: lastErr });
         return;
@@ -65,11 +62,12 @@ export function dial(addresses: readonly string[], port: number, timeoutMs: numb
         lastErr = err?.code ?? 'error';
         next();
       });
+      // The attempt's timer runs to the overall deadline, so its firing is the deadline: no
+      // address is left time to try. (Asking Date.now() instead answered connect_failed now and
+      // then: timers run on libuv's cached monotonic clock, a millisecond ahead of the wall's.)
       timer = setTimeout(() => {
         attempt?.abort();
-        lastErr = 'timeout';
-        if (Date.now() >= deadline) finish({ ok: false, reason: 'connect_timeout', address, detail: 'timeout' });
-        else next();
+        finish({ ok: false, reason: 'connect_timeout', address, detail: 'timeout' });
       }, left);
     };
     next();
