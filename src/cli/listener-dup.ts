@@ -20,9 +20,7 @@
  * it alive, and a live child would hold the socket after the gateway ends.
  */
 import { spawn } from 'node:child_process';
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
-import { bindTcp } from '../gateway/raw-socket.js';
+import { bindTcp, listenAddress } from '../gateway/raw-socket.js';
 
 // `process.binding('tcp_wrap')`: the raw handle type Node's IPC sends as `net.Native` (DEP0111,
 // a documentation-only deprecation; src/gateway/uv.ts). Wrapping a socket with it does not listen.
@@ -69,7 +67,7 @@ function viaHelper(fd: number, timeoutMs: number): Promise<object> {
 
 /** A socket bound to host:port (not yet listening), as a raw handle held by this thread. */
 export async function bindListener(host: string, port: number): Promise<object> {
-  return bindTcp(isIP(host) !== 0 ? host : (await lookup(host)).address, port);
+  return bindTcp(await listenAddress(host), port);
 }
 
 /** A raw handle on a new descriptor for the same socket as `fd` (for Gateway.listen's `from`). */

@@ -29,7 +29,8 @@
  * (and the `end`) until the next resume().
  */
 import { EventEmitter } from 'node:events';
-import { isIPv6, type AddressInfo } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { isIP, isIPv6, type AddressInfo } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import {
   kLastWriteWasAsync, kReadBytesOrError, ShutdownWrap, streamState, TCP, TCP_SERVER,
@@ -482,6 +483,14 @@ export class RawSocket extends EventEmitter {
  * the main thread while the proxy threads take their copies (listener-dup.ts). Throws
  * EADDRINUSE and the like, naming the address.
  */
+/**
+ * The address to bind for a configured listen host: raw handles bind IP addresses only, so a
+ * name (`localhost` in a configuration) is resolved here, once, at start.
+ */
+export async function listenAddress(host: string): Promise<string> {
+  return isIP(host) !== 0 ? host : (await lookup(host)).address;
+}
+
 export function bindTcp(host: string, port: number): TcpHandle {
   const h = new TCP(TCP_SERVER);
   let err = isIPv6(host) ? h.bind6(host, port, 0) : h.bind(host, port);

@@ -3,8 +3,7 @@
  * of live connections. It publishes events and never knows who listens (DESIGN §6.11); the
  * control side swaps policy snapshots in with setPolicy() (DESIGN §1).
  */
-import { isIP, type AddressInfo, type Socket } from 'node:net';
-import { lookup } from 'node:dns/promises';
+import type { AddressInfo, Socket } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { DeviceDirectory } from '../core/principal.js';
@@ -21,7 +20,7 @@ import type { Logger } from './logger.js';
 import { LiveSet, type LiveMember } from './live-set.js';
 import type { DenyReason } from '../core/reasons.js';
 import { SharedCounts } from './shared-counts.js';
-import { RawListener, type ProxySocket, type RawSocket } from './raw-socket.js';
+import { listenAddress, RawListener, type ProxySocket, type RawSocket } from './raw-socket.js';
 
 export interface GatewayOptions {
   readonly config: Config;
@@ -208,8 +207,7 @@ export class Gateway {
    * bound for all the proxy threads instead of binding one.
    */
   async listen(host: string, port: number, name = 'proxy', from?: { readonly handle: object }): Promise<AddressInfo> {
-    // Raw listener (raw-socket.ts): it binds addresses only, as `localhost` in the configuration is resolved here.
-    const ip = from !== undefined || isIP(host) !== 0 ? host : (await lookup(host)).address;
+    const ip = from !== undefined ? host : await listenAddress(host);
     const srv = RawListener.listen({
       host: ip, port, handle: from?.handle, backlog: 4096,
       onConnection: (socket) => this.#accept(socket, name),
