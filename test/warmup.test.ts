@@ -59,6 +59,7 @@ test('gives up at its deadline and leaves nothing open', async () => {
   const before = await baseline();
   const r = await warmUp({ config: config(), bus: new EventBus(), logger: recordingLogger(), connections: 100_000, timeoutMs: 100 });
   assert.equal(r.timedOut, true);
+  assert.ok(r.connections > 0 && r.connections < 100_000, `reports the ${r.connections} it started`);
   for (let i = 0; i < 50 && handles().length > before.length; i++) await new Promise((res) => setTimeout(res, 20));
   assert.deepEqual(handles(), before, 'sockets or servers left open');
 });
@@ -83,6 +84,7 @@ test('reports the first failure and stops early when its requests fail', async (
     assert.equal(r.timedOut, false);
     assert.match(r.firstError ?? '', /expected (200|403), got "HTTP\/1\.1 502/);
     assert.ok(r.failed >= 10 && r.failed < 100, `stopped after ${r.failed} failures`);
+    assert.ok(r.connections < 1000 && r.connections >= r.failed, `started ${r.connections}`);
   } finally {
     refuser.close();
   }

@@ -45,6 +45,7 @@ export interface WarmupOptions {
 }
 
 export interface WarmupReport {
+  /** Connections started: fewer than asked for when it stopped early (deadline, abort, failures). */
   readonly connections: number;
   readonly failed: number;
   readonly ms: number;
@@ -75,6 +76,7 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
   let firstError: string | null = null;
   let timedOut = false;
   let stop = false;
+  let next = 0;
   const halt = (): void => {
     stop = true;
     for (const s of open) s.destroy();
@@ -96,7 +98,6 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
       (s: Socket) => denied(s, port(echo)),
     ];
     const dial = opts.dial ?? ((p: number) => connect({ host: '127.0.0.1', port: p, allowHalfOpen: true }));
-    let next = 0;
     const worker = async (): Promise<void> => {
       while (!stop && next < opts.connections) {
         const i = next++;
@@ -131,7 +132,7 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupReport> {
     // close callbacks run after the turn's immediates.
     for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
   }
-  return { connections: opts.connections, failed, ms: Math.round(performance.now() - started), timedOut, firstError };
+  return { connections: next, failed, ms: Math.round(performance.now() - started), timedOut, firstError };
 }
 
 function privateGateway(opts: WarmupOptions, echoPort: number, webPort: number): Gateway {
