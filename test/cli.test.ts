@@ -57,10 +57,14 @@ interface Served {
 
 let serveCount = 0;
 
+/**
+ * Starts `serve` with a short data-plane warm-up (100 connections; a test's own
+ * `--proxy-warmup` in `extra.args` comes later and wins): this file starts about twenty gateways.
+ */
 async function serve(policyFile: string, extra: { args?: string[]; config?: string; onStderr?: (line: string, proc: ChildProcess) => void } = {}): Promise<Served> {
   const config = join(dir, `config-${serveCount + 1}.yaml`);
   writeFileSync(config, `dns:\n  resolvers: ["${dns.address}"]\ntimeouts:\n  shutdown: 5s\nlog_level: warn\n${extra.config ?? ''}`);
-  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--config', config, '--policy', policyFile, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', '127.0.0.1:0', '--data-dir', join(dir, `data-${++serveCount}`), '--events', '-', '--proxy-warmup', '100', ...(extra.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const events: Record<string, unknown>[] = [];
   const waiters: (() => void)[] = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {
