@@ -140,6 +140,18 @@ describe('webhook sink', () => {
       assert.equal(new Set(rx.batches.map((b) => b.id)).size, rx.batches.length, 'a smaller batch from the same start has its own id');
     }));
 
+  it('regression: a batch cut by batch_max_bytes while more events wait goes at once, not after batch_wait', () =>
+    // An hour's batch_wait: a sink that lingered on every byte-limited batch (as it did) would
+    // deliver one 2 KiB batch an hour and never reach the 200th event in this test's time.
+    withWebhook({ sink: { batch_wait: '1h', batch_max_bytes: '2KiB' } }, async ({ rx, sink }) => {
+      for (let i = 0; i < 200; i++) sink.write(ev(i));
+      const lastFull = 200 - 20; // the tail end (under 2 KiB) may wait for more: that is batch_wait's job
+      await rx.waitEvents(lastFull, 30_000);
+      assert.ok(rx.batches.length >= 10, `byte-limited batches (${rx.batches.length})`);
+      assert.ok(rx.requests.every((r) => r.bytes <= 2048), 'each within batch_max_bytes');
+      assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: rx.events().length }, (_, i) => i), 'in order');
+    }));
+
   it('after a 413, batches grow back once the destination has taken smaller ones for the regrowth period', async () => {
     const rx = await startWebhookReceiver(SECRET);
     rx.maxBodyBytes = 3000;

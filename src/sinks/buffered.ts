@@ -147,8 +147,13 @@ export class BufferedSink implements Sink {
         await this.#spool.waitForData();
         continue;
       }
-      if (!lingered && batch.lines.length < maxRecords && (this.#o.batchWaitMs ?? 0) > 0) {
-        lingered = true; // a small batch: let more gather once, then send whatever is there
+      // A small batch (everything there was, under batch_max) waits once for more to gather,
+      // then goes with whatever is there. A batch cut by a limit while more records wait is as
+      // full as it gets: it goes at once. (Lingering on those too made every byte-limited batch
+      // wait batch_wait — after a 413, or with large events — so the sink delivered at most
+      // batch_max_bytes per batch_wait and fell behind for good under load.)
+      if (!lingered && !batch.more && batch.lines.length < maxRecords && (this.#o.batchWaitMs ?? 0) > 0) {
+        lingered = true;
         await this.#sleep(this.#o.batchWaitMs as number);
         continue;
       }

@@ -7,7 +7,17 @@ import { join } from 'node:path';
 
 export interface Segment { seq: number; size: number; records: number }
 export interface Position { seq: number; offset: number; consumed: number }
-export interface Batch { readonly lines: string[]; readonly bytes: number; readonly seq: number; readonly end: number }
+export interface Batch {
+  readonly lines: string[];
+  readonly bytes: number;
+  readonly seq: number;
+  readonly end: number;
+  /**
+   * Records after this batch were already readable: it stopped at a limit (records or bytes),
+   * so it is as full as it will get and the sink sends it without waiting for more.
+   */
+  readonly more: boolean;
+}
 
 export const segmentName = (seq: number) => `${String(seq).padStart(16, '0')}.log`;
 export const SEGMENT_RE = /^(\d{16})\.log$/;
@@ -86,7 +96,7 @@ export class SpoolTail {
     let n = 0;
     let bytes = 0;
     while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
-    return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes };
+    return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes, more: n < t.lines.length };
   }
 
   /** Forgets what a delivered batch covered. */

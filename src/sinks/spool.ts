@@ -258,7 +258,7 @@ export class Spool {
           lines.push(data.toString('utf8', pos, nl));
           pos = nl + 1;
         }
-        if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos };
+        if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos, more: start + pos < seg.size };
         if (bytesRead < len || len >= seg.size - start) {
           // No complete record up to where the segment should end: the file is shorter than
           // recorded or damaged (whole-record appends cannot leave this). Say so and let the
