@@ -13,7 +13,8 @@ import type { SinkConfig } from '../src/config/evidence.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
 import { createSink } from '../src/sinks/factory.js';
-import { formatSyslog, frameOctetCounted, syslogFormatter } from '../src/sinks/syslog.js';
+import { formatSyslog, frameOctetCounted, syslogFormatter, SyslogTransport } from '../src/sinks/syslog.js';
+import { createServer, type AddressInfo } from 'node:net';
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { rsyslogAvailable, startRsyslog, type Rsyslog } from './helpers/receivers.js';
@@ -50,6 +51,33 @@ describe('syslog format', () => {
       '<134>1 2025-03-01T12:00:01.000Z gw1 chokepoint 7 gateway.decision',
     ]);
     assert.equal(lines[1]?.endsWith(` - ${JSON.stringify(deny)}`), true);
+  });
+});
+
+describe('syslog tcp framing', () => {
+  it('batch after batch in one reused buffer: every frame exact (UTF-8 counted in bytes), none carrying bytes of an earlier batch', async () => {
+    const got: Buffer[] = [];
+    const server = createServer((s) => { s.on('data', (c: Buffer) => got.push(c)); s.on('error', () => {}); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const t = new SyslogTransport({ transport: 'tcp', host: '127.0.0.1', port: (server.address() as AddressInfo).port, timeoutMs: 5000 });
+    const line = (i: number, len: number) => `<134>1 - - - - - {"i":${i},"s":"${'é日x'.repeat(len)}"}`;
+    // Large, then small (the buffer keeps old bytes past the end), then larger than any before (it grows).
+    const batches = [
+      Array.from({ length: 50 }, (_, i) => line(i, 40)),
+      [line(50, 0), line(51, 1)],
+      Array.from({ length: 400 }, (_, i) => line(52 + i, 90)),
+      [line(452, 2)],
+    ];
+    try {
+      for (const b of batches) await t.send(b);
+      const want = Buffer.concat(batches.flat().map((l) => frameOctetCounted(l)));
+      const deadline = Date.now() + 10_000;
+      while (Buffer.concat(got).length < want.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(Buffer.concat(got).equals(want), 'the bytes received are exactly the frames, in order');
+    } finally {
+      await t.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 

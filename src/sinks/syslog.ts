@@ -16,6 +16,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { SendResult, Transport } from './buffered.js';
 import { jsonOf } from '../events/json.js';
+import { Scratch } from './scratch.js';
 
 export interface SyslogFormat {
   /** RFC 5424 §6.2.1 facility (16 = local0). */
@@ -91,6 +92,12 @@ export function syslogTextFormatter(f: SyslogFormat): (type: string, time: strin
   };
 }
 
+function decimalDigits(n: number): number {
+  let d = 1;
+  while (n >= 10) { n = Math.floor(n / 10); d++; }
+  return d;
+}
+
 /** The largest UDP payload over IPv4 (65,535 less the IP and UDP headers). */
 export const MAX_UDP_MESSAGE = 65_507;
 
@@ -116,6 +123,7 @@ export class SyslogTransport implements Transport {
   #closed = false;
   /** A connection attempt in progress, so close() can abort it (and its timer) at once. */
   #abortConnect: (() => void) | null = null;
+  readonly #scratch = new Scratch();
 
   constructor(o: SyslogTransportOptions) {
     this.#o = o;
@@ -125,17 +133,32 @@ export class SyslogTransport implements Transport {
     if (this.#closed) throw Object.assign(new Error('closed'), { code: 'ECLOSED' });
     if (this.#o.transport === 'udp') return this.#sendUdp(lines);
     const sock = this.#sock ?? (await this.#connect());
-    // One string, one write: `LEN SP MSG` per record, LEN counted in UTF-8 bytes.
-    let frames = '';
-    for (const l of lines) frames += `${Buffer.byteLength(l)} ${l}`;
+    // One buffer, one write: `LEN SP MSG` per record, LEN counted in UTF-8 bytes.
+    const frames = this.#frames(lines);
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => { sock.destroy(); reject(Object.assign(new Error('syslog write timed out'), { code: 'ETIMEDOUT' })); }, this.#o.timeoutMs);
-      sock.write(frames, 'utf8', (err) => {
+      // The callback comes once the kernel has every byte (or the socket failed, and a destroyed
+      // socket writes nothing more): only then may the next batch reuse the buffer.
+      sock.write(frames, (err) => {
         clearTimeout(t);
         if (err) reject(err);
         else resolve();
       });
     });
+  }
+
+  /** RFC 6587 octet-counted frames of the records, in the transport's reusable buffer. */
+  #frames(lines: readonly string[]): Buffer {
+    const sizes = lines.map((l) => Buffer.byteLength(l));
+    let total = 0;
+    for (const n of sizes) total += decimalDigits(n) + 1 + n;
+    const out = this.#scratch;
+    out.begin(total);
+    for (let i = 0; i < lines.length; i++) {
+      out.text(`${sizes[i] as number} `);
+      out.text(lines[i] as string);
+    }
+    return out.bytes();
   }
 
   async #sendUdp(lines: readonly string[]): Promise<SendResult> {

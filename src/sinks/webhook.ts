@@ -61,7 +61,15 @@ export class WebhookTransport implements Transport {
   }
 
   send(lines: readonly string[], batchId: string): Promise<void> {
-    const body = Buffer.from(`[${lines.join(',')}]`);
+    // Brackets written around the joined records, not concatenated to them: `[${…}]` made a
+    // second string of the whole batch (hundreds of KiB, in fresh pages each time) only to copy
+    // it once more into the buffer.
+    const joined = lines.join(',');
+    const n = Buffer.byteLength(joined);
+    const body = Buffer.allocUnsafe(n + 2);
+    body[0] = 0x5b; // [
+    body.write(joined, 1);
+    body[n + 1] = 0x5d; // ]
     const ts = Math.floor(Date.now() / 1000);
     const req = this.#url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<void>((resolve, reject) => {
