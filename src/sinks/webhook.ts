@@ -16,6 +16,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { Transport } from './buffered.js';
+import { Scratch } from './scratch.js';
 
 export interface WebhookOptions {
   readonly url: string;
@@ -43,6 +44,26 @@ export function verifyWebhook(secret: string, headers: { timestamp?: string; sig
   return want.length === got.length && timingSafeEqual(want, got);
 }
 
+/**
+ * The body: the records as a JSON array, written straight into one buffer (see scratch.ts: built
+ * as a string, `[${lines.join(',')}]`, a batch was copied twice through fresh pages). A new
+ * buffer each time, not a reused one: a receiver may answer before it has read the whole body
+ * (an early 413), and the next batch must not overwrite bytes a plain-http socket still sends.
+ */
+function jsonArray(lines: readonly string[]): Buffer {
+  let total = 2 + Math.max(0, lines.length - 1);
+  for (const l of lines) total += Buffer.byteLength(l);
+  const out = new Scratch(0);
+  out.begin(total);
+  out.byte(0x5b); // [
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0) out.byte(0x2c); // ,
+    out.text(lines[i] as string);
+  }
+  out.byte(0x5d); // ]
+  return out.bytes();
+}
+
 class HttpStatusError extends Error {
   constructor(readonly status: number) { super(`webhook answered ${status}`); }
 }
@@ -61,15 +82,7 @@ export class WebhookTransport implements Transport {
   }
 
   send(lines: readonly string[], batchId: string): Promise<void> {
-    // Brackets written around the joined records, not concatenated to them: `[${…}]` made a
-    // second string of the whole batch (hundreds of KiB, in fresh pages each time) only to copy
-    // it once more into the buffer.
-    const joined = lines.join(',');
-    const n = Buffer.byteLength(joined);
-    const body = Buffer.allocUnsafe(n + 2);
-    body[0] = 0x5b; // [
-    body.write(joined, 1);
-    body[n + 1] = 0x5d; // ]
+    const body = jsonArray(lines);
     const ts = Math.floor(Date.now() / 1000);
     const req = this.#url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<void>((resolve, reject) => {
