@@ -19,7 +19,7 @@ export class Scratch {
   /** Above this the buffer is not kept between batches (one huge batch must not pin its size). */
   readonly #keepMax: number;
 
-  constructor(keepMax = 8 * 1024 * 1024) {
+  constructor(keepMax = 1024 * 1024) {
     this.#keepMax = keepMax;
   }
 
