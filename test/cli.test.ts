@@ -214,6 +214,32 @@ describe('chokepoint serve', () => {
     assert.ok(!logs.some((l) => l.includes('"timed_out":true')));
   });
 
+  it('a second stop signal while it starts ends it at once, as the signal\'s default action (an operator who insists is obeyed)', async () => {
+    const file = join(dir, 'policy-double-stop.yaml');
+    writeFileSync(file, basePolicy(P));
+    // Not serve(): that waits for gateway.started, which must never come here.
+    const proc = killedWithTest(spawn(process.execPath, [CLI, 'serve', '--policy', file, '--proxy-listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--mtls-listen', 'off', '--data-dir', join(dir, 'data-double-stop'), '--events', '-', '--log-level', 'info', '--proxy-warmup', '100000'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+    let stdout = '';
+    proc.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
+    // The control API is up just before the warm-up starts; 100000 connections take it to its 5 s deadline.
+    let signalled = false;
+    createInterface({ input: proc.stderr! }).on('line', (l) => {
+      if (signalled || !l.includes('control API listening')) return;
+      signalled = true;
+      // Two different signals: two of the same sent back to back may reach the process as one
+      // (a standard signal is not queued twice), and the kernel delivers the lower-numbered
+      // first, so either may be the one that ends it.
+      proc.kill('SIGTERM');
+      proc.kill('SIGINT');
+    });
+    const how = await exited;
+    assert.equal(how.code, null, `ended by a signal, not by a drain (exit ${how.code})`);
+    assert.ok(how.signal === 'SIGTERM' || how.signal === 'SIGINT', String(how.signal));
+    assert.ok(signalled);
+    assert.ok(!stdout.includes('"gateway.started"'), 'it never came up');
+  });
+
   it('--proxy-warmup 0 starts without a warm-up; a bad value is refused with its path', async () => {
     const file = join(dir, 'policy-nowarm.yaml');
     writeFileSync(file, basePolicy(P));
