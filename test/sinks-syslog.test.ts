@@ -81,6 +81,30 @@ describe('syslog tcp framing', () => {
   });
 });
 
+describe('syslog tcp: a receiver that goes away mid-batch', () => {
+  for (const how of ['closes (FIN)', 'resets (RST)'] as const) {
+    it(`regression: a receiver that ${how} while a batch is still being written fails the send (the batch is retried), not a delivery`, async () => {
+      // The receiver reads nothing, so the batch (20 MB, more than loopback's socket buffers
+      // hold) is still being written when it goes. Node then calls the write's callback
+      // without an error, and the sink counted the whole batch delivered.
+      const server = createServer((s) => {
+        s.pause();
+        s.on('error', () => {});
+        setTimeout(() => { if (how === 'closes (FIN)') s.end(); else s.resetAndDestroy(); }, 200);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const t = new SyslogTransport({ transport: 'tcp', host: '127.0.0.1', port: (server.address() as AddressInfo).port, timeoutMs: 20_000 });
+      const batch = Array.from({ length: 20_000 }, (_, i) => `<134>1 - - - - - {"i":${i},"pad":"${'A'.repeat(1000)}"}`);
+      try {
+        await assert.rejects(t.send(batch), (err: NodeJS.ErrnoException) => typeof err.code === 'string');
+      } finally {
+        await t.close();
+        server.close();
+      }
+    });
+  }
+});
+
 const decisionBase = {
   v: 1, type: 'gateway.decision', time: '2025-03-01T12:00:01.000Z', id: 'd1', listener: 'proxy', client_ip: '10.0.0.1', client_port: 5000,
   group: 'servers', device_id: null, asset_id: null, serial: null, method: 'CONNECT', host: 'a.example', port: 443, address: null,

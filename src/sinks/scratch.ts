@@ -16,10 +16,13 @@ export class Scratch {
   #buf: Buffer = Buffer.allocUnsafe(0);
   #len = 0;
   #want = 0;
-  /** Above this the buffer is not kept between batches (one huge batch must not pin its size). */
+  /**
+   * Above this the buffer is not kept between batches (one huge batch must not pin its size).
+   * The default holds a full syslog batch: 1 MiB of records plus their octet counts.
+   */
   readonly #keepMax: number;
 
-  constructor(keepMax = 1024 * 1024) {
+  constructor(keepMax = 2 * 1024 * 1024) {
     this.#keepMax = keepMax;
   }
 

@@ -137,11 +137,15 @@ export class SyslogTransport implements Transport {
     const frames = this.#frames(lines);
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => { sock.destroy(); reject(Object.assign(new Error('syslog write timed out'), { code: 'ETIMEDOUT' })); }, this.#o.timeoutMs);
-      // The callback comes once the kernel has every byte (or the socket failed, and a destroyed
-      // socket writes nothing more): only then may the next batch reuse the buffer.
+      // The callback comes once the kernel has every byte, or once the socket is destroyed (it
+      // writes nothing more then, so the next batch may reuse the buffer either way). A socket
+      // destroyed mid-write (the receiver closed or reset: see `forget` below) gets its callback
+      // *without* an error from Node, though part of the batch never left this process: that is
+      // a failed send, retried (at least once), not a delivery.
       sock.write(frames, (err) => {
         clearTimeout(t);
         if (err) reject(err);
+        else if (sock.destroyed) reject(Object.assign(new Error('syslog connection closed before the batch was written'), { code: 'ECONNRESET' }));
         else resolve();
       });
     });
