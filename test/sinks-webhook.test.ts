@@ -152,6 +152,29 @@ describe('webhook sink', () => {
       assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: rx.events().length }, (_, i) => i), 'in order');
     }));
 
+  it('regression: a backlog in small disk-buffer segments drains at once, not one segment per batch_wait', async () => {
+    // 4 KiB segments (about 34 of these events each) and an hour's batch_wait. Reads never cross
+    // a segment, and a batch that ended one was taken for the end of the backlog and waited
+    // (found by review): the backlog drained one segment per batch_wait.
+    const rx = await startWebhookReceiver(SECRET, { down: true });
+    const dataDir = tmp();
+    const opts = { batch_wait: '1h', buffer: { segment_bytes: '4KiB' } };
+    const first = webhookSink(rx, dataDir, opts);
+    for (let i = 0; i < 300; i++) first.write(ev(i));
+    await first.close(); // the destination was down: all 300 are in the buffer, about 9 segments
+    assert.equal(rx.events().length, 0);
+    await rx.start();
+    const second = webhookSink(rx, dataDir, opts);
+    try {
+      await rx.waitEvents(300 - 40, 30_000); // the last segment's events may wait: batch_wait's job
+      assert.ok(rx.batches.length >= 7, `one batch per segment at least (${rx.batches.length})`);
+      assert.deepEqual(rx.events().map((e) => e.down_ms), Array.from({ length: rx.events().length }, (_, i) => i), 'in order');
+    } finally {
+      await second.close();
+      await rx.close();
+    }
+  });
+
   it('after a 413, batches grow back once the destination has taken smaller ones for the regrowth period', async () => {
     const rx = await startWebhookReceiver(SECRET);
     rx.maxBodyBytes = 3000;

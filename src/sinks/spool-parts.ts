@@ -13,8 +13,9 @@ export interface Batch {
   readonly seq: number;
   readonly end: number;
   /**
-   * Records after this batch were already readable: it stopped at a limit (records or bytes),
-   * so it is as full as it will get and the sink sends it without waiting for more.
+   * Waiting would not make this batch fuller: records after it were already readable (it
+   * stopped at a limit, records or bytes), or it ends a segment that takes no more. The sink
+   * sends it at once instead of waiting batch_wait for more.
    */
   readonly more: boolean;
 }

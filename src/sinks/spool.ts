@@ -221,7 +221,7 @@ export class Spool {
       const seg = this.#segs.find((s) => s.seq === this.#cur.seq);
       if (!seg) return null;
       const fromMemory = this.#tail.take(this.#cur, maxRecords, maxBytes);
-      if (fromMemory) return fromMemory;
+      if (fromMemory) return fromMemory.more || !this.#segmentDone(seg) ? fromMemory : { ...fromMemory, more: true };
       if (this.#cur.offset < seg.size) {
         try {
           return await this.#readFrom(seg, maxRecords, maxBytes);
@@ -241,6 +241,15 @@ export class Spool {
     }
   }
 
+  /**
+   * The segment takes no more records: a later one exists, or it is full and the next write
+   * opens one. A batch that ends it cannot grow by waiting (reads never cross a segment), so
+   * it goes at once; waiting there made a backlog drain one segment per batch_wait.
+   */
+  #segmentDone(seg: Segment): boolean {
+    return seg !== this.#segs.at(-1) || seg.size >= this.#segBytes;
+  }
+
   async #readFrom(seg: Segment, maxRecords: number, maxBytes: number): Promise<Batch> {
     const fh = await open(join(this.#o.dir, name(seg.seq)), 'r');
     try {
@@ -258,7 +267,7 @@ export class Spool {
           lines.push(data.toString('utf8', pos, nl));
           pos = nl + 1;
         }
-        if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos, more: start + pos < seg.size };
+        if (lines.length > 0) return { lines, bytes: pos, seq: seg.seq, end: start + pos, more: start + pos < seg.size || this.#segmentDone(seg) };
         if (bytesRead < len || len >= seg.size - start) {
           // No complete record up to where the segment should end: the file is shorter than
           // recorded or damaged (whole-record appends cannot leave this). Say so and let the
