@@ -148,10 +148,10 @@ export class BufferedSink implements Sink {
         continue;
       }
       // A small batch (everything there was, under batch_max) waits once for more to gather,
-      // then goes with whatever is there. A batch cut by a limit while more records wait is as
-      // full as it gets: it goes at once. (Lingering on those too made every byte-limited batch
-      // wait batch_wait — after a 413, or with large events — so the sink delivered at most
-      // batch_max_bytes per batch_wait and fell behind for good under load.)
+      // then goes with whatever is there. One that waiting cannot fill (`more`: cut by a limit
+      // while more records wait, or ending a segment that takes no more) goes at once. (Waiting
+      // on those too made a sink deliver one batch per batch_wait — after a 413, with large
+      // events, through a backlog in small segments — and fall behind for good under load.)
       if (!lingered && !batch.more && batch.lines.length < maxRecords && (this.#o.batchWaitMs ?? 0) > 0) {
         lingered = true;
         await this.#sleep(this.#o.batchWaitMs as number);

@@ -1,5 +1,6 @@
 /**
- * One reusable buffer per transport for the bytes of the batch being sent.
+ * A buffer for the bytes of the batch being sent, written in place and kept for the next batch
+ * (up to `keepMax`; 0 makes a new one each time).
  *
  * A batch is hundreds of KiB. Built as a string (`join`, `+=`, a template around it) and then
  * converted, every batch allocated that much twice in fresh memory: V8 puts strings that large
