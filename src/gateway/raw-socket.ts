@@ -479,11 +479,6 @@ export class RawSocket extends EventEmitter {
 }
 
 /**
- * A socket bound to host:port (an IP address), not listening yet: for RawListener, and held by
- * the main thread while the proxy threads take their copies (listener-dup.ts). Throws
- * EADDRINUSE and the like, naming the address.
- */
-/**
  * The address to bind for a configured listen host: raw handles bind IP addresses only, so a
  * name (`localhost` in a configuration) is resolved here, once, at start.
  */
@@ -491,6 +486,11 @@ export async function listenAddress(host: string): Promise<string> {
   return isIP(host) !== 0 ? host : (await lookup(host)).address;
 }
 
+/**
+ * A socket bound to host:port (an IP address), not listening yet: for RawListener, and held by
+ * the main thread while the proxy threads take their copies (listener-dup.ts). Throws
+ * EADDRINUSE and the like, naming the address.
+ */
 export function bindTcp(host: string, port: number): TcpHandle {
   const h = new TCP(TCP_SERVER);
   let err = isIPv6(host) ? h.bind6(host, port, 0) : h.bind(host, port);
