@@ -15,6 +15,7 @@ import type { EvidenceEvent } from '../src/events/evidence.js';
 import { createSink } from '../src/sinks/factory.js';
 import { formatSyslog, frameOctetCounted, syslogFormatter, SyslogTransport } from '../src/sinks/syslog.js';
 import { createServer, type AddressInfo } from 'node:net';
+import { Scratch } from '../src/sinks/scratch.js';
 import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { rsyslogAvailable, startRsyslog, type Rsyslog } from './helpers/receivers.js';
@@ -78,6 +79,34 @@ describe('syslog tcp framing', () => {
       await t.close();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe('scratch buffer', () => {
+  it('returns exactly the bytes of the batch begun, and refuses to hand out a batch whose count was wrong', () => {
+    const out = new Scratch(64);
+    out.begin(Buffer.byteLength('é日x') + 2);
+    out.byte(0x5b);
+    out.text('é日x');
+    out.byte(0x5d);
+    assert.equal(out.bytes().toString(), '[é日x]');
+    // A shorter batch in the same (kept) buffer: nothing of the longer one shows.
+    out.begin(1);
+    out.text('z');
+    assert.equal(out.bytes().toString(), 'z');
+    // Larger than keepMax: served whole all the same.
+    const big = 'q'.repeat(100);
+    out.begin(100);
+    out.text(big);
+    assert.equal(out.bytes().toString(), big);
+    // Announced one byte more than written (a miscount): never sent as if whole.
+    out.begin(3);
+    out.text('ab');
+    assert.throws(() => out.bytes(), /announced, 2 written/);
+    // Announced fewer than written: Buffer.write stops at the end, and that is refused too.
+    out.begin(1);
+    out.text('abc');
+    assert.throws(() => out.bytes(), /1 bytes announced/);
   });
 });
 

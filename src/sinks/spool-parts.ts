@@ -90,14 +90,17 @@ export class SpoolTail {
     }
   }
 
-  /** A batch from memory when the tail starts exactly at `cur`, else null. */
-  take(cur: Position, maxRecords: number, maxBytes: number): Batch | null {
+  /**
+   * A batch from memory when the tail starts exactly at `cur`, else null. `segmentDone`: the
+   * tail's segment takes no more records (see Batch.more).
+   */
+  take(cur: Position, maxRecords: number, maxBytes: number, segmentDone: boolean): Batch | null {
     const t = this.#t;
     if (t === null || t.seq !== cur.seq || t.start !== cur.offset || t.lines.length === 0) return null;
     let n = 0;
     let bytes = 0;
     while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
-    return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes, more: n < t.lines.length };
+    return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes, more: n < t.lines.length || segmentDone };
   }
 
   /** Forgets what a delivered batch covered. */

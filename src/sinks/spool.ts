@@ -220,8 +220,8 @@ export class Spool {
     for (;;) {
       const seg = this.#segs.find((s) => s.seq === this.#cur.seq);
       if (!seg) return null;
-      const fromMemory = this.#tail.take(this.#cur, maxRecords, maxBytes);
-      if (fromMemory) return fromMemory.more || !this.#segmentDone(seg) ? fromMemory : { ...fromMemory, more: true };
+      const fromMemory = this.#tail.take(this.#cur, maxRecords, maxBytes, this.#segmentDone(seg));
+      if (fromMemory) return fromMemory;
       if (this.#cur.offset < seg.size) {
         try {
           return await this.#readFrom(seg, maxRecords, maxBytes);

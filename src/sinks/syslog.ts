@@ -92,12 +92,6 @@ export function syslogTextFormatter(f: SyslogFormat): (type: string, time: strin
   };
 }
 
-function decimalDigits(n: number): number {
-  let d = 1;
-  while (n >= 10) { n = Math.floor(n / 10); d++; }
-  return d;
-}
-
 /** The largest UDP payload over IPv4 (65,535 less the IP and UDP headers). */
 export const MAX_UDP_MESSAGE = 65_507;
 
@@ -153,13 +147,17 @@ export class SyslogTransport implements Transport {
 
   /** RFC 6587 octet-counted frames of the records, in the transport's reusable buffer. */
   #frames(lines: readonly string[]): Buffer {
-    const sizes = lines.map((l) => Buffer.byteLength(l));
     let total = 0;
-    for (const n of sizes) total += decimalDigits(n) + 1 + n;
+    const heads = lines.map((l) => {
+      const n = Buffer.byteLength(l);
+      const head = `${n} `; // ASCII: its length is its byte count
+      total += head.length + n;
+      return head;
+    });
     const out = this.#scratch;
     out.begin(total);
     for (let i = 0; i < lines.length; i++) {
-      out.text(`${sizes[i] as number} `);
+      out.text(heads[i] as string);
       out.text(lines[i] as string);
     }
     return out.bytes();
