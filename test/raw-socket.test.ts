@@ -89,6 +89,32 @@ describe('RawSocket', () => {
     c.destroy();
   });
 
+  it('end() after the peer\'s FIN closes at once: what was written arrives whole, then a clean FIN (no reset), finish before close', async () => {
+    // Written all at once (10 bytes) and left queued in libuv (8 MiB to a peer not reading yet).
+    for (const size of [10, 8 * 1024 * 1024]) {
+      const { c, s } = await pair(srv);
+      const events: string[] = [];
+      s.on('finish', () => events.push('finish'));
+      s.on('close', (hadError: boolean) => events.push(`close:${hadError}`));
+      s.on('error', (e: Error) => events.push(`error:${e.message}`));
+      const ended = once(s, 'end');
+      s.on('data', () => {});
+      c.pause();
+      c.end('bye');
+      await ended;
+      const data = randomBytes(size);
+      s.write(data);
+      s.end();
+      await tick(20);
+      const got = readAll(c); // flowing from here: a reset would fail it with ECONNRESET
+      c.resume();
+      assert.equal(sha(await got), sha(data), `${size} bytes`);
+      await tick(20);
+      assert.deepEqual(events, ['finish', 'close:false'], `${size} bytes`);
+      c.destroy();
+    }
+  });
+
   it('our end() alone does not close: the peer may still send, and the socket closes after its FIN', async () => {
     const { c, s } = await pair(srv);
     const fromPeer = readAll(s);

@@ -91,6 +91,12 @@ export interface UserBufferRead {
   readonly next: () => Buffer;
 }
 
+/** `error` (when there is one and someone listens), then `close`: net.Socket's order. */
+function emitClose(s: RawSocket, err: Error | undefined): void {
+  if (err !== undefined && s.listenerCount('error') > 0) s.emit('error', err);
+  s.emit('close', err !== undefined);
+}
+
 export class RawSocket extends EventEmitter {
   destroyed = false;
   bytesRead = 0;
@@ -379,6 +385,15 @@ export class RawSocket extends EventEmitter {
     this.#ending = true;
     this.uncork();
     if (this.destroyed) return this;
+    if (this.#endEmitted && this.#pending === 0) {
+      // The peer has sent its FIN and everything we wrote is with the kernel: closing the
+      // descriptor now sends what is left and then our FIN, exactly as shutdown(2) followed by
+      // close(2) would (RFC 9293 §3.6: CLOSE after the remote side closed), and nothing unread
+      // can turn it into a reset (EOF was read). It saves the shutdown request, its loop turn
+      // and its callback into JavaScript: the second end() of every tunnel comes here.
+      this.#afterShutdown();
+      return this;
+    }
     const req = new ShutdownWrap();
     req.handle = this.#h;
     req.oncomplete = () => this.#afterShutdown();
@@ -418,9 +433,14 @@ export class RawSocket extends EventEmitter {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    // libuv cancels queued writes (their callbacks get ECANCELED) and calls back once closed.
-    this.#h.close(() => this.emit('close', err !== undefined));
-    if (err !== undefined) process.nextTick(() => { if (this.listenerCount('error') > 0) this.emit('error', err); });
+    // uv_close closes the descriptor at once (uv__stream_close); libuv then cancels queued
+    // writes (their callbacks get ECANCELED) and frees the handle a loop turn later. `close` is
+    // emitted on the next tick rather than from a close callback: given no callback, Node does
+    // not call into JavaScript for the handle at all (a MakeCallback per socket, and a symbol
+    // property set on the handle object to hold the callback). Nothing waits for the cancelled
+    // writes: libuv never touches their buffers again once the descriptor is closed.
+    this.#h.close();
+    process.nextTick(emitClose, this, err);
     return this;
   }
 
@@ -567,22 +587,27 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
   const h = new TCP(TCP_SOCKET);
   const req = new TCPConnectWrap();
   let settled = false;
-  const settle = (err: NodeJS.ErrnoException | null, s: RawSocket | null): void => {
+  let s: RawSocket | null = null;
+  const settle = (err: NodeJS.ErrnoException | null, sock: RawSocket | null): void => {
     if (settled) return;
     settled = true;
-    done(err, s);
+    done(err, sock);
+  };
+  const fail = (err: NodeJS.ErrnoException): void => {
+    if (s !== null) s.destroy();
+    else h.close();
+    settle(err, null);
   };
   req.address = address;
   req.port = port;
   req.oncomplete = (status) => {
     if (settled) return;
-    if (status !== 0) {
-      h.close();
-      settle(uvError(status, 'connect'), null);
+    if (status !== 0 || s === null || s.destroyed) {
+      fail(uvError(status !== 0 ? status : UV_ENOTCONN, 'connect'));
       return;
     }
     h.setNoDelay(true);
-    settle(null, new RawSocket(h));
+    settle(null, s);
   };
   // Checked IP literals only: a colon means IPv6 (node:net's isIPv6 is a regex, a visible cost per tunnel).
   const err = address.includes(':') ? h.connect6(req, address, port) : h.connect(req, address, port);
@@ -590,12 +615,21 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
     h.close();
     // Reported asynchronously, as a failed connection is.
     process.nextTick(() => settle(uvError(err, 'connect'), null));
+  } else {
+    // The socket reads from the start (RawSocket's constructor), and starting now, while the
+    // connect is in flight, registers read interest together with the connect's: libuv then
+    // changes its epoll entry once when the connect completes, where reading from the
+    // completion would drop the entry from its books and add it again (EEXIST, then a
+    // modify): one system call per tunnel. Nothing can be read before the connect completes;
+    // libuv reports the completion before any read.
+    s = new RawSocket(h);
   }
   return {
     abort: () => {
       if (settled) return;
       settled = true;
-      h.close();
+      if (s !== null) s.destroy();
+      else h.close();
     },
   };
 }
