@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { createEvidence } from '../src/cli/evidence.js';
 import { parseConfig } from '../src/config/load.js';
-import { EventBus } from '../src/events/bus.js';
+import { EventBus, nowIso } from '../src/events/bus.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import { validateEvent } from '../src/events/schemas.js';
 import { silentLogger } from '../src/gateway/logger.js';
@@ -38,6 +38,23 @@ async function until(pred: () => boolean, what: string, ms = 30_000): Promise<vo
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('nowIso', () => {
+  it('is the current time as toISOString() gives it, kept per millisecond and new for the next', async () => {
+    const before = Date.now();
+    const t = nowIso();
+    const after = Date.now();
+    assert.match(t, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    const ms = Date.parse(t);
+    assert.ok(ms >= before && ms <= after, `${t} within [${before}, ${after}]`);
+    // Stepping across a millisecond boundary gives a new text (a cache that never refreshed
+    // would stamp every later event with the first time).
+    while (Date.now() === after) await new Promise((r) => setImmediate(r));
+    const later = nowIso();
+    assert.ok(Date.parse(later) > ms, `${later} after ${t}`);
+    assert.equal(later, new Date(Date.parse(later)).toISOString());
+  });
+});
 
 describe('createEvidence', () => {
   it('a real gateway\'s events reach the webhook, the file and /metrics; a drift alert follows into every sink', async () => {

@@ -31,6 +31,20 @@ export class EventBus {
   }
 }
 
+let isoMs = Number.NaN;
+let isoText = '';
+
+/**
+ * The current time as an event's `time` (ISO 8601, UTC, milliseconds). Formatting a Date costs
+ * about a microsecond on this project's machine, and every short tunnel stamps two events: the
+ * text is kept for the millisecond it names, which at a few thousand events a second serves
+ * most of them. Same output as `new Date().toISOString()`, also when the clock steps back.
+ */
 export function nowIso(): string {
-  return new Date().toISOString();
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoText = new Date(ms).toISOString();
+    isoMs = ms;
+  }
+  return isoText;
 }

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Reason } from '../core/reasons.js';
+import { nowIso } from '../events/bus.js';
 import type { Destination } from '../core/destination.js';
 import type { CloseReason, ConnectionFields, DecisionEvent, TunnelClosedEvent, TunnelProgressEvent } from '../events/catalogue.js';
 import type { GroupMode } from '../policy/types.js';
@@ -61,7 +62,7 @@ export class Attempt {
     return {
       v: 1,
       type: 'gateway.decision',
-      time: new Date().toISOString(),
+      time: nowIso(),
       ...this.#connection(),
       verdict: this.verdict,
       reason: this.reason,
@@ -79,7 +80,7 @@ export class Attempt {
     return {
       v: 1,
       type: 'gateway.tunnel.progress',
-      time: new Date().toISOString(),
+      time: nowIso(),
       ...this.#connection(),
       protocol: 'connect',
       bytes_up: bytesUp,
@@ -92,7 +93,7 @@ export class Attempt {
     return {
       v: 1,
       type: 'gateway.tunnel.closed',
-      time: new Date().toISOString(),
+      time: nowIso(),
       ...this.#connection(),
       protocol: opts.protocol,
       bytes_up: opts.bytesUp,
