@@ -53,14 +53,17 @@ export function normalizeHost(raw: string): HostResult {
     if (c >= 0x80) { ascii = false; continue; }
     if (!isHostChar(c)) return fail(`forbidden character ${JSON.stringify(name[i])} in host`);
   }
-  if (!ascii || /(^|\.)xn--/i.test(name)) {
+  // The A-label check is a regular expression; most names (lowercased) lack "xn--" anywhere,
+  // which a substring search tells more cheaply (every CONNECT comes through here).
+  const lower = ascii ? name.toLowerCase() : name;
+  if (!ascii || (lower.includes('xn--') && /(^|\.)xn--/.test(lower))) {
     // domainToASCII applies UTS #46 processing and returns '' for invalid input
     // (including malformed punycode in an xn-- label).
     const a = domainToASCII(name);
     if (a === '') return fail('invalid internationalized name');
     name = a.endsWith('.') ? a.slice(0, -1) : a;
   } else {
-    name = name.toLowerCase();
+    name = lower;
   }
 
   const labels = name.split('.');
@@ -102,6 +105,9 @@ function normalizeIPv6(inner: string): HostResult {
 /** WHATWG URL "ends in a number": decimal digits, or 0x followed by hex digits. */
 function endsInNumber(label: string): boolean {
   if (label.length === 0) return false;
+  // Both forms start with a digit; a name's last label (a TLD) does not: no pattern to run.
+  const c0 = label.charCodeAt(0);
+  if (c0 < 0x30 || c0 > 0x39) return false;
   if (/^[0-9]+$/.test(label)) return true;
   return /^0x[0-9a-f]*$/i.test(label);
 }
@@ -146,7 +152,12 @@ function fail(error: string): HostResult {
 }
 
 export function parsePort(s: string): number | null {
-  if (!/^[0-9]{1,5}$/.test(s)) return null;
+  // One to five ASCII digits (no sign, space, exponent or hex that Number() would take).
+  if (s.length === 0 || s.length > 5) return null;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return null;
+  }
   const n = Number(s);
   return n >= 1 && n <= 65535 ? n : null;
 }
