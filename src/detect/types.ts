@@ -74,9 +74,17 @@ export class DeviceTable<V> implements Iterable<[string, V]> {
   readonly #devices = new Map<string, V>();
   readonly #addresses = new Map<string, V>();
 
+  /** The last key classified, and its map: a device's events come in runs (decision, then closed). */
+  #lastKey: string | null = null;
+  #lastMap: Map<string, V> | null = null;
+
   #mapOf(key: string): Map<string, V> {
+    if (key === this.#lastKey) return this.#lastMap as Map<string, V>;
     // deviceOf() gives the device id when there is one, else the client address.
-    return isIP(key) === 0 ? this.#devices : this.#addresses;
+    const m = isIP(key) === 0 ? this.#devices : this.#addresses;
+    this.#lastKey = key;
+    this.#lastMap = m;
+    return m;
   }
 
   get(key: string): V | undefined {
