@@ -9,7 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { dialTcp, RawListener, RawSocket } from '../src/gateway/raw-socket.js';
+import { TCP } from '../src/gateway/uv.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
@@ -389,6 +391,28 @@ describe('dialTcp', () => {
     const { err, s } = await dialP('127.0.0.1', closedPort);
     assert.equal(s, null);
     assert.equal(err?.code, 'ECONNREFUSED');
+  });
+
+  it('reading that cannot start fails the dial once, with the read error (not the cancelled connect\'s)', async () => {
+    // The socket starts reading while its connect is in flight; a refusal there (forced here:
+    // libuv refuses only a closing or unconnectable handle) must be what the dialer hears.
+    const orig = TCP.prototype.readStart;
+    let refuse = true;
+    TCP.prototype.readStart = function (this: unknown) {
+      if (refuse) { refuse = false; return -osConstants.errno.EINVAL; }
+      return orig.call(this);
+    };
+    try {
+      const calls: { err: NodeJS.ErrnoException | null; s: RawSocket | null }[] = [];
+      dialTcp('127.0.0.1', port, (err, s) => calls.push({ err, s }));
+      await tick(100);
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0]?.s, null);
+      assert.equal(calls[0]?.err?.code, 'EINVAL');
+      assert.equal(calls[0]?.err?.syscall, 'read');
+    } finally {
+      TCP.prototype.readStart = orig;
+    }
   });
 
   it('abort: the callback is never called', async () => {

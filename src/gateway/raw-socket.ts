@@ -18,6 +18,8 @@
  * - `write()` returns false once 16 KiB (net's highWaterMark) wait in libuv, and `drain`
  *   follows when all of it is written; write callbacks are never called synchronously;
  * - `destroyed` is true at once; `error` (when given) then `close` follow asynchronously;
+ *   callbacks of writes still queued then fail (ECANCELED) after `close`, not before it;
+ * - `finish` may be emitted synchronously, from inside `end()` (the peer had already ended);
  * - `setTimeout(ms)` is an idle timer reset by reads and writes; `timeout` fires once per idle
  *   period, and the socket stays open (the owner decides).
  * Differences: pause() stops reading at once (net buffers up to 16 KiB more, which nothing
@@ -600,10 +602,12 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
   };
   req.address = address;
   req.port = port;
+  /** Why reading could not start (then the connect is cancelled, and this is the cause to report). */
+  let readErr: NodeJS.ErrnoException | null = null;
   req.oncomplete = (status) => {
     if (settled) return;
     if (status !== 0 || s === null || s.destroyed) {
-      fail(uvError(status !== 0 ? status : UV_ENOTCONN, 'connect'));
+      fail(readErr ?? uvError(status !== 0 ? status : UV_ENOTCONN, 'connect'));
       return;
     }
     h.setNoDelay(true);
@@ -623,6 +627,9 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
     // modify): one system call per tunnel. Nothing can be read before the connect completes;
     // libuv reports the completion before any read.
     s = new RawSocket(h);
+    // Its constructor destroyed it (reading could not start): its `error` comes on the next
+    // tick, before libuv cancels the connect. A listener only on this path, not on every dial.
+    if (s.destroyed) s.once('error', (e: NodeJS.ErrnoException) => { readErr = e; });
   }
   return {
     abort: () => {
