@@ -105,7 +105,7 @@ function normalizeIPv6(inner: string): HostResult {
 /** WHATWG URL "ends in a number": decimal digits, or 0x followed by hex digits. */
 function endsInNumber(label: string): boolean {
   if (label.length === 0) return false;
-  // Both forms start with a digit; a name's last label (a TLD) does not: no pattern to run.
+  // Both forms start with a digit; an ordinary name's last label does not: no pattern to run.
   const c0 = label.charCodeAt(0);
   if (c0 < 0x30 || c0 > 0x39) return false;
   if (/^[0-9]+$/.test(label)) return true;
