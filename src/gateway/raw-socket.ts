@@ -595,23 +595,22 @@ export function dialTcp(address: string, port: number, done: (err: NodeJS.ErrnoE
     settled = true;
     done(err, sock);
   };
-  const fail = (err: NodeJS.ErrnoException): void => {
-    if (s !== null) s.destroy();
-    else h.close();
-    settle(err, null);
-  };
   req.address = address;
   req.port = port;
   /** Why reading could not start (then the connect is cancelled, and this is the cause to report). */
   let readErr: NodeJS.ErrnoException | null = null;
+  // Runs only after connect() returned 0, so `s` exists; a destroyed `s` closed the handle,
+  // which cancels the connect (status ECANCELED).
   req.oncomplete = (status) => {
     if (settled) return;
-    if (status !== 0 || s === null || s.destroyed) {
-      fail(readErr ?? uvError(status !== 0 ? status : UV_ENOTCONN, 'connect'));
+    const sock = s as RawSocket;
+    if (status !== 0) {
+      sock.destroy();
+      settle(readErr ?? uvError(status, 'connect'), null);
       return;
     }
     h.setNoDelay(true);
-    settle(null, s);
+    settle(null, sock);
   };
   // Checked IP literals only: a colon means IPv6 (node:net's isIPv6 is a regex, a visible cost per tunnel).
   const err = address.includes(':') ? h.connect6(req, address, port) : h.connect(req, address, port);
