@@ -143,6 +143,45 @@ describe('spool', () => {
     assert.deepEqual(got.at(-1), `{"n":99,"pad":"${'x'.repeat(50)}"}`);
     await s.close();
   });
+
+  it('a reader a little behind a steady stream takes its batches from memory, also after the writer moved to a new segment', async () => {
+    // Regression: the records kept in memory were dropped at every new segment and taken up
+    // again only by a write landing exactly at the acknowledged position, which a reader that
+    // is a few records behind never is: from the first new segment on, every batch was read
+    // back from the file.
+    const s = spool(tmp());
+    await s.ready;
+    const rec = (n: number) => `{"n":${n},"pad":"${'x'.repeat(30)}"}\n`; // ~50 bytes: 80 a segment
+    let next = 0;
+    for (; next < 8; next++) s.append(rec(next)); // the reader starts 8 records behind
+    const got: string[] = [];
+    let batches = 0;
+    let fromMemoryAtFirstRotation = -1;
+    let batchesAtFirstRotation = 0;
+    for (let step = 0; step < 160; step++) {
+      for (let i = 0; i < 4; i++) s.append(rec(next++));
+      await new Promise((r) => setTimeout(r, 15)); // the buffer writes every 10 ms
+      const b = await s.read(4, 1 << 20);
+      if (b === null) continue;
+      batches++;
+      got.push(...b.lines);
+      await s.ack(b);
+      if (fromMemoryAtFirstRotation < 0 && got.length > 80) {
+        fromMemoryAtFirstRotation = s.batchesFromMemory;
+        batchesAtFirstRotation = batches;
+      }
+    }
+    got.push(...(await drain(s)));
+    // Everything, once, in order.
+    assert.deepEqual(got, Array.from({ length: next }, (_, n) => rec(n).slice(0, -1)));
+    // After the first segment was full, the file is read only around each change of segment
+    // (the records the reader still had to take from the old one: 2–3 batches in 20 here).
+    const later = batches - batchesAtFirstRotation;
+    const fromMemory = s.batchesFromMemory - fromMemoryAtFirstRotation;
+    assert.ok(later > 100, `batches after the first segment: ${later}`);
+    assert.ok(fromMemory >= later * 0.7, `from memory: ${fromMemory} of ${later} batches after the first segment`);
+    await s.close();
+  });
 });
 
 describe('spool id', () => {

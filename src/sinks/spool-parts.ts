@@ -68,51 +68,79 @@ export async function scanSpool(dir: string): Promise<{ segs: Segment[]; cur: Po
 
 const TAIL_MAX = 8 * 1024 * 1024;
 
+interface Tail { readonly seq: number; start: number; lines: string[]; sizes: number[]; bytes: number }
+
 /**
- * The records written to the newest segment since the acknowledged position, kept in memory
- * while the reader keeps up, so steady-state delivery never reads its own writes back from
- * disk. It resets (the reader falls back to the file) when it would pass TAIL_MAX or when
- * writes and acknowledgements stop lining up.
+ * The newest records written to the buffer (at most TAIL_MAX bytes of them, all in one segment),
+ * kept in memory so that a reader at or near the writer takes its batches from here instead
+ * of reading its own writes back from the file (an open, a read and a close on the thread pool
+ * per batch, and every record decoded again).
+ *
+ * The tail follows the writer, not the reader: it starts again at each new segment, keeps the
+ * newest records when it passes its bound, and serves a reader as soon as the acknowledged
+ * position reaches it. (It used to start only when a write began exactly at the acknowledged
+ * position, and to reset at a new segment; under a steady stream the reader is never exactly
+ * there when a write lands, so after the first new segment every batch came from the file.)
  */
 export class SpoolTail {
-  #t: { seq: number; start: number; lines: string[]; sizes: number[]; bytes: number } | null = null;
+  #t: Tail | null = null;
+  /** Batches served from memory (tests, diagnostics). */
+  served = 0;
 
-  /** Records `lines` (newline-terminated) just written at `offset` of segment `seq`. */
-  remember(cur: Position, seq: number, offset: number, lines: string[], sizes: number[], bytes: number): void {
-    const t = this.#t;
-    if (t !== null && t.seq === seq && t.start + t.bytes === offset && t.bytes + bytes <= TAIL_MAX) {
-      for (let i = 0; i < lines.length; i++) { t.lines.push((lines[i] as string).slice(0, -1)); t.sizes.push(sizes[i] as number); }
-      t.bytes += bytes;
-    } else if (cur.seq === seq && cur.offset === offset && bytes <= TAIL_MAX) {
-      this.#t = { seq, start: offset, lines: lines.map((l) => l.slice(0, -1)), sizes, bytes };
-    } else {
-      this.#t = null;
+  /** Records `lines` (newline-terminated, UTF-8 `sizes`) just written at `offset` of segment `seq`. */
+  remember(seq: number, offset: number, lines: readonly string[], sizes: readonly number[], bytes: number): void {
+    let t = this.#t;
+    // A new segment, or writes that do not follow on from the last: start again from here.
+    if (t === null || t.seq !== seq || t.start + t.bytes !== offset) t = this.#t = { seq, start: offset, lines: [], sizes: [], bytes: 0 };
+    for (let i = 0; i < lines.length; i++) { t.lines.push((lines[i] as string).slice(0, -1)); t.sizes.push(sizes[i] as number); }
+    t.bytes += bytes;
+    if (t.bytes > TAIL_MAX) {
+      // A reader further behind than this reads the file; the newest records stay.
+      let k = 0;
+      let drop = 0;
+      while (k < t.lines.length && t.bytes - drop > TAIL_MAX) drop += t.sizes[k++] as number;
+      this.#drop(t, k, drop);
     }
   }
 
   /**
-   * A batch from memory when the tail starts exactly at `cur`, else null. `segmentDone`: the
-   * tail's segment takes no more records (see Batch.more).
+   * A batch from memory when the tail holds the records that follow `cur`, else null (the
+   * caller reads the file). `segmentDone`: the tail's segment takes no more records (see Batch.more).
    */
   take(cur: Position, maxRecords: number, maxBytes: number, segmentDone: boolean): Batch | null {
     const t = this.#t;
-    if (t === null || t.seq !== cur.seq || t.start !== cur.offset || t.lines.length === 0) return null;
+    if (t === null || t.seq !== cur.seq) return null;
+    this.#forget(t, cur.offset);
+    if (this.#t === null || t.start !== cur.offset || t.lines.length === 0) return null;
     let n = 0;
     let bytes = 0;
     while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
+    this.served++;
     return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes, more: n < t.lines.length || segmentDone };
   }
 
-  /** Forgets what a delivered batch covered. */
+  /** Forgets what a delivered batch covered (from memory or from the file). */
   ack(b: Batch): void {
     const t = this.#t;
-    if (t !== null && t.seq === b.seq && t.start === b.end - b.bytes) {
-      t.lines.splice(0, b.lines.length);
-      t.sizes.splice(0, b.lines.length);
-      t.start = b.end;
-      t.bytes -= b.bytes;
-    } else {
-      this.#t = null;
-    }
+    if (t !== null && t.seq === b.seq) this.#forget(t, b.end);
+  }
+
+  /** Drops the records before `offset`: they are acknowledged. */
+  #forget(t: Tail, offset: number): void {
+    let k = 0;
+    let drop = 0;
+    while (k < t.lines.length && t.start + drop + (t.sizes[k] as number) <= offset) drop += t.sizes[k++] as number;
+    this.#drop(t, k, drop);
+    // `offset` inside a record the tail holds: positions and records no longer line up (it
+    // cannot happen with whole-record writes). Forget everything; the file is the truth.
+    if (t.start < offset && t.lines.length > 0) this.#t = null;
+  }
+
+  #drop(t: Tail, k: number, bytes: number): void {
+    if (k === 0) return;
+    t.lines.splice(0, k);
+    t.sizes.splice(0, k);
+    t.start += bytes;
+    t.bytes -= bytes;
   }
 }

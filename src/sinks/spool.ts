@@ -85,6 +85,11 @@ export class Spool {
     return this.#segs.reduce((n, s) => n + s.records, 0) - this.#cur.consumed + this.#mem.length;
   }
 
+  /** Batches `read()` took from the records kept in memory rather than from the file (tests, diagnostics). */
+  get batchesFromMemory(): number {
+    return this.#tail.served;
+  }
+
   get pendingBytes(): number {
     return this.#segs.reduce((n, s) => n + s.size, 0) - this.#cur.offset + this.#memBytes;
   }
@@ -172,7 +177,7 @@ export class Spool {
         this.#mem.splice(0, n);
         this.#memSizes.splice(0, n);
         this.#memBytes -= bytes;
-        this.#tail.remember(this.#cur, seg.seq, seg.size, taken, sizes, chunk.length);
+        this.#tail.remember(seg.seq, seg.size, taken, sizes, chunk.length);
         seg.size += chunk.length;
         seg.records += n;
         this.#writeFailed = false;
