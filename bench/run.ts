@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the policy engine and the proxy. Figures are JSON lines; compare runs on
+ * `npm run bench`: the policy engine, the proxy, identity, mTLS, the sinks and the evidence pipeline. Figures are JSON lines; compare runs on
  * the same machine only, and prefer ratios (bench/compare.sh) to absolute numbers.
  */
 import { runPolicyBench } from './policy.js';
@@ -7,6 +7,7 @@ import { runProxyBench } from './proxy.js';
 import { runIdentityBench } from './identity.js';
 import { runMtlsBench } from './mtls.js';
 import { runSinksBench } from './sinks.js';
+import { runEvidenceBench } from './evidence.js';
 
 const only = process.argv[2];
 if (!only || only === 'policy') await runPolicyBench();
@@ -14,3 +15,4 @@ if (!only || only === 'proxy') await runProxyBench();
 if (!only || only === 'identity') await runIdentityBench();
 if (!only || only === 'mtls') await runMtlsBench();
 if (!only || only === 'sinks') await runSinksBench();
+if (!only || only === 'evidence') await runEvidenceBench();
