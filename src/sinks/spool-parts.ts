@@ -81,6 +81,8 @@ interface Tail { readonly seq: number; start: number; lines: string[]; sizes: nu
  * position reaches it. (It used to start only when a write began exactly at the acknowledged
  * position, and to reset at a new segment; under a steady stream the reader is never exactly
  * there when a write lands, so after the first new segment every batch came from the file.)
+ * The price: while delivery lags (a destination down), each disk buffer keeps its newest
+ * TAIL_MAX bytes of records in memory, where the old tail let go of them.
  */
 export class SpoolTail {
   #t: Tail | null = null;
