@@ -220,6 +220,32 @@ groups:
     s.destroy();
   });
 
+  it('a client that resets in the middle of its handshake is still named in the failure event (address and port)', async () => {
+    // Regression: the event read the address from the TLS socket once the handshake had
+    // failed, when the connection was already gone (getpeername fails on a reset socket), and
+    // recorded the client as "" port 0: evidence that names nobody.
+    const { connect } = await import('node:net');
+    const s = connect({ host: '127.0.0.1', port: mtlsPort }, () => {
+      s.write(Buffer.from('160301', 'hex')); // the start of a ClientHello record
+      setTimeout(() => s.resetAndDestroy(), 50);
+    });
+    s.on('error', () => {});
+    const port = await new Promise<number>((r) => s.once('connect', () => r(s.localPort as number)));
+    const e = await new Promise<{ error: string; client_ip: string; client_port: number }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no handshake_failed event for the reset client')), 5000);
+      const unsub = tg.bus.subscribe((ev) => {
+        if (ev.type === 'gateway.tls.handshake_failed' && (ev.client_port === port || ev.client_ip === '')) {
+          clearTimeout(t);
+          unsub();
+          resolve(ev);
+        }
+      });
+    });
+    assert.equal(e.client_ip, '127.0.0.1');
+    assert.equal(e.client_port, port);
+    assert.equal(e.error, 'ECONNRESET');
+  });
+
   it('cuts a live tunnel within a second of the device being revoked', async () => {
     const r = await mtlsConnect(mtlsPort, ca.certPem, certs.cut as Issued, `echo.test:${echo.port}`);
     assert.equal(r.status, 200);

@@ -285,9 +285,10 @@ export class Gateway {
       // its own event (a surge of these is a signal: interception, certificate trouble).
       const code = err.code ?? (/timed? ?out/i.test(err.message) ? 'timeout' : 'unknown');
       this.logger.debug({ err: err.message, code }, 'mTLS handshake failed');
+      const peer = tlsPeer(socket);
       this.publish({
         v: 1, type: 'gateway.tls.handshake_failed', time: new Date().toISOString(), listener: name,
-        client_ip: clientIpOf(socket), client_port: socket.remotePort ?? 0, error: code,
+        client_ip: peer.ip, client_port: peer.port, error: code,
       });
       // Node leaves the socket open after a failed handshake (and with allowHalfOpen a client's
       // FIN does not close it either): without this it stays in CLOSE-WAIT, holding a
@@ -457,6 +458,20 @@ export class Gateway {
     }
     for (const c of this.connections.values()) c.shutdown();
   }
+}
+
+/**
+ * The client of a TLS connection on the mTLS listener. A TLS socket asks the kernel for its peer
+ * when first asked (getpeername on the descriptor it shares with its TCP socket), which fails
+ * once the client has reset: a handshake cut short by a reset would be recorded as "" port 0.
+ * The listener's `connection` handler has already read the address from the TCP socket, which
+ * keeps it (Node's TLSSocket holds that socket as `_parent`).
+ */
+function tlsPeer(socket: TLSSocket): { ip: string; port: number } {
+  const ip = clientIpOf(socket);
+  if (ip !== '') return { ip, port: socket.remotePort ?? 0 };
+  const raw = (socket as TLSSocket & { _parent?: Socket | null })._parent;
+  return raw ? { ip: clientIpOf(raw), port: raw.remotePort ?? 0 } : { ip: '', port: 0 };
 }
 
 function sleep(ms: number): Promise<void> {
