@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the policy engine, the proxy, identity, mTLS, the sinks and the evidence pipeline. Figures are JSON lines; compare runs on
- * the same machine only, and prefer ratios (bench/compare.sh) to absolute numbers.
+ * `npm run bench`: the policy engine, the proxy, identity, mTLS, the sinks and the evidence
+ * pipeline (`npm run bench -- NAME` runs one). Figures are JSON lines; compare runs on the same
+ * machine only, and prefer ratios (bench/compare.sh) or CPU per unit of work to absolute rates.
  */
 import { runPolicyBench } from './policy.js';
 import { runProxyBench } from './proxy.js';
