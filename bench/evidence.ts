@@ -17,7 +17,7 @@
  * Configurations run in fresh processes, alternating, and the medians are reported.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -29,37 +29,19 @@ import { dataDirOf, loadConfig } from '../src/config/load.js';
 import { EventBus, nowIso } from '../src/events/bus.js';
 import type { DecisionEvent, TunnelClosedEvent } from '../src/events/catalogue.js';
 import { makePki } from '../test/helpers/origins.js';
+import { benchSinksYaml, cpuUs, median, NO_EVIDENCE } from './util.js';
 
-const SECRET = 'bench-secret-0123456789abcdef';
 const CONFIGS = ['none', 'file', 'syslog', 'webhook', 'detect', 'all'] as const;
 type Which = (typeof CONFIGS)[number];
 
 interface ChildResult { which: Which; tunnels: number; process_us: number; main_us: number; others_us: number }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number; };
-
 /** The evidence settings of one configuration (YAML), given the receivers' ports. */
 function configYaml(which: Which, dir: string, hookPort: number, syslogPort: number, caPath: string): string {
-  let y = `proxy_listen: 127.0.0.1:0\nevents: none\nlog_level: warn\ndata_dir: ${dir}\ncontrol_listen: 127.0.0.1:0\nmtls_listen: "off"\n`;
-  // `none` is the sinks bench's baseline: no sinks, no detectors, no process metrics.
-  if (which === 'none') return `${y}detect: { enabled: false }\nmetrics: { process: false }\n`;
-  if (which !== 'all' && which !== 'detect') y += 'detect: { enabled: false }\n';
-  const sinks = [
-    which === 'file' || which === 'all' ? `  - { type: file, name: file, path: ${join(dir, 'out/events.jsonl')}, rotate: { max_bytes: 64MiB } }\n` : '',
-    which === 'webhook' || which === 'all' ? `  - { type: webhook, name: hook, url: "https://127.0.0.1:${hookPort}/hook", secret: ${SECRET}, tls: { ca: ${caPath} } }\n` : '',
-    which === 'syslog' || which === 'all' ? `  - { type: syslog, name: syslog, transport: tcp, host: 127.0.0.1, port: ${syslogPort} }\n` : '',
-  ].join('');
-  return `${y}${sinks === '' ? 'sinks: []\n' : `sinks:\n${sinks}`}`;
-}
-
-/** CPU time of one thread of this process, in microseconds (USER_HZ is 100 on Linux). */
-function threadCpuUs(tid: number): number {
-  try {
-    const f = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
-  } catch {
-    return 0; // the thread has ended
-  }
+  const y = `proxy_listen: 127.0.0.1:0\nevents: none\nlog_level: warn\ndata_dir: ${dir}\ncontrol_listen: 127.0.0.1:0\nmtls_listen: "off"\n`;
+  if (which === 'none') return `${y}${NO_EVIDENCE}`;
+  const pick = new Set(which === 'all' ? ['file', 'webhook', 'syslog', 'detect'] : [which]);
+  return `${y}${benchSinksYaml(pick, { dir, hookUrl: `https://127.0.0.1:${hookPort}/hook`, syslogPort, caPath })}`;
 }
 
 /** The child: builds the pipeline, publishes at `rate` tunnels a second, prints one JSON line. */
@@ -100,14 +82,13 @@ async function child(which: Which, configPath: string, rate: number, secs: numbe
   });
   await run(2); // warm-up: the JIT's first seconds, the sinks' connections
   await new Promise((r) => setTimeout(r, 200));
-  const tids = () => readdirSync('/proc/self/task').map(Number);
-  const before = new Map(tids().map((t) => [t, threadCpuUs(t)]));
+  const main0 = cpuUs(process.pid, process.pid);
   const cpu0 = process.cpuUsage();
   const tunnels = await run(secs);
   // What the sinks still had queued when publishing stopped is part of the cost.
   await new Promise((r) => setTimeout(r, 300));
   const cpu = process.cpuUsage(cpu0);
-  const mainUs = threadCpuUs(process.pid) - (before.get(process.pid) ?? 0);
+  const mainUs = cpuUs(process.pid, process.pid) - main0;
   const processUs = cpu.user + cpu.system;
   const result: ChildResult = { which, tunnels, process_us: processUs / tunnels, main_us: mainUs / tunnels, others_us: (processUs - mainUs) / tunnels };
   process.stdout.write(`${JSON.stringify(result)}\n`);

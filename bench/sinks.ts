@@ -14,16 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createHttpsServer } from 'node:https';
 import { makePki } from '../test/helpers/origins.js';
-import { spawnGateway, cpbenchPath, cpbenchRun, cpuUs, freePort, root, waitPort } from './util.js';
-
-const SECRET = 'bench-secret-0123456789abcdef';
+import { benchSinksYaml, spawnGateway, cpbenchPath, cpbenchRun, cpuUs, freePort, median, NO_EVIDENCE, root, waitPort } from './util.js';
 
 async function rate(bin: string, proxyPort: number, originPort: number, secs: number): Promise<{ per_s: number; errors: number; ok: number }> {
   const j = await cpbenchRun(bin, ['rate', '--proxy', `127.0.0.1:${proxyPort}`, '--target', `localhost:${originPort}`, '--conns', '32', '--secs', String(secs), '--mode', 'connect']);
   return { per_s: Number(j.per_s), errors: Number(j.errors), ok: Number(j.ok) };
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number; };
 
 export async function runSinksBench(opts: { secs?: number; rounds?: number } = {}): Promise<Record<string, number>> {
   const bin = cpbenchPath();
@@ -61,15 +57,10 @@ export async function runSinksBench(opts: { secs?: number; rounds?: number } = {
       // This bench sets its own control listener, mTLS and data directory per run.
       .replace(/^(control_listen|mtls_listen|data_dir):.*\n/gm, '');
     const common = `control_listen: 127.0.0.1:${controlPort}\nmtls_listen: "off"\n`;
-    const none = `${base}${common}detect: { enabled: false }\nmetrics: { process: false }\n`;
+    const none = `${base}${common}${NO_EVIDENCE}`;
     // BENCH_SINKS=file,webhook,syslog,detect picks a subset (to see what each costs).
     const pick = new Set((process.env.BENCH_SINKS ?? 'file,webhook,syslog,detect').split(','));
-    const sinkLines = [
-      pick.has('file') ? `  - { type: file, name: file, path: ${join(dir, 'out/events.jsonl')}, rotate: { max_bytes: 64MiB } }\n` : '',
-      pick.has('webhook') ? `  - { type: webhook, name: hook, url: "${hookUrl}", secret: ${SECRET}, tls: { ca: ${pki.caPath} } }\n` : '',
-      pick.has('syslog') ? `  - { type: syslog, name: syslog, transport: tcp, host: 127.0.0.1, port: ${syslogPort} }\n` : '',
-    ].join('');
-    const all = `${base}${common}${pick.has('detect') ? '' : 'detect: { enabled: false }\n'}${sinkLines === '' ? 'sinks: []\n' : `sinks:\n${sinkLines}`}`;
+    const all = `${base}${common}${benchSinksYaml(pick, { dir, hookUrl, syslogPort, caPath: pki.caPath })}`;
     // The compare policy, for this run's origin port.
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, readFileSync(join(root, 'bench/compare-policy.yaml'), 'utf8').replace(/ports: \[19000\]/, `ports: [${originPort}]`));

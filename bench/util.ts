@@ -89,3 +89,26 @@ export async function waitPort(port: number): Promise<void> {
 
 /** A loopback port that was free a moment ago (the tests' helper; the benches share it). */
 export { freePort } from '../test/helpers/ports.js';
+
+/** The middle value (the upper one of an even count): rounds on a noisy machine, compared by median. */
+export const median = (xs: readonly number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number; };
+
+/** Evidence settings of the benches' baseline: no sinks, no detectors, no process metrics. */
+export const NO_EVIDENCE = 'detect: { enabled: false }\nmetrics: { process: false }\n';
+
+/** Where the benches' sinks write: a file in `dir`, the webhook and syslog receivers the bench started. */
+export interface BenchSinkTargets { readonly dir: string; readonly hookUrl: string; readonly syslogPort: number; readonly caPath: string }
+
+/**
+ * The `sinks:` section for the chosen sinks (`file`, `webhook`, `syslog`), each with its disk
+ * buffer and the defaults users get, and the `detect:` line when the detectors are not chosen.
+ * The sinks and evidence benches measure the same configuration through this.
+ */
+export function benchSinksYaml(pick: ReadonlySet<string>, t: BenchSinkTargets): string {
+  const lines = [
+    pick.has('file') ? `  - { type: file, name: file, path: ${join(t.dir, 'out/events.jsonl')}, rotate: { max_bytes: 64MiB } }\n` : '',
+    pick.has('webhook') ? `  - { type: webhook, name: hook, url: "${t.hookUrl}", secret: bench-secret-0123456789abcdef, tls: { ca: ${t.caPath} } }\n` : '',
+    pick.has('syslog') ? `  - { type: syslog, name: syslog, transport: tcp, host: 127.0.0.1, port: ${t.syslogPort} }\n` : '',
+  ].join('');
+  return `${pick.has('detect') ? '' : 'detect: { enabled: false }\n'}${lines === '' ? 'sinks: []\n' : `sinks:\n${lines}`}`;
+}
