@@ -86,8 +86,12 @@ interface Tail { readonly seq: number; start: number; lines: string[]; sizes: nu
  */
 export class SpoolTail {
   #t: Tail | null = null;
+  #served = 0;
+
   /** Batches served from memory (tests, diagnostics). */
-  served = 0;
+  get served(): number {
+    return this.#served;
+  }
 
   /** Records `lines` (newline-terminated, UTF-8 `sizes`) just written at `offset` of segment `seq`. */
   remember(seq: number, offset: number, lines: readonly string[], sizes: readonly number[], bytes: number): void {
@@ -106,18 +110,18 @@ export class SpoolTail {
   }
 
   /**
-   * A batch from memory when the tail holds the records that follow `cur`, else null (the
-   * caller reads the file). `segmentDone`: the tail's segment takes no more records (see Batch.more).
+   * A batch from memory when the tail starts at `cur`, else null (the caller reads the file).
+   * The acknowledged position moves only by `ack` (which forgets what it covered here too) or
+   * to the start of the next segment, so a tail that holds `cur` starts there. `segmentDone`:
+   * the tail's segment takes no more records (see Batch.more).
    */
   take(cur: Position, maxRecords: number, maxBytes: number, segmentDone: boolean): Batch | null {
     const t = this.#t;
-    if (t === null || t.seq !== cur.seq) return null;
-    this.#forget(t, cur.offset);
-    if (this.#t === null || t.start !== cur.offset || t.lines.length === 0) return null;
+    if (t === null || t.seq !== cur.seq || t.start !== cur.offset || t.lines.length === 0) return null;
     let n = 0;
     let bytes = 0;
     while (n < t.lines.length && n < maxRecords && (n === 0 || bytes + (t.sizes[n] as number) <= maxBytes)) bytes += t.sizes[n++] as number;
-    this.served++;
+    this.#served++;
     return { lines: t.lines.slice(0, n), bytes, seq: t.seq, end: t.start + bytes, more: n < t.lines.length || segmentDone };
   }
 
