@@ -125,7 +125,7 @@ describe('network sinks on their own thread', () => {
     sinks.write(ev(100, 'crash.invalid'));
     for (let i = 101; i < 105; i++) sinks.write(ev(i));
     await until(() => dropped(emitted, 'thread_failed') === 5, 'the lost batch is reported');
-    assert.ok(errors.some((m) => /sink thread exited \(code 7\); restarting/.test(m)), errors.join('; '));
+    assert.ok(errors.some((m) => /evidence thread exited \(code 7\); restarting/.test(m)), errors.join('; '));
     // Written while the replacement starts: queued, then delivered by the new thread.
     for (let i = 200; i < 210; i++) sinks.write(ev(i));
     await rx.waitEvents(20);

@@ -1,8 +1,9 @@
 /**
  * The evidence pipeline inside `chokepoint serve` (issue #5): every configured sink (plus the
  * simple `events:` / `--events` target), Prometheus metrics and the anomaly detectors, all fed
- * from the bus. Subscription order matters: sinks first, then metrics, then detectors, so an
- * alert a detector raises reaches the sinks after the event that caused it.
+ * from the bus. The sinks (but stdout) and the detectors run on the evidence thread
+ * (sinks/threaded.ts); the metrics and the store's recorder stay on this one. An alert a detector
+ * raises reaches the sinks after the event that caused it.
  *
  * Sink health (`sink.dropped`, `sink.backlog`, `sink.recovered`) is published on the bus one
  * turn later (never inside the publisher's call), so every sink and the metrics see it; a drop
@@ -13,7 +14,6 @@ import { hostname } from 'node:os';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from '../gateway/logger.js';
 import type { Config } from '../config/schema.js';
-import { DetectEngine } from '../detect/engine.js';
 import type { EventBus } from '../events/bus.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { metricsPlugin as plugin } from '../metrics/plugin.js';
@@ -38,15 +38,17 @@ export interface Evidence {
   readonly metrics: MetricsHandle;
   /** Every sink, by name, with its statistics (network sinks' as of the last `refreshSinkStats()`). */
   readonly sinks: readonly SinkView[];
-  /** Fetches the current statistics of the sinks that run on the sink thread. */
+  /** Fetches the current statistics of the sinks that run on the evidence thread. */
   refreshSinkStats(): Promise<void>;
-  readonly detect: DetectEngine | null;
   /** Stops detectors (baselines saved) and sinks (buffers flushed to disk). Idempotent. */
   close(): Promise<void>;
   destroy(): void;
 }
 
 const DROP_ALERT_EVERY_MS = 60_000;
+/** The `events:` target's memory bound while its file or stdout is slower than the events. */
+const EVENTS_QUEUE_BYTES = 256 * 1024 * 1024;
+const NO_ROTATION = { maxBytes: Number.MAX_SAFE_INTEGER, intervalMs: 0, keep: 0, maxAgeMs: 0 };
 
 export function createEvidence(o: EvidenceOptions): Evidence {
   const { config, bus, logger } = o;
@@ -76,24 +78,29 @@ export function createEvidence(o: EvidenceOptions): Evidence {
   };
   const onError = (sink: string, err: Error) => logger.error({ sink, err }, 'sink error');
 
-  // Local writers (the events target, file sinks) stay on this thread: batched, they cost
-  // nothing measurable. Network sinks run on their own thread (sinks/threaded.ts explains why).
+  // Sinks and detectors run on the evidence thread (sinks/threaded.ts explains why); only
+  // stdout, which belongs to this thread, is written from here.
   const local: Sink[] = [];
-  if (config.events !== 'none') {
-    local.push(new FileSink({
-      name: config.events === '-' ? 'stdout' : 'events', path: config.events, maxQueueBytes: 256 * 1024 * 1024, emit, onError: (err) => onError('events', err),
-      // The simple target keeps its old behaviour: one file, appended, never rotated.
-      rotate: { maxBytes: Number.MAX_SAFE_INTEGER, intervalMs: 0, keep: 0, maxAgeMs: 0 },
-    }));
-  }
   const remote: ResolvedSink[] = [];
+  if (config.events === '-') {
+    local.push(new FileSink({ name: 'stdout', path: '-', maxQueueBytes: EVENTS_QUEUE_BYTES, emit, onError: (err) => onError('stdout', err), rotate: NO_ROTATION }));
+  } else if (config.events !== 'none') {
+    // The simple target keeps its old behaviour: one file, appended, never rotated.
+    remote.push(resolveSink({ type: 'file', name: 'events', path: config.events, types: [], max_queue_bytes: EVENTS_QUEUE_BYTES, rotate: { max_bytes: NO_ROTATION.maxBytes, interval: 0, keep: 0, max_age: 0 } }));
+  }
   for (const c of config.sinks) {
-    // Throws here, at start, for a secret or TLS file that cannot be read.
+    // Throws here, at start, for a secret or TLS file that cannot be read, or a file sink's
+    // directory that cannot be made.
     const r = resolveSink(c, hostname());
-    if (c.type === 'file') local.push(buildSink(r, { dataDir: o.dataDir, emit, onError }));
+    if (c.type === 'file' && c.path === '-') local.push(buildSink(r, { dataDir: o.dataDir, emit, onError }));
     else remote.push(r);
   }
-  const threaded = remote.length > 0 ? new ThreadedSinks({ sinks: remote, dataDir: o.dataDir, emit, onError }) : null;
+  const detect = config.detect.enabled ? config.detect : null;
+  const threaded = remote.length > 0 || detect !== null
+    ? new ThreadedSinks({ sinks: remote, dataDir: o.dataDir, emit, onError, detect, onDetectError: (err) => logger.error({ err }, 'detector error') })
+    : null;
+  // Subscription order matters: the sinks here and the thread's get an event before the metrics,
+  // and a detector's alert (raised on the thread) comes back to the bus after its cause.
   for (const s of local) unsubscribe.push(bus.subscribe(s.write));
   if (threaded) unsubscribe.push(bus.subscribe(threaded.write));
   const sinks: SinkView[] = [...local, ...(threaded?.views ?? [])];
@@ -102,32 +109,25 @@ export function createEvidence(o: EvidenceOptions): Evidence {
   const metrics = new EvidenceMetrics(config.metrics, () => sinks, refreshSinkStats);
   unsubscribe.push(bus.subscribe(metrics.observe));
 
-  const detect = config.detect.enabled
-    ? new DetectEngine({ config: config.detect, dataDir: o.dataDir, publish: (a) => bus.publish(a), onError: (err) => logger.error({ err }, 'detector error') })
-    : null;
-  if (detect) unsubscribe.push(bus.subscribe(detect.observe));
-
   const access = config.metrics.access;
   const metricsPlugin: FastifyPluginAsync = async (app) => plugin(app, { metrics, access });
 
   let closing: Promise<void> | null = null;
   return {
-    metricsPlugin, metrics, sinks, refreshSinkStats, detect,
+    metricsPlugin, metrics, sinks, refreshSinkStats,
     close() {
       closing ??= (async () => {
-        detect?.close();
         // Let health events queued for the next turn reach the sinks before they close.
         await new Promise((r) => setImmediate(r));
         for (const u of unsubscribe) u();
         await Promise.all([
           ...local.map((s) => s.close().catch((err: Error) => onError(s.name, err))),
-          threaded?.close().catch((err: Error) => onError('sink thread', err)),
+          threaded?.close().catch((err: Error) => onError('evidence thread', err)),
         ]);
       })();
       return closing;
     },
     destroy() {
-      detect?.close();
       for (const u of unsubscribe) u();
       for (const s of local) s.destroy();
       threaded?.destroy();

@@ -66,16 +66,28 @@ export class DetectEngine {
     return t;
   }
 
+  /** The detectors that take this type, worked out once per type (the catalogue is finite). */
+  #route(type: ChokepointEvent['type']): readonly Detector[] {
+    let route = this.#routes.get(type);
+    if (route === undefined) {
+      route = type === 'alert' ? [] : this.#detectors.filter((d) => d.accepts(type));
+      this.#routes.set(type, route);
+    }
+    return route;
+  }
+
+  /**
+   * Whether any detector takes events of this type: the gateway's thread forwards to the
+   * detectors' thread (sinks/threaded.ts) only these, and that thread parses only these.
+   */
+  accepts(type: ChokepointEvent['type']): boolean {
+    return this.#route(type).length > 0;
+  }
+
   /** Bus subscriber. Alerts are ignored as input: a detector never feeds on its own output. */
   readonly observe = (e: ChokepointEvent): void => {
-    if (this.#closed || e.type === 'alert') return;
-    // The detectors that take this type, worked out once per type (the catalogue is finite).
-    let route = this.#routes.get(e.type);
-    if (route === undefined) {
-      route = this.#detectors.filter((d) => d.accepts(e.type));
-      this.#routes.set(e.type, route);
-    }
-    for (const d of route) {
+    if (this.#closed) return;
+    for (const d of this.#route(e.type)) {
       try {
         d.observe(e);
       } catch (err) {

@@ -2,13 +2,13 @@
  * Builds a sink from its validated `sinks[i]` configuration. Network sinks (syslog, webhook)
  * buffer in `<dataDir>/spool/<name>/`; file and stdout sinks write directly.
  *
- * Two steps, because network sinks run on their own thread (threaded.ts): `resolveSink` reads
- * every file the sink needs (secret, TLS material) on the caller's thread, so that a missing
- * file still stops `serve` at start with a clear error; `buildSink` turns the result — plain,
- * cloneable data — into a sink, on whichever thread will run it.
+ * Two steps, because sinks run on the evidence thread (threaded.ts): `resolveSink` reads every
+ * file the sink needs (secret, TLS material) and makes a file sink's directory on the caller's
+ * thread, so that a missing file still stops `serve` at start with a clear error; `buildSink`
+ * turns the result — plain, cloneable data — into a sink, on whichever thread will run it.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { SinkConfig } from '../config/evidence.js';
 import { ChokepointError } from '../core/errors.js';
 import type { EvidenceEvent } from '../events/evidence.js';
@@ -38,7 +38,18 @@ export interface ResolvedSink {
 }
 
 export function resolveSink(c: SinkConfig, hostname = '-'): ResolvedSink {
-  if (c.type === 'file') return { config: c, tls: {}, hostname };
+  if (c.type === 'file') {
+    // Made here, on the caller's thread, so that a directory that cannot be made stops `serve`
+    // at start with a clear error rather than failing the evidence thread over and over.
+    if (c.path !== '-') {
+      try {
+        mkdirSync(dirname(c.path), { recursive: true, mode: 0o750 });
+      } catch (cause) {
+        throw new ChokepointError('CONFIG_INVALID', `sink "${c.name}": cannot create the directory of ${c.path}: ${(cause as Error).message}`, { cause });
+      }
+    }
+    return { config: c, tls: {}, hostname };
+  }
   const read = (key: string, path: string | undefined): Buffer | undefined => {
     if (path === undefined) return undefined;
     try {

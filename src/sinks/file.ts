@@ -93,7 +93,17 @@ export class FileSink implements Sink {
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closed || !this.#accepts(e.type)) return;
     if (this.#stdout) return this.#stdout.write(e);
-    const line = `${jsonOf(e)}\n`;
+    this.#enqueue(`${jsonOf(e)}\n`);
+  };
+
+  /** The same from the event's JSON text, on the sinks' thread (sink-thread.ts), which never parses it. */
+  readonly writeText = (type: string, _time: string, _severity: number, json: string): void => {
+    if (this.#closed || !this.#accepts(type)) return;
+    if (this.#stdout) return this.#stdout.write(JSON.parse(json) as ChokepointEvent);
+    this.#enqueue(`${json}\n`);
+  };
+
+  #enqueue(line: string): void {
     this.#queue.push(line);
     this.#queued += line.length;
     let n = 0;
@@ -103,7 +113,7 @@ export class FileSink implements Sink {
     }
     if (n > 0) this.#reportDrop(n);
     this.#schedule();
-  };
+  }
 
   #reportDrop(n: number, reason: 'queue_full' | 'unwritable' = 'queue_full'): void {
     this.#dropped += n;

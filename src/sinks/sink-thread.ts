@@ -1,8 +1,12 @@
 /**
- * What the network sinks' thread runs (see threaded.ts; sink-worker.ts is its script): builds the syslog and webhook sinks from their
- * resolved configurations and feeds them the event texts the gateway's thread sends, in order.
- * Everything these sinks do — formatting, the disk buffer, TLS, HTTP — happens here.
+ * What the evidence thread runs (see threaded.ts; sink-worker.ts is its script): builds the
+ * sinks (file, syslog, webhook) from their resolved configurations and the anomaly detectors,
+ * and feeds them the event texts the gateway's thread sends, in order. Everything these do —
+ * formatting, writing files, the disk buffers, TLS, HTTP, the detectors' baselines — happens
+ * here. A detector's alert goes back to the gateway's thread and onto its bus, like every
+ * other event, and so returns here to the sinks after the event that caused it.
  */
+import { DetectEngine } from '../detect/engine.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import { eventFromJson } from '../events/json.js';
 import { buildSink } from './factory.js';
@@ -22,6 +26,12 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
     emit: (event) => post({ t: 'emit', event }),
     onError: (sink, err) => post({ t: 'error', sink, message: err.message, code: typeof (err as NodeJS.ErrnoException).code === 'string' ? (err as NodeJS.ErrnoException).code : undefined }),
   }));
+  const detect = init.detect === null ? null : new DetectEngine({
+    config: init.detect,
+    dataDir: init.dataDir,
+    publish: (event) => post({ t: 'emit', event }),
+    onError: (err) => post({ t: 'detect-error', message: err.message }),
+  });
   let closing = false;
   port.on('message', (m) => {
     switch (m.t) {
@@ -35,12 +45,13 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
           const time = line.slice(a + 1, b);
           const severity = Number(line.slice(b + 1, c));
           const json = line.slice(c + 1);
-          // Parsed only for a sink that cannot take the parts (none of the built-in ones).
+          // Parsed only for a detector, or a sink that cannot take the parts (none of the built-in ones).
           let e: ChokepointEvent | null = null;
           for (const s of sinks) {
             if (s.writeText !== undefined) s.writeText(type, time, severity, json);
             else s.write(e ??= eventFromJson(json));
           }
+          if (detect?.accepts(type as ChokepointEvent['type'])) detect.observe(e ?? eventFromJson(json));
         }
         post({ t: 'ack', events: m.events });
         return;
@@ -54,6 +65,8 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
       case 'close': {
         if (closing) return;
         closing = true;
+        // Baselines first: a sink that takes long to drain must not cost them.
+        detect?.close();
         void Promise.all(sinks.map((s) => s.close().catch((err: Error) => post({ t: 'error', sink: s.name, message: err.message }))))
           .then(() => post({ t: 'closed' }));
         return;

@@ -1,4 +1,5 @@
-/** Messages between the gateway's thread and the network sinks' thread (threaded.ts, sink-worker.ts). */
+/** Messages between the gateway's thread and the evidence thread (threaded.ts, sink-worker.ts). */
+import type { DetectConfig } from '../config/evidence.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import type { ResolvedSink } from './factory.js';
 import type { SinkStats } from './types.js';
@@ -6,6 +7,8 @@ import type { SinkStats } from './types.js';
 export interface SinkThreadInit {
   readonly sinks: readonly ResolvedSink[];
   readonly dataDir: string;
+  /** The anomaly detectors' settings; null when they are off. */
+  readonly detect: DetectConfig | null;
 }
 
 export type ToSinkThread =
@@ -20,8 +23,10 @@ export type ToSinkThread =
 export type FromSinkThread =
   /** A `lines` message was handed to every sink (the sinks' own bounds apply from here on). */
   | { readonly t: 'ack'; readonly events: number }
-  /** A health event (`sink.dropped`, `sink.backlog`, `sink.recovered`) to publish on the bus. */
+  /** A health event (`sink.dropped`, `sink.backlog`, `sink.recovered`) or a detector's `alert`, to publish on the bus. */
   | { readonly t: 'emit'; readonly event: EvidenceEvent }
+  /** A detector failed on an event (the others went on). */
+  | { readonly t: 'detect-error'; readonly message: string }
   | { readonly t: 'error'; readonly sink: string; readonly message: string; readonly code?: string }
   | { readonly t: 'stats'; readonly id: number; readonly stats: Readonly<Record<string, SinkStats>> }
   | { readonly t: 'closed' };

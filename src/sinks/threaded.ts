@@ -1,10 +1,15 @@
 /**
- * Network sinks (syslog, webhook) on a thread of their own. Measured on the sinks bench: in the
- * gateway's thread they cost 25–35 µs of CPU per short tunnel each — the disk buffer's writes
- * and reads, syslog framing, TLS and HTTP — and every microsecond there is one the proxy does
- * not have (issue #5: all sinks on must stay within 5% of none). Here the gateway's thread only
- * serializes each event once (the file sink shares that text) and hands the texts over every
- * COALESCE_MS in one message; the thread does the rest.
+ * The evidence thread: every sink that writes to a file or the network (file, syslog, webhook)
+ * and the anomaly detectors run on a thread of their own, so that the proxy's thread does not
+ * spend on them the CPU its tunnels need (issue #2: short CONNECT tunnels a second against
+ * Squid; issue #5: all sinks on must stay within 5% of none). Measured on the sinks bench: in
+ * the gateway's thread the network sinks cost 25–35 µs of CPU per short tunnel each (the disk
+ * buffer's writes and reads, syslog framing, TLS and HTTP); a file sink and the detectors there
+ * cost the compare run's gateway about 8% of its short tunnels a second (README, Performance).
+ * The gateway's thread only serializes each event once and hands the texts over every
+ * COALESCE_MS in one message; the thread does the rest, parsing an event again only for the
+ * detectors. What stays on the gateway's thread: the metrics (served by the control plane's
+ * HTTP server there), the store's recorder, and a file sink writing to stdout.
  *
  * Nothing is lost silently on the way:
  * - Texts waiting here or not yet taken by the thread are bounded (`maxBytes`); past it the
@@ -13,11 +18,14 @@
  * - If the thread dies (a bug, memory), the events it had not yet taken are reported as
  *   `sink.dropped` (`thread_failed`) and a new thread starts, after a backoff, on the same disk
  *   buffers: what they hold is delivered. Events the dead thread had taken but not yet written
- *   to its buffer (at most one write interval) are lost as in a process crash.
+ *   to its buffer or file (at most one write interval) are lost as in a process crash; the
+ *   detectors start again from their baselines as last saved.
  * - Sink statistics live in the thread; `refresh()` fetches them (the metrics scrape awaits it),
  *   `stats()` returns the last ones plus what waits here.
  */
 import { Worker } from 'node:worker_threads';
+import type { DetectConfig } from '../config/evidence.js';
+import { DetectEngine } from '../detect/engine.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import { jsonOf } from '../events/json.js';
@@ -37,6 +45,10 @@ export interface ThreadedSinksOptions {
   readonly dataDir: string;
   readonly emit: (e: EvidenceEvent) => void;
   readonly onError: (sink: string, err: Error) => void;
+  /** The anomaly detectors' settings, to run them on the thread; null or absent: none. */
+  readonly detect?: DetectConfig | null;
+  /** A detector failed on an event. */
+  readonly onDetectError?: (err: Error) => void;
   /** Event texts waiting for the thread, at most (default 64 MiB, like a disk buffer's memory queue). */
   readonly maxBytes?: number;
   /** How long `refresh()` waits for the thread's answer. */
@@ -58,6 +70,8 @@ export class ThreadedSinks {
   readonly #names: readonly string[];
   readonly #accepts: readonly ((type: string) => boolean)[];
   readonly #acceptsAll: boolean;
+  /** Whether the detectors take a type (events no sink takes are handed over for them alone). */
+  readonly #detectAccepts: ((type: ChokepointEvent['type']) => boolean) | null;
   readonly #maxBytes: number;
   #worker: Worker | null = null;
   /** Waiting for the next hand-over. */
@@ -84,6 +98,9 @@ export class ThreadedSinks {
     this.#names = o.sinks.map((s) => s.config.name);
     this.#accepts = o.sinks.map((s) => typeMatcher(s.config.types));
     this.#acceptsAll = o.sinks.some((s) => s.config.types.length === 0);
+    // The detectors' own answer, from an engine that only answers it (no baselines, no timers).
+    const probe = o.detect ? new DetectEngine({ config: o.detect, dataDir: null, publish: () => {}, timers: false }) : null;
+    this.#detectAccepts = probe === null ? null : (type) => probe.accepts(type);
     this.#maxBytes = o.maxBytes ?? 64 * 1024 * 1024;
     const zeros = () => this.#names.map(() => 0);
     this.#queued = this.#emptyBatch();
@@ -97,7 +114,7 @@ export class ThreadedSinks {
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closing !== null) return;
     const type = e.type;
-    if (!this.#acceptsAll && !this.#accepts.some((a) => a(type))) return;
+    if (!this.#acceptsAll && !this.#accepts.some((a) => a(type)) && this.#detectAccepts?.(type) !== true) return;
     // The thread gets what its sinks need besides the JSON (type, time, severity) in front of it,
     // so that it never parses the JSON again: that parse, and the WeakMap entry remembering the
     // text for it, were about a sixth of the thread's CPU per event. JSON never contains a raw
@@ -222,7 +239,7 @@ export class ThreadedSinks {
   }
 
   #start(): void {
-    const init: SinkThreadInit = { sinks: this.#o.sinks, dataDir: this.#o.dataDir };
+    const init: SinkThreadInit = { sinks: this.#o.sinks, dataDir: this.#o.dataDir, detect: this.#o.detect ?? null };
     const w = new Worker(this.#o.workerUrl ?? new URL('./sink-worker.js', import.meta.url), {
       workerData: init,
       // A thread that outgrows this (each disk buffer queues at most 64 MiB in memory) ends
@@ -234,7 +251,7 @@ export class ThreadedSinks {
     w.unref();
     this.#startedAt = Date.now();
     w.on('message', (m: FromSinkThread) => this.#onMessage(m));
-    w.on('error', (err) => this.#o.onError(this.#names.join(','), new Error(`sink thread failed: ${err.message}`)));
+    w.on('error', (err) => this.#o.onError(this.#label(), new Error(`evidence thread failed: ${err.message}`)));
     w.on('exit', (code) => this.#onExit(w, code));
     // Texts queued while no thread ran (a restart) go first.
     this.#flush();
@@ -248,6 +265,7 @@ export class ThreadedSinks {
         return;
       }
       case 'emit': this.#o.emit(m.event); return;
+      case 'detect-error': this.#o.onDetectError?.(new Error(m.message)); return;
       case 'error': {
         const err = new Error(m.message) as NodeJS.ErrnoException;
         if (m.code !== undefined) err.code = m.code;
@@ -263,6 +281,11 @@ export class ThreadedSinks {
     }
   }
 
+  /** Who an error of the thread itself concerns, for the log. */
+  #label(): string {
+    return this.#names.length > 0 ? this.#names.join(',') : 'detectors';
+  }
+
   #onExit(w: Worker, code: number): void {
     if (this.#worker !== w) return; // destroyed
     this.#worker = null;
@@ -272,7 +295,7 @@ export class ThreadedSinks {
     this.#lose(this.#inflight);
     this.#inflight = [];
     this.#inflightBytes = 0;
-    this.#o.onError(this.#names.join(','), new Error(`sink thread exited (code ${code}); restarting`));
+    this.#o.onError(this.#label(), new Error(`evidence thread exited (code ${code}); restarting`));
     // A thread that ran a while gets a quick restart; one that keeps dying backs off.
     if (Date.now() - this.#startedAt > RESTART_MAX_MS) this.#restartDelay = RESTART_MIN_MS;
     this.#restartTimer = setTimeout(() => { this.#restartTimer = null; this.#start(); }, this.#restartDelay);
