@@ -111,6 +111,15 @@ describe('webhook config', () => {
     assert.match(problems({ url: 'https://x/', secret: SECRET, typo: 1 })[0] as string, /^sinks\[0\]: unknown key "typo"/);
     const dup = parseConfig(JSON.stringify({ sinks: [{ type: 'file', name: 'a', path: '/tmp/x' }, { type: 'file', name: 'a', path: '/tmp/y' }] }));
     assert.ok(!dup.ok && dup.problems.some((p) => p.path === 'sinks[1].name' && /duplicate sink name/.test(p.message)));
+    // The events: target is a sink too (`events`, or `stdout` for `-`, the default): its name is taken.
+    const named = (events: string, name: string) => {
+      const r = parseConfig(JSON.stringify({ events, sinks: [{ type: 'file', name, path: '/tmp/x' }] }));
+      return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    assert.deepEqual(named('/var/log/chokepoint/events.jsonl', 'events'), ['sinks[0].name: "events" is the name of the events: target (/var/log/chokepoint/events.jsonl); name this sink otherwise, or set events: none']);
+    assert.deepEqual(named('-', 'stdout'), ['sinks[0].name: "stdout" is the name of the events: target (-); name this sink otherwise, or set events: none']);
+    assert.deepEqual(named('-', 'events'), []);
+    assert.deepEqual(named('none', 'events'), []);
   });
 });
 

@@ -131,7 +131,17 @@ export const configSchema = z.strictObject({
       path: ['max_rows_per_client'], message: 'needs folding on (fold above 0s); set a fold window or remove it',
     })
     .prefault({}),
-});
+})
+  // The `events:` target is a sink named `events` (`stdout` for `-`): a configured sink of the
+  // same name would share its statistics and metrics labels, and an operator could not tell
+  // which one dropped or fell behind.
+  .superRefine((c, ctx) => {
+    if (c.events === 'none') return;
+    const taken = c.events === '-' ? 'stdout' : 'events';
+    c.sinks.forEach((s, i) => {
+      if (s.name === taken) ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `"${taken}" is the name of the events: target (${c.events}); name this sink otherwise, or set events: none` });
+    });
+  });
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
