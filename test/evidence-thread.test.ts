@@ -89,6 +89,17 @@ describe('the evidence thread', () => {
     assert.equal(baselines.v, 1, 'saved by the thread at close');
   });
 
+  it('records the alerts raised on the last events before a close: the detectors stop first, the sinks after', async () => {
+    const dataDir = tempDir();
+    const file = join(dataDir, 'events.jsonl');
+    const bus = new EventBus({ onSubscriberError: (err) => { throw err; } });
+    const ev = createEvidence({ config: config({ events: file }), bus, dataDir, logger: silentLogger });
+    cleanup.push(() => ev.close());
+    bus.publish(decision(1, { host: 'exfil.evil.example', address: null, verdict: 'deny', reason: 'denied_by_rule', rule: 'global.deny[0]', status: 403 }));
+    await ev.close(); // at once: the decision is still waiting for its hand-over
+    assert.deepEqual(lines(file).map((e) => e.type), ['gateway.decision', 'alert'], 'the alert it caused is in the file, after it');
+  });
+
   it('starts for the detectors alone (no sink but stdout or none) and for a file sink alone (detectors off)', async () => {
     const dataDir = tempDir();
     const bus = new EventBus({ onSubscriberError: (err) => { throw err; } });
@@ -148,6 +159,10 @@ describe('the evidence thread', () => {
     });
     // The `events:` target too.
     const cfg2 = config({ events: join(notADir, 'events.jsonl'), detect: { enabled: false } });
-    assert.throws(() => createEvidence({ config: cfg2, bus: new EventBus(), dataDir, logger: silentLogger }), /sink "events": cannot create the directory/);
+    assert.throws(() => createEvidence({ config: cfg2, bus: new EventBus(), dataDir, logger: silentLogger }), (err: unknown) => {
+      assert.ok(err instanceof ChokepointError && err.code === 'CONFIG_INVALID');
+      assert.match(err.message, /^events: cannot create the directory of .*plain-file\/events\.jsonl: EEXIST/);
+      return true;
+    });
   });
 });

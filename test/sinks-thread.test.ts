@@ -6,7 +6,7 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
@@ -132,6 +132,53 @@ describe('network sinks on their own thread', () => {
     assert.deepEqual(seqs(rx), [...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 10 }, (_, i) => 200 + i)]);
     await sinks.refresh();
     assert.equal(sinks.views[0]?.stats().dropped, 5, 'the statistics count the lost batch');
+  });
+
+  it('a thread that dies reports what a failing file sink held only in memory (thread_failed), not only the batch it had not acknowledged', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-sink-thread-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const path = join(dataDir, 'audit.jsonl');
+    mkdirSync(path); // a directory where the file should be: every write fails (EISDIR) and the lines wait in memory
+    const c = parseConfig(JSON.stringify({ events: 'none', sinks: [{ type: 'file', name: 'audit', path }] }));
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const emitted: EvidenceEvent[] = [];
+    const errors: string[] = [];
+    const sinks = new ThreadedSinks({
+      sinks: [resolveSink(c.config.sinks[0] as SinkConfig)], dataDir, workerUrl: new URL('./helpers/failing-sink-worker.js', import.meta.url),
+      emit: (e) => emitted.push(e), onError: (_sink, err) => errors.push(err.message),
+    });
+    cleanup.push(() => sinks.destroy());
+    for (let i = 0; i < 20; i++) sinks.write(ev(i));
+    await until(() => errors.some((m) => /EISDIR/.test(m)), 'the failed write');
+    // More after the failure; their acknowledgement carries what the sink holds in memory.
+    for (let i = 20; i < 25; i++) sinks.write(ev(i));
+    await until(() => { void sinks.refresh(); return sinks.views[0]?.stats().pending_events === 25; }, '25 lines held by the failing sink');
+    sinks.write(ev(100, 'crash.invalid'));
+    await until(() => dropped(emitted, 'thread_failed') > 0, 'the loss reported');
+    assert.equal(dropped(emitted, 'thread_failed'), 26, 'the 25 held in memory and the batch never acknowledged');
+    assert.ok(emitted.every((e) => e.type !== 'sink.dropped' || e.sink === 'audit'));
+  });
+
+  it('refusals and losses of events only the detectors take are reported too (sink "detectors")', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cp-sink-thread-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const c = parseConfig('{}');
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const emitted: EvidenceEvent[] = [];
+    const sinks = new ThreadedSinks({ sinks: [], dataDir, detect: c.config.detect, maxBytes: 4000, emit: (e) => emitted.push(e), onError: () => {} });
+    cleanup.push(() => sinks.close());
+    const decision = (i: number): ChokepointEvent => ({
+      v: 1, type: 'gateway.decision', time: new Date().toISOString(), id: `d-${i}`, listener: 'proxy', client_ip: '10.0.0.1', client_port: i, group: 'g', device_id: null, asset_id: null, serial: null,
+      method: 'CONNECT', host: 'a.example', port: 443, address: null, verdict: 'deny', reason: 'no_rule_matched', rule: null, mode: 'enforce', sni: null, tls_version: null, address_class: null, detail: null, status: 403,
+    });
+    for (let i = 0; i < 100; i++) sinks.write(decision(i));
+    // A type no detector takes is not handed over at all: nothing to refuse.
+    for (let i = 0; i < 100; i++) sinks.write(ev(i));
+    await until(() => emitted.some((e) => e.type === 'sink.dropped'), 'the refusal reported');
+    const refused = emitted.filter((e) => e.type === 'sink.dropped');
+    assert.ok(refused.every((e) => e.type === 'sink.dropped' && e.sink === 'detectors' && e.reason === 'queue_full'), JSON.stringify(refused));
+    const n = dropped(emitted, 'queue_full');
+    assert.ok(n > 80 && n < 100, `most of the 100 decisions refused at a 4,000-byte bound (${n})`);
   });
 
   it('a thread that dies leaves its disk buffer to the next one: events it had taken but not delivered arrive', async () => {

@@ -120,6 +120,10 @@ describe('webhook config', () => {
     assert.deepEqual(named('-', 'stdout'), ['sinks[0].name: "stdout" is the name of the events: target (-); name this sink otherwise, or set events: none']);
     assert.deepEqual(named('-', 'events'), []);
     assert.deepEqual(named('none', 'events'), []);
+    // Drops of the detectors' input are reported as sink `detectors`.
+    assert.deepEqual(named('none', 'detectors'), ['sinks[0].name: "detectors" is where drops of the detectors\' input are reported; name this sink otherwise']);
+    const off = parseConfig(JSON.stringify({ events: 'none', detect: { enabled: false }, sinks: [{ type: 'file', name: 'detectors', path: '/tmp/x' }] }));
+    assert.ok(off.ok, 'free while the detectors are off');
   });
 });
 

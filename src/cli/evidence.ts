@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from '../gateway/logger.js';
 import type { Config } from '../config/schema.js';
+import { ChokepointError } from '../core/errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { metricsPlugin as plugin } from '../metrics/plugin.js';
@@ -86,7 +87,11 @@ export function createEvidence(o: EvidenceOptions): Evidence {
     local.push(new FileSink({ name: 'stdout', path: '-', maxQueueBytes: EVENTS_QUEUE_BYTES, emit, onError: (err) => onError('stdout', err), rotate: NO_ROTATION }));
   } else if (config.events !== 'none') {
     // The simple target keeps its old behaviour: one file, appended, never rotated.
-    remote.push(resolveSink({ type: 'file', name: 'events', path: config.events, types: [], max_queue_bytes: EVENTS_QUEUE_BYTES, rotate: { max_bytes: NO_ROTATION.maxBytes, interval: 0, keep: 0, max_age: 0 } }));
+    try {
+      remote.push(resolveSink({ type: 'file', name: 'events', path: config.events, types: [], max_queue_bytes: EVENTS_QUEUE_BYTES, rotate: { max_bytes: NO_ROTATION.maxBytes, interval: 0, keep: 0, max_age: 0 } }));
+    } catch (cause) {
+      throw new ChokepointError('CONFIG_INVALID', `events: cannot create the directory of ${config.events}: ${((cause as Error).cause as Error | undefined)?.message ?? (cause as Error).message}`, { cause });
+    }
   }
   for (const c of config.sinks) {
     // Throws here, at start, for a secret or TLS file that cannot be read, or a file sink's
@@ -117,7 +122,10 @@ export function createEvidence(o: EvidenceOptions): Evidence {
     metricsPlugin, metrics, sinks, refreshSinkStats,
     close() {
       closing ??= (async () => {
-        // Let health events queued for the next turn reach the sinks before they close.
+        // The detectors first, while the sinks still take events: what they raise on the last
+        // events before the close comes back to the bus, and from there to every sink.
+        await threaded?.closeDetectors();
+        // Let those alerts and the health events queued for the next turn reach the sinks before they close.
         await new Promise((r) => setImmediate(r));
         for (const u of unsubscribe) u();
         await Promise.all([

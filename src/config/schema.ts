@@ -132,14 +132,17 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 })
-  // The `events:` target is a sink named `events` (`stdout` for `-`): a configured sink of the
-  // same name would share its statistics and metrics labels, and an operator could not tell
-  // which one dropped or fell behind.
+  // The `events:` target is a sink named `events` (`stdout` for `-`), and drops of the
+  // detectors' input are reported as sink `detectors`: a configured sink of the same name would
+  // share their statistics and metrics labels, and an operator could not tell which one dropped
+  // or fell behind.
   .superRefine((c, ctx) => {
-    if (c.events === 'none') return;
-    const taken = c.events === '-' ? 'stdout' : 'events';
+    const taken = new Map<string, string>();
+    if (c.events !== 'none') taken.set(c.events === '-' ? 'stdout' : 'events', `the name of the events: target (${c.events}); name this sink otherwise, or set events: none`);
+    if (c.detect.enabled) taken.set('detectors', 'where drops of the detectors\' input are reported; name this sink otherwise');
     c.sinks.forEach((s, i) => {
-      if (s.name === taken) ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `"${taken}" is the name of the events: target (${c.events}); name this sink otherwise, or set events: none` });
+      const why = taken.get(s.name);
+      if (why !== undefined) ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `"${s.name}" is ${why}` });
     });
   });
 

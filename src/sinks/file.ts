@@ -67,6 +67,8 @@ export class FileSink implements Sink {
   #size = 0;
   #openedAt = 0;
   #writing = false;
+  /** Lines taken from the queue by the write in progress (back in the queue if it fails). */
+  #inWrite = 0;
   #scheduled = false;
   #closed = false;
   /** The last write failed: close() must not wait for a disk that may never come back. */
@@ -120,6 +122,10 @@ export class FileSink implements Sink {
     this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: this.name, dropped: n, reason });
   }
 
+  unsaved(): number {
+    return this.#failing ? this.#queue.length + this.#inWrite : 0;
+  }
+
   stats(): SinkStats {
     return { pending_events: this.#queue.length, pending_bytes: this.#queued, dropped: this.#dropped, delivered: this.#delivered, up: true };
   }
@@ -140,6 +146,7 @@ export class FileSink implements Sink {
         const lines = this.#queue;
         this.#queue = [];
         this.#queued = 0;
+        this.#inWrite = lines.length;
         try {
           const chunk = Buffer.from(lines.join(''));
           await this.#rotateIfDue(chunk.length);
@@ -162,16 +169,18 @@ export class FileSink implements Sink {
           this.#torn = false;
           this.#size += data.length;
           this.#delivered += lines.length;
+          this.#inWrite = 0;
           this.#failing = false;
         } catch (err) {
           // Not written: the lines go back in front (within the memory bound, drops reported)
           // and the write is retried; the file is reopened (it may have been removed, or the
           // disk fixed).
           this.#requeue(lines);
+          this.#inWrite = 0;
+          this.#failing = true;
           this.#o.onError(err as Error);
           await this.#fh?.close().catch(() => {});
           this.#fh = null;
-          this.#failing = true;
           retryMs = RETRY_MS;
           break;
         }
@@ -182,6 +191,7 @@ export class FileSink implements Sink {
       }
     } finally {
       this.#writing = false;
+      this.#inWrite = 0;
       if (this.#queue.length > 0 && !this.#closed) this.#schedule(retryMs ?? COALESCE_MS);
       for (const r of this.#idle.splice(0)) r();
     }

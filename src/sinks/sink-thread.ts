@@ -33,11 +33,24 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
     onError: (err) => post({ t: 'detect-error', message: err.message }),
   });
   let closing = false;
+  const unsaved = (): number[] => sinks.map((s) => s.unsaved?.() ?? 0);
+  let lastUnsaved = unsaved();
+  // A failing file sink's memory queue changes with no hand-over to carry the figure.
+  const watch = setInterval(() => {
+    const now = unsaved();
+    if (now.some((n, i) => n !== lastUnsaved[i])) post({ t: 'unsaved', unsaved: (lastUnsaved = now) });
+  }, 1000);
+  watch.unref();
   port.on('message', (m) => {
     switch (m.t) {
       case 'lines': {
         if (closing) return;
-        for (const line of m.data.split('\n')) {
+        const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+        for (let start = 0; start < data.length;) {
+          let end = data.indexOf(0x0a, start);
+          if (end < 0) end = data.length;
+          const line = data.toString('utf8', start, end);
+          start = end + 1;
           const a = line.indexOf('\t');
           const b = line.indexOf('\t', a + 1);
           const c = line.indexOf('\t', b + 1);
@@ -53,7 +66,12 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
           }
           if (detect?.accepts(type as ChokepointEvent['type'])) detect.observe(e ?? eventFromJson(json));
         }
-        post({ t: 'ack', events: m.events });
+        post({ t: 'ack', events: m.events, unsaved: (lastUnsaved = unsaved()) });
+        return;
+      }
+      case 'close-detect': {
+        detect?.close();
+        post({ t: 'detect-closed' });
         return;
       }
       case 'stats': {
@@ -65,7 +83,8 @@ export function runSinkThread(port: SinkThreadPort, init: SinkThreadInit): void 
       case 'close': {
         if (closing) return;
         closing = true;
-        // Baselines first: a sink that takes long to drain must not cost them.
+        clearInterval(watch);
+        // Baselines first (when close-detect did not come): a sink that takes long to drain must not cost them.
         detect?.close();
         void Promise.all(sinks.map((s) => s.close().catch((err: Error) => post({ t: 'error', sink: s.name, message: err.message }))))
           .then(() => post({ t: 'closed' }));

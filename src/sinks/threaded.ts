@@ -4,8 +4,9 @@
  * spend on them the CPU its tunnels need (issue #2: short CONNECT tunnels a second against
  * Squid; issue #5: all sinks on must stay within 5% of none). Measured on the sinks bench: in
  * the gateway's thread the network sinks cost 25–35 µs of CPU per short tunnel each (the disk
- * buffer's writes and reads, syslog framing, TLS and HTTP); a file sink and the detectors there
- * cost the compare run's gateway about 8% of its short tunnels a second (README, Performance).
+ * buffer's writes and reads, syslog framing, TLS and HTTP); the events file and the detectors
+ * there cost it about 10 µs of its 174 per short tunnel in the comparison run (README,
+ * Performance), and saving the detectors' baselines stalled it for 15–380 ms once a minute.
  * The gateway's thread only serializes each event once and hands the texts over every
  * COALESCE_MS in one message; the thread does the rest, parsing an event again only for the
  * detectors. What stays on the gateway's thread: the metrics (served by the control plane's
@@ -57,8 +58,14 @@ export interface ThreadedSinksOptions {
   readonly workerUrl?: URL;
 }
 
-/** Texts handed over (or about to be) in one message, and how many events and bytes each sink gets of them. */
-interface Batch { texts: string[]; bytes: number; readonly events: number[]; readonly eventBytes: number[] }
+/**
+ * Texts handed over (or about to be) in one message, how many events and bytes each sink gets
+ * of them, and how many the detectors take.
+ */
+interface Batch { texts: string[]; bytes: number; readonly events: number[]; readonly eventBytes: number[]; detect: number }
+
+/** The name drops of the detectors' input are reported under (`sink.dropped`): no sink may take it while they run. */
+export const DETECTORS = 'detectors';
 
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 60_000;
@@ -81,6 +88,11 @@ export class ThreadedSinks {
   #inflightBytes = 0;
   #droppedHere: number[];
   #dropReport: number[];
+  /** Per sink: what it held only in memory at the thread's last word (Sink.unsaved). */
+  #unsaved: number[];
+  /** Events refused for the detectors alone since the last report. */
+  #detectDropReport = 0;
+  #detectClosed: (() => void) | null = null;
   #timer: NodeJS.Timeout | null = null;
   #remote: Readonly<Record<string, SinkStats>> = {};
   #statsId = 0;
@@ -106,6 +118,7 @@ export class ThreadedSinks {
     this.#queued = this.#emptyBatch();
     this.#droppedHere = zeros();
     this.#dropReport = zeros();
+    this.#unsaved = zeros();
     this.views = this.#names.map((name, i) => ({ name, stats: () => this.#stats(name, i) }));
     this.#start();
   }
@@ -124,6 +137,10 @@ export class ThreadedSinks {
     const bytes = text.length + 1;
     const q = this.#queued;
     const full = q.bytes + this.#inflightBytes + bytes > this.#maxBytes;
+    if (this.#detectAccepts?.(type) === true) {
+      if (full) this.#detectDropReport++;
+      else q.detect++;
+    }
     for (let i = 0; i < this.#accepts.length; i++) {
       if (!(this.#accepts[i] as (t: string) => boolean)(type)) continue;
       if (full) {
@@ -156,6 +173,24 @@ export class ThreadedSinks {
     return this.#refreshing;
   }
 
+  /**
+   * The first step of closing: hands over what is queued and waits (at most `waitMs`) until the
+   * detectors have taken it, saved their baselines and stopped. The alerts they raised come
+   * before the answer (emit), so a caller that lets them reach the bus and then closes the sinks
+   * records them. Events keep being accepted meanwhile. Resolves at once without detectors.
+   */
+  closeDetectors(waitMs = 5000): Promise<void> {
+    const w = this.#worker;
+    if (!this.#o.detect || w === null || this.#closing !== null) return Promise.resolve();
+    this.#flush();
+    return new Promise<void>((resolve) => {
+      const done = () => { clearTimeout(t); this.#detectClosed = null; resolve(); };
+      const t = setTimeout(done, waitMs);
+      this.#detectClosed = done;
+      w.postMessage({ t: 'close-detect' } satisfies ToSinkThread);
+    });
+  }
+
   /** Hands over what is queued, then lets every sink drain (bounded by the sinks' own timeouts). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -164,7 +199,7 @@ export class ThreadedSinks {
       const w = this.#worker;
       if (w === null) {
         // Closing while a failed thread waits for its restart: what is queued has nowhere to go.
-        this.#lose([this.#queued]);
+        this.#lose([this.#queued], false);
         this.#queued = this.#emptyBatch();
         return;
       }
@@ -177,7 +212,10 @@ export class ThreadedSinks {
     return this.#closing;
   }
 
-  /** Stops the thread at once; what it holds in memory is lost, its disk buffers stay. */
+  /**
+   * Stops the thread at once; what it holds in memory is lost (the detectors' state since
+   * their last save too: only close() saves it), its disk buffers stay.
+   */
   destroy(): void {
     this.#closing ??= Promise.resolve();
     if (this.#timer) clearTimeout(this.#timer);
@@ -209,9 +247,15 @@ export class ThreadedSinks {
   #flush(): void {
     if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
     this.#reportDrops('queue_full', this.#dropReport);
+    this.#reportDetectDrops('queue_full', this.#detectDropReport);
+    this.#detectDropReport = 0;
     const b = this.#queued;
     if (b.texts.length === 0 || this.#worker === null) return;
-    this.#worker.postMessage({ t: 'lines', data: b.texts.join('\n'), events: b.texts.length } satisfies ToSinkThread);
+    const text = b.texts.join('\n');
+    // A buffer of its own (never Node's shared pool), moved to the thread rather than copied.
+    const data = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+    data.write(text);
+    this.#worker.postMessage({ t: 'lines', data, events: b.texts.length } satisfies ToSinkThread, [data.buffer]);
     b.texts = []; // the thread has its own copy; only the counts are kept until it acknowledges
     this.#inflight.push(b);
     this.#inflightBytes += b.bytes;
@@ -219,14 +263,25 @@ export class ThreadedSinks {
   }
 
   #emptyBatch(): Batch {
-    return { texts: [], bytes: 0, events: this.#names.map(() => 0), eventBytes: this.#names.map(() => 0) };
+    return { texts: [], bytes: 0, events: this.#names.map(() => 0), eventBytes: this.#names.map(() => 0), detect: 0 };
   }
 
-  /** Events that will never reach their sinks: counted and reported per sink. */
-  #lose(batches: readonly Batch[]): void {
-    const lost = this.#names.map((_, i) => batches.reduce((n, b) => n + (b.events[i] as number), 0));
+  /**
+   * Events that will never reach their sinks, counted and reported per sink: those in `batches`
+   * and, when the thread died, what each sink held only in memory (`withUnsaved`).
+   */
+  #lose(batches: readonly Batch[], withUnsaved: boolean): void {
+    const lost = this.#names.map((_, i) => batches.reduce((n, b) => n + (b.events[i] as number), 0) + (withUnsaved ? this.#unsaved[i] as number : 0));
+    if (withUnsaved) this.#unsaved = this.#names.map(() => 0);
     lost.forEach((n, i) => { this.#droppedHere[i] = (this.#droppedHere[i] as number) + n; });
     this.#reportDrops('thread_failed', lost);
+    this.#reportDetectDrops('thread_failed', batches.reduce((n, b) => n + b.detect, 0));
+  }
+
+  /** The detectors' input is not evidence of record, but a gap in it is said, as for a sink. */
+  #reportDetectDrops(reason: 'queue_full' | 'thread_failed', n: number): void {
+    if (n === 0) return;
+    this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: DETECTORS, dropped: n, reason });
   }
 
   #reportDrops(reason: 'queue_full' | 'thread_failed', counts: number[]): void {
@@ -262,8 +317,11 @@ export class ThreadedSinks {
       case 'ack': {
         const b = this.#inflight.shift();
         if (b !== undefined) this.#inflightBytes -= b.bytes;
+        this.#unsaved = [...m.unsaved];
         return;
       }
+      case 'unsaved': this.#unsaved = [...m.unsaved]; return;
+      case 'detect-closed': this.#detectClosed?.(); return;
       case 'emit': this.#o.emit(m.event); return;
       case 'detect-error': this.#o.onDetectError?.(new Error(m.message)); return;
       case 'error': {
@@ -291,11 +349,12 @@ export class ThreadedSinks {
     this.#worker = null;
     this.#statsWaiter?.done();
     if (this.#closing !== null) { this.#closed?.(); return; }
-    // Whatever the thread had not acknowledged is gone with it: say so, per sink.
-    this.#lose(this.#inflight);
+    // Whatever the thread had not acknowledged, or held only in memory, is gone with it: say so, per sink.
+    this.#detectClosed?.();
+    this.#lose(this.#inflight, true);
     this.#inflight = [];
     this.#inflightBytes = 0;
-    this.#o.onError(this.#label(), new Error(`evidence thread exited (code ${code}); restarting`));
+    this.#o.onError(this.#label(), new Error(`evidence thread exited (code ${code}); restarting${this.#o.detect ? ' (the detectors start again from their baselines as last saved)' : ''}`));
     // A thread that ran a while gets a quick restart; one that keeps dying backs off.
     if (Date.now() - this.#startedAt > RESTART_MAX_MS) this.#restartDelay = RESTART_MIN_MS;
     this.#restartTimer = setTimeout(() => { this.#restartTimer = null; this.#start(); }, this.#restartDelay);

@@ -22,6 +22,12 @@ export interface Sink {
    */
   readonly writeText?: (type: string, time: string, severity: number, json: string) => void;
   stats(): SinkStats;
+  /**
+   * Events this sink accepted and holds only in memory because its destination is failing (a
+   * file that cannot be written): what a death of the evidence thread would lose, for it to
+   * report. The few milliseconds of events a healthy sink is about to write are not counted.
+   */
+  unsaved?(): number;
   /** Drains what can be drained without waiting on a dead destination; idempotent. */
   close(): Promise<void>;
   /** Aborts at once; idempotent. */

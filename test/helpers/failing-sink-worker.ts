@@ -12,7 +12,7 @@ let dying = false;
 // `node --test dist/test/` also loads this file on the main thread, as a test file: nothing to do there.
 if (port !== null) runSinkThread({
   on: (_event, fn) => port.on('message', (m: ToSinkThread) => {
-    if (m.t === 'lines' && m.data.includes('"crash.invalid"')) dying = true;
+    if (m.t === 'lines' && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).includes('"crash.invalid"')) dying = true;
     fn(m);
   }),
   postMessage: (m: FromSinkThread) => {
