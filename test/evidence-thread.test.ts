@@ -11,30 +11,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEvidence } from '../src/cli/evidence.js';
-import { parseConfig } from '../src/config/load.js';
 import { ChokepointError } from '../src/core/errors.js';
 import { EventBus, nowIso } from '../src/events/bus.js';
 import type { ChokepointEvent, DecisionEvent } from '../src/events/catalogue.js';
 import { validateEvent } from '../src/events/schemas.js';
 import { silentLogger } from '../src/gateway/logger.js';
 import { FileSink } from '../src/sinks/file.js';
+import { config, until } from './helpers/evidence.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanup.reverse()) await c(); });
 
-function config(obj: Record<string, unknown>) {
-  const r = parseConfig(JSON.stringify(obj));
-  if (!r.ok) throw new Error(JSON.stringify(r.problems));
-  return r.config;
-}
-
-async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'cp-evidence-thread-'));

@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { createEvidence } from '../src/cli/evidence.js';
-import { parseConfig } from '../src/config/load.js';
 import { EventBus, nowIso } from '../src/events/bus.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import { validateEvent } from '../src/events/schemas.js';
@@ -20,24 +19,12 @@ import { compile } from './helpers/gateway.js';
 import { startEchoOrigin } from './helpers/origins.js';
 import { startWebhookReceiver } from './helpers/receivers.js';
 import { openTunnel } from './helpers/tunnel.js';
+import { config, until } from './helpers/evidence.js';
 
 const SECRET = 'evidence-secret-0123456789';
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanup.reverse()) await c(); });
 
-function config(obj: Record<string, unknown>) {
-  const r = parseConfig(JSON.stringify(obj));
-  if (!r.ok) throw new Error(JSON.stringify(r.problems));
-  return r.config;
-}
-
-async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('nowIso', () => {
   it('is the current time as toISOString() gives it, kept per millisecond and new for the next', async () => {
