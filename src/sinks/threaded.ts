@@ -127,7 +127,8 @@ export class ThreadedSinks {
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closing !== null) return;
     const type = e.type;
-    if (!this.#acceptsAll && !this.#accepts.some((a) => a(type)) && this.#detectAccepts?.(type) !== true) return;
+    const forDetect = this.#detectAccepts?.(type) === true;
+    if (!this.#acceptsAll && !this.#accepts.some((a) => a(type)) && !forDetect) return;
     // The thread gets what its sinks need besides the JSON (type, time, severity) in front of it,
     // so that it never parses the JSON again: that parse, and the WeakMap entry remembering the
     // text for it, were about a sixth of the thread's CPU per event. JSON never contains a raw
@@ -137,7 +138,7 @@ export class ThreadedSinks {
     const bytes = text.length + 1;
     const q = this.#queued;
     const full = q.bytes + this.#inflightBytes + bytes > this.#maxBytes;
-    if (this.#detectAccepts?.(type) === true) {
+    if (forDetect) {
       if (full) this.#detectDropReport++;
       else q.detect++;
     }
