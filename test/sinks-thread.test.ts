@@ -14,7 +14,7 @@ import type { SinkConfig } from '../src/config/evidence.js';
 import type { ChokepointEvent } from '../src/events/catalogue.js';
 import type { EvidenceEvent } from '../src/events/evidence.js';
 import { resolveSink } from '../src/sinks/factory.js';
-import { ThreadedSinks, type ThreadedSinksOptions } from '../src/sinks/threaded.js';
+import { evidenceHeapMb, ThreadedSinks, type ThreadedSinksOptions } from '../src/sinks/threaded.js';
 import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
 import { createServer, type AddressInfo } from 'node:net';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
@@ -55,6 +55,25 @@ async function setup(extra: Partial<ThreadedSinksOptions> = {}, sinkExtra: Recor
 
 const seqs = (rx: WebhookReceiver) => rx.events().map((e) => e.down_ms);
 const dropped = (emitted: EvidenceEvent[], reason: string) => emitted.reduce((n, e) => n + (e.type === 'sink.dropped' && e.reason === reason ? e.dropped : 0), 0);
+
+describe('the evidence thread\'s heap limit', () => {
+  it('leaves room for every sink\'s own memory bound, and is never below 1 GiB', () => {
+    const sinksOf = (obj: Record<string, unknown>) => {
+      const c = parseConfig(JSON.stringify({ events: 'none', ...obj }));
+      if (!c.ok) throw new Error(JSON.stringify(c.problems));
+      return c.config.sinks.map((s) => ({ config: s, tls: {}, hostname: '-' }));
+    };
+    assert.equal(evidenceHeapMb([]), 1024);
+    assert.equal(evidenceHeapMb(sinksOf({ sinks: [{ type: 'file', name: 'a', path: '/tmp/a', max_queue_bytes: '1MiB' }] })), 1024);
+    // Three file sinks at the default 256 MiB queue and two network sinks: their bounds come first.
+    const many = sinksOf({ sinks: [
+      { type: 'file', name: 'a', path: '/tmp/a' }, { type: 'file', name: 'b', path: '/tmp/b' }, { type: 'file', name: 'c', path: '/tmp/c' },
+      { type: 'syslog', name: 's', transport: 'tcp', host: '127.0.0.1' }, { type: 'webhook', name: 'w', url: 'https://127.0.0.1:9/x', secret: SECRET },
+    ] });
+    const held = 3 * 256 * 1.25 + 2 * 72; // held file lines, and two disk buffers' write queues and tails
+    assert.ok(evidenceHeapMb(many) > held + 128, `${evidenceHeapMb(many)} MiB leaves room over ${held} MiB held`);
+  });
+});
 
 describe('network sinks on their own thread', () => {
   it('send syslog exactly as formatSyslog would, from the parts handed over (the thread does not parse the JSON)', async () => {

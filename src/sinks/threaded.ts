@@ -67,6 +67,26 @@ interface Batch { texts: string[]; bytes: number; readonly events: number[]; rea
 /** The name drops of the detectors' input are reported under (`sink.dropped`): no sink may take it while they run. */
 export const DETECTORS = 'detectors';
 
+/**
+ * What a network sink may hold in memory, generously: its disk buffer's write queue (64 MiB
+ * while the disk is slow), the in-memory tail (8 MiB of UTF-8, up to twice that as strings) and
+ * a batch in flight.
+ */
+const NETWORK_SINK_MIB = 96;
+
+/**
+ * The evidence thread's heap limit in MiB: room to work (256 MiB) plus what its sinks may hold
+ * by their own bounds — a file sink's queue while its file cannot be written (`max_queue_bytes`
+ * counts characters; held lines take about 1.25 times that, taken as 1.5) and each network
+ * sink's share — and never less than 1 GiB. Below the sum, a disk failing for every file sink
+ * would end the thread (and lose what the queues held) before any bound reported a drop.
+ */
+export function evidenceHeapMb(sinks: readonly ResolvedSink[]): number {
+  let mib = 256;
+  for (const s of sinks) mib += s.config.type === 'file' ? Math.ceil((s.config.max_queue_bytes * 1.5) / 2 ** 20) : NETWORK_SINK_MIB;
+  return Math.max(1024, mib);
+}
+
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 60_000;
 const ZERO: SinkStats = { pending_events: 0, pending_bytes: 0, dropped: 0, delivered: 0, up: true };
@@ -298,9 +318,9 @@ export class ThreadedSinks {
     const init: SinkThreadInit = { sinks: this.#o.sinks, dataDir: this.#o.dataDir, detect: this.#o.detect ?? null };
     const w = new Worker(this.#o.workerUrl ?? new URL('./sink-worker.js', import.meta.url), {
       workerData: init,
-      // A thread that outgrows this (each disk buffer queues at most 64 MiB in memory) ends
-      // alone, reported and restarted, instead of taking the gateway's heap with it.
-      resourceLimits: { maxOldGenerationSizeMb: 1024 },
+      // A thread that outgrows this ends alone, reported and restarted, instead of taking the
+      // gateway's heap with it; it is sized so that the sinks' own bounds come first.
+      resourceLimits: { maxOldGenerationSizeMb: evidenceHeapMb(this.#o.sinks) },
     });
     this.#worker = w;
     // Like every other timer of the evidence pipeline, the thread alone keeps no process alive.
