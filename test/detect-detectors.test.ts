@@ -55,6 +55,18 @@ function closed(device: string, bytesUp: number, group = 'servers'): ChokepointE
   } as ChokepointEvent;
 }
 
+describe('the engine\'s routing', () => {
+  it('says which types any detector takes (the evidence thread hands over and parses only those), never alerts, and none once closed', () => {
+    const { engine } = setup();
+    assert.equal(engine.accepts('gateway.decision'), true);
+    assert.equal(engine.accepts('gateway.tunnel.closed'), true);
+    assert.equal(engine.accepts('alert'), false, 'a detector never feeds on its own output');
+    assert.equal(engine.accepts('sink.recovered'), false);
+    engine.close();
+    assert.equal(engine.accepts('gateway.decision'), false);
+  });
+});
+
 describe('destination drift', () => {
   it('reports a denied destination once per device and destination per window, and stays quiet on allowed traffic', () => {
     const s = setup({ defaults: { drift_window: '1h' } });

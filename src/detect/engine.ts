@@ -78,10 +78,11 @@ export class DetectEngine {
 
   /**
    * Whether any detector takes events of this type: the gateway's thread forwards to the
-   * detectors' thread (sinks/threaded.ts) only these, and that thread parses only these.
+   * detectors' thread (sinks/threaded.ts) only these, and that thread parses only these. A
+   * closed engine takes none.
    */
   accepts(type: ChokepointEvent['type']): boolean {
-    return this.#route(type).length > 0;
+    return !this.#closed && this.#route(type).length > 0;
   }
 
   /** Bus subscriber. Alerts are ignored as input: a detector never feeds on its own output. */
