@@ -37,17 +37,22 @@ export interface ResolvedSink {
   readonly hostname: string;
 }
 
+/**
+ * Makes the directory of a file sink's `path` (`who` names the sink in the error). Done on the
+ * caller's thread at start, so that a directory that cannot be made stops `serve` with a clear
+ * error rather than failing the evidence thread over and over.
+ */
+export function makeSinkDirectory(path: string, who: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+  } catch (cause) {
+    throw new ChokepointError('CONFIG_INVALID', `${who}: cannot create the directory of ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
 export function resolveSink(c: SinkConfig, hostname = '-'): ResolvedSink {
   if (c.type === 'file') {
-    // Made here, on the caller's thread, so that a directory that cannot be made stops `serve`
-    // at start with a clear error rather than failing the evidence thread over and over.
-    if (c.path !== '-') {
-      try {
-        mkdirSync(dirname(c.path), { recursive: true, mode: 0o750 });
-      } catch (cause) {
-        throw new ChokepointError('CONFIG_INVALID', `sink "${c.name}": cannot create the directory of ${c.path}: ${(cause as Error).message}`, { cause });
-      }
-    }
+    if (c.path !== '-') makeSinkDirectory(c.path, `sink "${c.name}"`);
     return { config: c, tls: {}, hostname };
   }
   const read = (key: string, path: string | undefined): Buffer | undefined => {
