@@ -59,15 +59,16 @@ export interface ThreadedSinksOptions {
 }
 
 /**
- * Texts handed over (or about to be) in one message, how many events and bytes each sink gets
- * of them, and how many the detectors take.
+ * Texts handed over (or about to be) in one message, and how many events and bytes each
+ * consumer (each sink, then the detectors) gets of them.
  */
-interface Batch { texts: string[]; bytes: number; readonly events: number[]; readonly eventBytes: number[]; detect: number }
+interface Batch { texts: string[]; bytes: number; readonly events: number[]; readonly eventBytes: number[] }
 
-/** The sinks (their indices) and whether the detectors take events of one type. */
-interface Route { readonly sinks: readonly number[]; readonly detect: boolean }
-
-/** The name drops of the detectors' input are reported under (`sink.dropped`): no sink may take it while they run. */
+/**
+ * The name drops of the detectors' input are reported under (`sink.dropped`): the detectors are
+ * accounted as one more consumer of the hand-over, after the sinks, and no sink may take the
+ * name while they run.
+ */
 export const DETECTORS = 'detectors';
 
 /**
@@ -97,12 +98,11 @@ const ZERO: SinkStats = { pending_events: 0, pending_bytes: 0, dropped: 0, deliv
 export class ThreadedSinks {
   readonly views: readonly SinkView[];
   readonly #o: ThreadedSinksOptions;
+  /** The consumers the hand-over accounts for: every sink (in SinkThreadInit order), then the detectors when on. */
   readonly #names: readonly string[];
   readonly #accepts: readonly ((type: string) => boolean)[];
-  /** Whether the detectors take a type (events no sink takes are handed over for them alone). */
-  readonly #detectAccepts: ((type: ChokepointEvent['type']) => boolean) | null;
-  /** Who takes each event type, worked out once per type (the catalogue is finite). */
-  readonly #routes = new Map<string, Route>();
+  /** The consumers (indices) that take each event type, worked out once per type (the catalogue is finite). */
+  readonly #routes = new Map<string, readonly number[]>();
   readonly #maxBytes: number;
   #worker: Worker | null = null;
   /** Waiting for the next hand-over. */
@@ -113,9 +113,7 @@ export class ThreadedSinks {
   #droppedHere: number[];
   #dropReport: number[];
   /** Per sink: what it held only in memory at the thread's last word (Sink.unsaved). */
-  #unsaved: number[];
-  /** Events refused for the detectors alone since the last report. */
-  #detectDropReport = 0;
+  #unsaved: readonly number[] = [];
   #detectClosed: (() => void) | null = null;
   #timer: NodeJS.Timeout | null = null;
   #remote: Readonly<Record<string, SinkStats>> = {};
@@ -131,26 +129,23 @@ export class ThreadedSinks {
 
   constructor(o: ThreadedSinksOptions) {
     this.#o = o;
-    this.#names = o.sinks.map((s) => s.config.name);
-    this.#accepts = o.sinks.map((s) => typeMatcher(s.config.types));
     // The detectors' own answer, from an engine that only answers it (no baselines, no timers).
     const probe = o.detect ? new DetectEngine({ config: o.detect, dataDir: null, publish: () => {}, timers: false }) : null;
-    this.#detectAccepts = probe === null ? null : (type) => probe.accepts(type);
+    this.#names = [...o.sinks.map((s) => s.config.name), ...(probe ? [DETECTORS] : [])];
+    this.#accepts = [...o.sinks.map((s) => typeMatcher(s.config.types)), ...(probe ? [(type: string) => probe.accepts(type as ChokepointEvent['type'])] : [])];
     this.#maxBytes = o.maxBytes ?? 64 * 1024 * 1024;
     const zeros = () => this.#names.map(() => 0);
     this.#queued = this.#emptyBatch();
     this.#droppedHere = zeros();
     this.#dropReport = zeros();
-    this.#unsaved = zeros();
-    this.views = this.#names.map((name, i) => ({ name, stats: () => this.#stats(name, i) }));
+    this.views = o.sinks.map((s, i) => ({ name: s.config.name, stats: () => this.#stats(s.config.name, i) }));
     this.#start();
   }
 
-  #route(type: ChokepointEvent['type']): Route {
+  #route(type: ChokepointEvent['type']): readonly number[] {
     let r = this.#routes.get(type);
     if (r === undefined) {
-      const sinks = this.#accepts.flatMap((a, i) => (a(type) ? [i] : []));
-      r = { sinks, detect: this.#detectAccepts?.(type) === true };
+      r = this.#accepts.flatMap((a, i) => (a(type) ? [i] : []));
       this.#routes.set(type, r);
     }
     return r;
@@ -160,7 +155,7 @@ export class ThreadedSinks {
   readonly write = (e: ChokepointEvent): void => {
     if (this.#closing !== null) return;
     const route = this.#route(e.type);
-    if (route.sinks.length === 0 && !route.detect) return;
+    if (route.length === 0) return;
     // The thread gets what its sinks need besides the JSON (type, time, severity) in front of it,
     // so that it parses the JSON again only for the detectors: that parse, and the WeakMap entry
     // remembering the text for it, were about a sixth of the thread's CPU per event. JSON never
@@ -171,11 +166,7 @@ export class ThreadedSinks {
     const bytes = text.length + 1;
     const q = this.#queued;
     const full = q.bytes + this.#inflightBytes + bytes > this.#maxBytes;
-    if (route.detect) {
-      if (full) this.#detectDropReport++;
-      else q.detect++;
-    }
-    for (const i of route.sinks) {
+    for (const i of route) {
       if (full) {
         (this.#droppedHere[i] as number)++;
         (this.#dropReport[i] as number)++;
@@ -280,8 +271,6 @@ export class ThreadedSinks {
   #flush(): void {
     if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
     this.#reportDrops('queue_full', this.#dropReport);
-    this.#reportDetectDrops('queue_full', this.#detectDropReport);
-    this.#detectDropReport = 0;
     const b = this.#queued;
     if (b.texts.length === 0 || this.#worker === null) return;
     const text = b.texts.join('\n');
@@ -296,7 +285,7 @@ export class ThreadedSinks {
   }
 
   #emptyBatch(): Batch {
-    return { texts: [], bytes: 0, events: this.#names.map(() => 0), eventBytes: this.#names.map(() => 0), detect: 0 };
+    return { texts: [], bytes: 0, events: this.#names.map(() => 0), eventBytes: this.#names.map(() => 0) };
   }
 
   /**
@@ -304,17 +293,10 @@ export class ThreadedSinks {
    * and, when the thread died, what each sink held only in memory (`withUnsaved`).
    */
   #lose(batches: readonly Batch[], withUnsaved: boolean): void {
-    const lost = this.#names.map((_, i) => batches.reduce((n, b) => n + (b.events[i] as number), 0) + (withUnsaved ? this.#unsaved[i] as number : 0));
-    if (withUnsaved) this.#unsaved = this.#names.map(() => 0);
+    const lost = this.#names.map((_, i) => batches.reduce((n, b) => n + (b.events[i] as number), 0) + (withUnsaved ? this.#unsaved[i] ?? 0 : 0));
+    if (withUnsaved) this.#unsaved = [];
     lost.forEach((n, i) => { this.#droppedHere[i] = (this.#droppedHere[i] as number) + n; });
     this.#reportDrops('thread_failed', lost);
-    this.#reportDetectDrops('thread_failed', batches.reduce((n, b) => n + b.detect, 0));
-  }
-
-  /** The detectors' input is not evidence of record, but a gap in it is said, as for a sink. */
-  #reportDetectDrops(reason: 'queue_full' | 'thread_failed', n: number): void {
-    if (n === 0) return;
-    this.#o.emit({ v: 1, type: 'sink.dropped', time: new Date().toISOString(), sink: DETECTORS, dropped: n, reason });
   }
 
   #reportDrops(reason: 'queue_full' | 'thread_failed', counts: number[]): void {
@@ -350,10 +332,10 @@ export class ThreadedSinks {
       case 'ack': {
         const b = this.#inflight.shift();
         if (b !== undefined) this.#inflightBytes -= b.bytes;
-        this.#unsaved = [...m.unsaved];
+        this.#unsaved = m.unsaved;
         return;
       }
-      case 'unsaved': this.#unsaved = [...m.unsaved]; return;
+      case 'unsaved': this.#unsaved = m.unsaved; return;
       case 'detect-closed': this.#detectClosed?.(); return;
       case 'emit': this.#o.emit(m.event); return;
       case 'detect-error': this.#o.onDetectError?.(new Error(m.message)); return;
@@ -374,7 +356,7 @@ export class ThreadedSinks {
 
   /** Who an error of the thread itself concerns, for the log. */
   #label(): string {
-    return this.#names.length > 0 ? this.#names.join(',') : 'detectors';
+    return this.#names.join(',');
   }
 
   #onExit(w: Worker, code: number): void {
