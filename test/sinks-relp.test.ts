@@ -22,18 +22,11 @@ import type { Sink } from '../src/sinks/types.js';
 import { makePki, type TestPki } from './helpers/origins.js';
 import { relpAvailable, startRsyslogRelp, type RsyslogRelp } from './helpers/receivers.js';
 import { freePort } from './helpers/ports.js';
+import { until } from './helpers/evidence.js';
 
 
 function ev(i: number, tag: string): ChokepointEvent {
   return { v: 1, type: 'sink.recovered', time: '2025-03-01T12:00:00.123Z', sink: tag, down_ms: i, pending_events: 0 };
-}
-
-async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const dirs: string[] = [];

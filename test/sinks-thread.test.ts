@@ -18,6 +18,7 @@ import { evidenceHeapMb, ThreadedSinks, type ThreadedSinksOptions } from '../src
 import { formatSyslog, frameOctetCounted } from '../src/sinks/syslog.js';
 import { createServer, type AddressInfo } from 'node:net';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
+import { until } from './helpers/evidence.js';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const cleanup: (() => unknown)[] = [];
@@ -26,14 +27,6 @@ after(async () => { for (const c of cleanup.reverse()) await c(); });
 /** A schema-valid event carrying a sequence number (in `down_ms`) and a marker (in `sink`). */
 function ev(i: number, sink = 'synthetic'): ChokepointEvent {
   return { v: 1, type: 'sink.recovered', time: new Date().toISOString(), sink, down_ms: i, pending_events: 0 };
-}
-
-async function until(pred: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function setup(extra: Partial<ThreadedSinksOptions> = {}, sinkExtra: Record<string, unknown> = {}) {

@@ -1,4 +1,4 @@
-/** Small helpers the evidence pipeline's tests share. */
+/** Small helpers the evidence pipeline's tests (sinks, their thread, RELP, createEvidence) share. */
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 
