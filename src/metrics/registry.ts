@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { MetricsConfig } from '../config/evidence.js';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { SinkStats } from '../sinks/types.js';
+import { LOOP_DELAY_GAUGES, registerLoopDelay } from './loop-delay.js';
 import { METRICS, PROCESS_PREFIX } from './names.js';
 
 /** Reasons that mean a refused or failed TLS handshake (ClientHello checks, client certificates). */
@@ -150,7 +151,11 @@ export class EvidenceMetrics implements MetricsHandle {
     this.#alerts = new Counter({ ...m.alerts, labelNames: ['detector', 'severity'], registers: r });
     this.#events = tallied({ ...m.events, labelNames: ['type'] });
     if (cfg.process) {
-      collectDefaultMetrics({ register: this.registry, prefix: PROCESS_PREFIX });
+      // prom-client's event-loop delay histogram is left idle (a sampling period it never
+      // reaches) and its gauges replaced by loop-delay.ts's, which sample every 100 ms, not 10.
+      collectDefaultMetrics({ register: this.registry, prefix: PROCESS_PREFIX, eventLoopMonitoringPrecision: 2 ** 31 - 1 });
+      for (const k of LOOP_DELAY_GAUGES) this.registry.removeSingleMetric(`${PROCESS_PREFIX}nodejs_eventloop_lag_${k}_seconds`);
+      registerLoopDelay(this.registry, PROCESS_PREFIX);
       // These three are gauges named `_total`, which the exposition conventions (and promtool) reject.
       for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(`${PROCESS_PREFIX}${n}`);
     }
