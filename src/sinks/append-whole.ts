@@ -4,6 +4,7 @@
  * the ENOSPC only comes on the next write. Taking the records as written then lost the rest
  * without a count, and the next append joined two half records into one invalid line.
  */
+import { ftruncateSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 /**
@@ -25,6 +26,29 @@ export async function appendWhole(fh: FileHandle, chunk: Buffer, sizeBefore: num
   } catch (err) {
     if (done > 0) {
       const undone = await fh.truncate(sizeBefore).then(() => true, () => false);
+      if (!undone && err !== null && typeof err === 'object') Object.assign(err, { torn: true });
+    }
+    throw err;
+  }
+}
+
+/**
+ * appendWhole with synchronous calls on a descriptor, for the evidence thread's writers (see
+ * FileSink): the same contract — all of `chunk` or, after a failure, the file cut back to
+ * `sizeBefore` and the error thrown (with `torn: true` when the cut failed too).
+ */
+export function appendWholeSync(fd: number, chunk: Buffer, sizeBefore: number): void {
+  let done = 0;
+  try {
+    while (done < chunk.length) {
+      const n = writeSync(fd, chunk, done, chunk.length - done);
+      if (n <= 0) throw Object.assign(new Error('the file system accepted no bytes (disk full?)'), { code: 'ENOSPC' });
+      done += n;
+    }
+  } catch (err) {
+    if (done > 0) {
+      let undone = true;
+      try { ftruncateSync(fd, sizeBefore); } catch { undone = false; }
       if (!undone && err !== null && typeof err === 'object') Object.assign(err, { torn: true });
     }
     throw err;

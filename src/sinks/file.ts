@@ -7,12 +7,12 @@
  * `maxQueueBytes`; beyond that the oldest are dropped and reported (`sink.dropped`) — never
  * silently. A local file needs no disk buffer: it is the disk.
  */
-import { mkdirSync } from 'node:fs';
+import { fstatSync, mkdirSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
-import { appendWhole } from './append-whole.js';
+import { appendWholeSync } from './append-whole.js';
 import { JsonlSink } from './jsonl.js';
 import { jsonOf } from '../events/json.js';
 import { COALESCE_MS, typeMatcher, WRITE_NOW_BYTES, type Sink, type SinkStats } from './types.js';
@@ -154,7 +154,14 @@ export class FileSink implements Sink {
           // The size to roll back to is the file's own, not the one we believe: someone may
           // have truncated it (copytruncate) or appended to it since.
           let fh = this.#fh as FileHandle;
-          let st = await fh.stat();
+          // The stat and the write are synchronous calls. This sink runs on the evidence thread
+          // (threaded.ts), where blocking for them holds up no tunnel, and each asynchronous
+          // call was two trips through libuv's thread pool and two thread wakeups: measured on
+          // the evidence bench (file sink, 3,000 short tunnels a second, four alternating
+          // pairs), 270 fewer context switches a second and 3–28 ms less CPU a second for the
+          // process, lower in every pair. A disk that hangs now holds this thread, where it
+          // held thread-pool threads that the proxy's own name lookups (getaddrinfo) share.
+          let st = fstatSync(fh.fd);
           if (st.nlink === 0) {
             // The file (or its directory) was removed: lines written through this handle would
             // go to an inode nobody can read, counted as delivered. Open the path again.
@@ -162,10 +169,10 @@ export class FileSink implements Sink {
             this.#fh = null;
             await this.#open();
             fh = this.#fh as unknown as FileHandle;
-            st = await fh.stat();
+            st = fstatSync(fh.fd);
           }
           const data = this.#torn && st.size > 0 ? Buffer.concat([NEWLINE, chunk]) : chunk;
-          await appendWhole(fh, data, st.size);
+          appendWholeSync(fh.fd, data, st.size);
           this.#torn = false;
           this.#size += data.length;
           this.#delivered += lines.length;
