@@ -20,12 +20,12 @@
  * `interval` — at most once per `fsyncIntervalMs` (a power loss loses at most that window;
  * a process crash loses nothing the kernel accepted); `never` — left to the kernel.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scanSpool, SEGMENT_RE, segmentName as name, SpoolTail, type Batch, type Position, type Segment } from './spool-parts.js';
-import { appendWhole } from './append-whole.js';
+import { appendWholeSync } from './append-whole.js';
 import { COALESCE_MS, WRITE_NOW_BYTES } from './types.js';
 
 export type { Batch } from './spool-parts.js';
@@ -173,7 +173,9 @@ export class Spool {
         const taken = this.#mem.slice(0, n);
         const sizes = this.#memSizes.slice(0, n);
         const chunk = Buffer.from(taken.join(''));
-        await appendWhole(this.#fh, chunk, seg.size);
+        // Synchronous, like the file sink's appends (file.ts): a disk buffer lives on the
+        // evidence thread, where an asynchronous write was two trips through libuv's thread pool.
+        appendWholeSync(this.#fh.fd, chunk, seg.size);
         this.#mem.splice(0, n);
         this.#memSizes.splice(0, n);
         this.#memBytes -= bytes;
@@ -321,10 +323,12 @@ export class Spool {
     if (this.#o.fsync === 'always') {
       const fh = await open(tmp, 'w', 0o600);
       try { await fh.writeFile(body); await fh.datasync(); } finally { await fh.close(); }
+      await rename(tmp, join(this.#o.dir, 'cursor.json'));
     } else {
-      await writeFile(tmp, body, { mode: 0o600 });
+      // Synchronous (see #write): after every delivered batch, four thread-pool trips otherwise.
+      writeFileSync(tmp, body, { mode: 0o600 });
+      renameSync(tmp, join(this.#o.dir, 'cursor.json'));
     }
-    await rename(tmp, join(this.#o.dir, 'cursor.json'));
   }
 
   async #sync(): Promise<void> {
