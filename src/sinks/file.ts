@@ -157,9 +157,9 @@ export class FileSink implements Sink {
           // The stat and the write are synchronous calls. This sink runs on the evidence thread
           // (threaded.ts), where blocking for them holds up no tunnel, and each asynchronous
           // call was two trips through libuv's thread pool and two thread wakeups: measured on
-          // the evidence bench (file sink, 3,000 short tunnels a second, four alternating
-          // pairs), 270 fewer context switches a second and 3–28 ms less CPU a second for the
-          // process, lower in every pair. A disk that hangs now holds this thread, where it
+          // the evidence bench (file sink, 3,000 short tunnels a second, seven alternating
+          // pairs), about 270 fewer context switches a second and 1–36 ms less CPU a second
+          // for the process (of about 100), lower in every pair. A disk that hangs now holds this thread, where it
           // held thread-pool threads that the proxy's own name lookups (getaddrinfo) share.
           let st = fstatSync(fh.fd);
           if (st.nlink === 0) {
