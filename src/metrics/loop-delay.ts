@@ -20,13 +20,13 @@ export const LOOP_SAMPLE_MS = 100;
 export const LOOP_DELAY_GAUGES = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
 type Figure = (typeof LOOP_DELAY_GAUGES)[number];
 
-/** Samples kept between two scrapes, at most (a day of them; past it, the newest are not kept). */
-const MAX_SAMPLES = 864_000;
+/** Samples kept between two scrapes, at most: the newest hour (280 KiB). */
+const MAX_SAMPLES = 36_000;
 
 /** The figures of a window of samples (seconds late), 0 for an empty one. */
-export function loopDelayFigures(late: readonly number[]): Record<Figure, number> {
+export function loopDelayFigures(late: ArrayLike<number>): Record<Figure, number> {
   if (late.length === 0) return { min: 0, max: 0, mean: 0, stddev: 0, p50: 0, p90: 0, p99: 0 };
-  const s = [...late].sort((a, b) => a - b);
+  const s = Float64Array.from(late).sort();
   const mean = s.reduce((a, b) => a + b, 0) / s.length;
   const pct = (p: number) => s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number;
   return {
@@ -41,12 +41,17 @@ export function loopDelayFigures(late: readonly number[]): Record<Figure, number
  * not keep the process alive. Returns a function that stops it.
  */
 export function registerLoopDelay(registry: Registry, prefix: string): () => void {
-  let late: number[] = [];
+  // A ring: a gateway nobody scrapes keeps the newest MAX_SAMPLES, not a growing list.
+  const ring = new Float64Array(MAX_SAMPLES);
+  let held = 0;
+  let next = 0;
   let last = performance.now();
   const timer = setInterval(() => {
     const now = performance.now();
     // Node re-arms an interval from when its callback ran: a sample on time is LOOP_SAMPLE_MS after the last.
-    if (late.length < MAX_SAMPLES) late.push(Math.max(0, now - last - LOOP_SAMPLE_MS) / 1000);
+    ring[next] = Math.max(0, now - last - LOOP_SAMPLE_MS) / 1000;
+    next = (next + 1) % MAX_SAMPLES;
+    held = Math.min(MAX_SAMPLES, held + 1);
     last = now;
   }, LOOP_SAMPLE_MS);
   timer.unref();
@@ -60,8 +65,9 @@ export function registerLoopDelay(registry: Registry, prefix: string): () => voi
       // the gauges in the order they were registered.
       ...(k === 'min' ? {
         collect: () => {
-          const f = loopDelayFigures(late);
-          late = [];
+          const f = loopDelayFigures(ring.subarray(0, held));
+          held = 0;
+          next = 0;
           LOOP_DELAY_GAUGES.forEach((name, i) => (gauges[i] as Gauge).set(f[name]));
         },
       } : {}),

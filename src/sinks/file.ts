@@ -159,8 +159,9 @@ export class FileSink implements Sink {
           // call was two trips through libuv's thread pool and two thread wakeups: measured on
           // the evidence bench (file sink, 3,000 short tunnels a second, seven alternating
           // pairs), about 270 fewer context switches a second and 1–36 ms less CPU a second
-          // for the process (of about 100), lower in every pair. A disk that hangs now holds this thread, where it
-          // held thread-pool threads that the proxy's own name lookups (getaddrinfo) share.
+          // for the process (of about 100), lower in every pair. A disk that hangs now holds
+          // this thread, where it held thread-pool threads that the proxy's own name lookups
+          // (getaddrinfo) share.
           let st = fstatSync(fh.fd);
           if (st.nlink === 0) {
             // The file (or its directory) was removed: lines written through this handle would

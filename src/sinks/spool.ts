@@ -60,7 +60,7 @@ export class Spool {
   #scheduled = false;
   #dirty = false;
   #writeFailed = false;
-  /** The last write left part of a record at the end of its segment (appendWhole's `torn`). */
+  /** The last write left part of a record at the end of its segment (appendWholeSync's `torn`). */
   #torn = false;
   #closed = false;
   #waiters: (() => void)[] = [];
@@ -152,7 +152,7 @@ export class Spool {
       let owed = this.#mem.length;
       while (this.#mem.length > 0 && this.#fh !== null) {
         let seg = this.#segs.at(-1) as Segment;
-        // After a write that left part of a record behind (see appendWhole), the segment's end
+        // After a write that left part of a record behind (see appendWholeSync), the segment's end
         // is no longer a record boundary: what follows goes to a new one, and readers stop at
         // the recorded size, before the fragment.
         if (seg.size >= this.#segBytes || this.#torn) {
