@@ -7,6 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { loopDelayFigures } from '../src/metrics/loop-delay.js';
 import { EvidenceMetrics } from '../src/metrics/registry.js';
 
 /** Times this thread gave up the CPU to wait (Linux): each is one wakeup later. */
@@ -38,5 +39,20 @@ describe('process metrics on an idle gateway', () => {
     const stalled = (await m.exposition()).body;
     assert.ok(sampleOf(stalled, 'max') >= 0.15, `max ${sampleOf(stalled, 'max')} s after a 300 ms stall`);
     assert.ok(sampleOf(stalled, 'p50') < 0.05, `p50 ${sampleOf(stalled, 'p50')} s: one late sample among on-time ones`);
+  });
+
+  it('figures of a window: nearest-rank percentiles, population deviation, zeros for no samples', () => {
+    assert.deepEqual(loopDelayFigures([]), { min: 0, max: 0, mean: 0, stddev: 0, p50: 0, p90: 0, p99: 0 });
+    // 100 samples, 0 to 99 ms late, in no order.
+    const late = Array.from({ length: 100 }, (_, i) => ((i * 37) % 100) / 1000);
+    const f = loopDelayFigures(late);
+    assert.equal(f.min, 0);
+    assert.equal(f.max, 0.099);
+    assert.equal(f.p50, 0.049);
+    assert.equal(f.p90, 0.089);
+    assert.equal(f.p99, 0.098);
+    assert.ok(Math.abs(f.mean - 0.0495) < 1e-12);
+    assert.ok(Math.abs(f.stddev - Math.sqrt(833.25) / 1000) < 1e-12);
+    assert.deepEqual(loopDelayFigures(new Float64Array([0.2])), { min: 0.2, max: 0.2, mean: 0.2, stddev: 0, p50: 0.2, p90: 0.2, p99: 0.2 });
   });
 });
