@@ -6,7 +6,8 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
@@ -208,5 +209,38 @@ describe('network sinks on their own thread', () => {
     await rx.waitEvents(30);
     const got = new Set(seqs(rx));
     for (let i = 0; i < 30; i++) assert.ok(got.has(i), `event ${i} survived the thread's death`);
+  });
+});
+
+describe('file sinks on the evidence thread', () => {
+  it('a file sink on a FIFO whose reader stops reading holds up no other sink on the thread', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-fifo-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const fifo = join(dir, 'pipe');
+    if (spawnSync('mkfifo', [fifo]).status !== 0) return t.skip('needs mkfifo');
+    // A reader that does not read: once the pipe holds what it can (64 KiB on Linux), a write
+    // to it waits. (Non-blocking, so that opening it does not wait for the writer.)
+    const reader = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const plain = join(dir, 'plain.jsonl');
+    const c = parseConfig(JSON.stringify({ sinks: [{ type: 'file', name: 'pipe', path: fifo }, { type: 'file', name: 'plain', path: plain }] }));
+    if (!c.ok) throw new Error(JSON.stringify(c.problems));
+    const sinks = new ThreadedSinks({ sinks: c.config.sinks.map((s) => resolveSink(s as SinkConfig)), dataDir: dir, emit: () => {}, onError: () => {} });
+    const drain = Buffer.alloc(1 << 16);
+    let draining: NodeJS.Timeout | null = null;
+    cleanup.push(async () => {
+      // Let the pipe's writes finish, so that the sinks can close.
+      draining ??= setInterval(() => { try { while (readSync(reader, drain) > 0); } catch { /* EAGAIN: empty for now */ } }, 5);
+      await sinks.close();
+      clearInterval(draining);
+      closeSync(reader);
+    });
+    // About 600 bytes each: 400 of them are several times what the pipe holds.
+    for (let i = 0; i < 400; i++) {
+      sinks.write(ev(i, 'x'.repeat(500)));
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    const lines = () => (existsSync(plain) ? readFileSync(plain, 'utf8').split('\n').length - 1 : 0);
+    await until(() => lines() === 400, 'all 400 events in the other sink\'s file', 10_000);
+    assert.deepEqual(readFileSync(plain, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { down_ms: number }).down_ms), Array.from({ length: 400 }, (_, i) => i));
   });
 });

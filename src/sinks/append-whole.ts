@@ -4,11 +4,35 @@
  * comes on the next write. Taking the records as written then lost the rest without a count,
  * and the next append joined two half records into one invalid line.
  *
- * Synchronous calls on a descriptor: the writers that use it (the file sink, the disk buffer)
- * run on the evidence thread, where an asynchronous call was two trips through libuv's thread
- * pool and two thread wakeups per write (file.ts has the measurements).
+ * appendWholeSync is for regular files on the evidence thread (the file sink, the disk buffer),
+ * where an asynchronous call was two trips through libuv's thread pool and two thread wakeups
+ * per write (file.ts has the measurements). appendWhole is for what may block for as long as a
+ * reader pleases (a FIFO, a terminal): there it holds a thread-pool thread, not the evidence
+ * thread and every other sink and detector on it.
  */
 import { ftruncateSync, writeSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+
+/**
+ * Writes all of `chunk` to `fh` (opened for appending, whose size is `sizeBefore`), continuing
+ * after short writes; the same contract as appendWholeSync.
+ */
+export async function appendWhole(fh: FileHandle, chunk: Buffer, sizeBefore: number): Promise<void> {
+  let done = 0;
+  try {
+    while (done < chunk.length) {
+      const { bytesWritten } = await fh.write(chunk, done, chunk.length - done);
+      if (bytesWritten <= 0) throw Object.assign(new Error('the file system accepted no bytes (disk full?)'), { code: 'ENOSPC' });
+      done += bytesWritten;
+    }
+  } catch (err) {
+    if (done > 0) {
+      const undone = await fh.truncate(sizeBefore).then(() => true, () => false);
+      if (!undone && err !== null && typeof err === 'object') Object.assign(err, { torn: true });
+    }
+    throw err;
+  }
+}
 
 /**
  * Writes all of `chunk` to `fd` (opened for appending, whose size is `sizeBefore`), continuing

@@ -12,7 +12,7 @@ import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs
 import { basename, dirname, extname, join } from 'node:path';
 import type { ChokepointEvent } from '../events/catalogue.js';
 import type { EvidenceEvent } from '../events/evidence.js';
-import { appendWholeSync } from './append-whole.js';
+import { appendWhole, appendWholeSync } from './append-whole.js';
 import { JsonlSink } from './jsonl.js';
 import { jsonOf } from '../events/json.js';
 import { COALESCE_MS, typeMatcher, WRITE_NOW_BYTES, type Sink, type SinkStats } from './types.js';
@@ -154,14 +154,15 @@ export class FileSink implements Sink {
           // The size to roll back to is the file's own, not the one we believe: someone may
           // have truncated it (copytruncate) or appended to it since.
           let fh = this.#fh as FileHandle;
-          // The stat and the write are synchronous calls. This sink runs on the evidence thread
-          // (threaded.ts), where blocking for them holds up no tunnel, and each asynchronous
-          // call was two trips through libuv's thread pool and two thread wakeups: measured on
-          // the evidence bench (file sink, 3,000 short tunnels a second, seven alternating
-          // pairs), about 270 fewer context switches a second and 1–36 ms less CPU a second
-          // for the process (of about 100), lower in every pair. A disk that hangs now holds
-          // this thread, where it held thread-pool threads that the proxy's own name lookups
-          // (getaddrinfo) share.
+          // The stat, and the write to a regular file, are synchronous calls. This sink runs on
+          // the evidence thread (threaded.ts), where blocking for them holds up no tunnel, and
+          // each asynchronous call was two trips through libuv's thread pool and two thread
+          // wakeups: measured on the evidence bench (file sink, 3,000 short tunnels a second,
+          // seven alternating pairs), about 270 fewer context switches a second and 1–36 ms
+          // less CPU a second for the process (of about 100), lower in every pair. A disk that
+          // hangs now holds this thread, where it held thread-pool threads that the proxy's own
+          // name lookups (getaddrinfo) share. A FIFO or a device is written asynchronously: a
+          // reader that stops reading would otherwise stop every sink and detector on the thread.
           let st = fstatSync(fh.fd);
           if (st.nlink === 0) {
             // The file (or its directory) was removed: lines written through this handle would
@@ -173,7 +174,8 @@ export class FileSink implements Sink {
             st = fstatSync(fh.fd);
           }
           const data = this.#torn && st.size > 0 ? Buffer.concat([NEWLINE, chunk]) : chunk;
-          appendWholeSync(fh.fd, data, st.size);
+          if (st.isFile()) appendWholeSync(fh.fd, data, st.size);
+          else await appendWhole(fh, data, st.size);
           this.#torn = false;
           this.#size += data.length;
           this.#delivered += lines.length;
