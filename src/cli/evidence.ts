@@ -18,7 +18,7 @@ import type { EventBus } from '../events/bus.js';
 import type { EvidenceEvent } from '../events/evidence.js';
 import { metricsPlugin as plugin } from '../metrics/plugin.js';
 import { EvidenceMetrics, type MetricsHandle } from '../metrics/registry.js';
-import { buildSink, makeSinkDirectory, resolveSink, type ResolvedSink } from '../sinks/factory.js';
+import { buildSink, resolveSink, type ResolvedSink } from '../sinks/factory.js';
 import { FileSink } from '../sinks/file.js';
 import { ThreadedSinks, type SinkView } from '../sinks/threaded.js';
 import type { Sink } from '../sinks/types.js';
@@ -86,8 +86,7 @@ export function createEvidence(o: EvidenceOptions): Evidence {
     local.push(new FileSink({ name: 'stdout', path: '-', maxQueueBytes: EVENTS_QUEUE_BYTES, emit, onError: (err) => onError('stdout', err), rotate: NO_ROTATION }));
   } else if (config.events !== 'none') {
     // The simple target keeps its old behaviour: one file, appended, never rotated.
-    makeSinkDirectory(config.events, 'events');
-    remote.push(resolveSink({ type: 'file', name: 'events', path: config.events, types: [], max_queue_bytes: EVENTS_QUEUE_BYTES, rotate: { max_bytes: NO_ROTATION.maxBytes, interval: 0, keep: 0, max_age: 0 } }));
+    remote.push(resolveSink({ type: 'file', name: 'events', path: config.events, types: [], max_queue_bytes: EVENTS_QUEUE_BYTES, rotate: { max_bytes: NO_ROTATION.maxBytes, interval: 0, keep: 0, max_age: 0 } }, '-', 'events'));
   }
   for (const c of config.sinks) {
     // Throws here, at start, for a secret or TLS file that cannot be read, or a file sink's

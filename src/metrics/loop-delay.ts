@@ -37,10 +37,10 @@ export function loopDelayFigures(late: ArrayLike<number>): Record<Figure, number
 }
 
 /**
- * Registers the gauges in `registry` (names after `prefix`) and starts sampling; the timer does
- * not keep the process alive. Returns a function that stops it.
+ * Registers the gauges in `registry` (names after `prefix`) and starts sampling for the life of
+ * the process (like prom-client's default collectors); the timer does not keep it alive.
  */
-export function registerLoopDelay(registry: Registry, prefix: string): () => void {
+export function registerLoopDelay(registry: Registry, prefix: string): void {
   // A ring: a gateway nobody scrapes keeps the newest MAX_SAMPLES, not a growing list.
   const ring = new Float64Array(MAX_SAMPLES);
   let held = 0;
@@ -73,5 +73,4 @@ export function registerLoopDelay(registry: Registry, prefix: string): () => voi
       } : {}),
     }));
   }
-  return () => clearInterval(timer);
 }

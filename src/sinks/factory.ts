@@ -42,7 +42,7 @@ export interface ResolvedSink {
  * caller's thread at start, so that a directory that cannot be made stops `serve` with a clear
  * error rather than failing the evidence thread over and over.
  */
-export function makeSinkDirectory(path: string, who: string): void {
+function makeSinkDirectory(path: string, who: string): void {
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
   } catch (cause) {
@@ -50,9 +50,10 @@ export function makeSinkDirectory(path: string, who: string): void {
   }
 }
 
-export function resolveSink(c: SinkConfig, hostname = '-'): ResolvedSink {
+/** `who` names the sink in a start-up error (the `events:` target is a file sink named otherwise in the configuration). */
+export function resolveSink(c: SinkConfig, hostname = '-', who = `sink "${c.name}"`): ResolvedSink {
   if (c.type === 'file') {
-    if (c.path !== '-') makeSinkDirectory(c.path, `sink "${c.name}"`);
+    if (c.path !== '-') makeSinkDirectory(c.path, who);
     return { config: c, tls: {}, hostname };
   }
   const read = (key: string, path: string | undefined): Buffer | undefined => {
