@@ -89,7 +89,12 @@ export class FileSink implements Sink {
     this.#stdout = o.path === '-'
       ? new JsonlSink({ target: '-', name: o.name, maxQueueBytes: o.maxQueueBytes, onError: o.onError, onDrop: (n) => this.#reportDrop(n), inband: false })
       : null;
-    if (!this.#stdout) mkdirSync(dirname(o.path), { recursive: true, mode: 0o750 });
+    if (!this.#stdout) {
+      mkdirSync(dirname(o.path), { recursive: true, mode: 0o750 });
+      this.writeText = (type, _time, _severity, json) => {
+        if (!this.#closed && this.#accepts(type)) this.#enqueue(`${json}\n`);
+      };
+    }
   }
 
   readonly write = (e: ChokepointEvent): void => {
@@ -98,12 +103,11 @@ export class FileSink implements Sink {
     this.#enqueue(`${jsonOf(e)}\n`);
   };
 
-  /** The same from the event's JSON text, on the sinks' thread (sink-thread.ts), which never parses it. */
-  readonly writeText = (type: string, _time: string, _severity: number, json: string): void => {
-    if (this.#closed || !this.#accepts(type)) return;
-    if (this.#stdout) return this.#stdout.write(JSON.parse(json) as ChokepointEvent);
-    this.#enqueue(`${json}\n`);
-  };
+  /**
+   * The same from the event's JSON text, on the evidence thread (sink-thread.ts), which then
+   * never parses it. Offered by a file sink only: stdout stays on the gateway's thread.
+   */
+  readonly writeText?: (type: string, time: string, severity: number, json: string) => void;
 
   #enqueue(line: string): void {
     this.#queue.push(line);
